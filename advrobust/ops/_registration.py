@@ -1,0 +1,62 @@
+"""Fake (meta) kernels and autograd formulas of the ``torch.ops.advrobust`` ops.
+
+Fake kernels give output shapes without computing, so the ops work under
+``torch.compile`` and ``torch.library.opcheck``; ``mk_mmd``'s backward is itself a
+custom op (``mk_mmd_backward``) that recomputes the kernel tiles instead of saving them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+@torch.library.register_fake("advrobust::linf_step")
+def _linf_step_fake(x_adv, grad, x_nat, alpha, eps, lo, hi):
+    return torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("advrobust::l2_step")
+def _l2_step_fake(x_adv, grad, x_nat, alpha, eps, lo, hi):
+    return torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("advrobust::de_trial")
+def _de_trial_fake(population, donors, cross_u, cross_j, resample_u, lower, upper, F, CR, resample):
+    return torch.empty_like(population, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("advrobust::de_build")
+def _de_build_fake(images, candidates, add):
+    B, C, H, W = images.shape
+    return images.new_empty((B, candidates.shape[1], C, H, W))
+
+
+@torch.library.register_fake("advrobust::de_select_")
+def _de_select_fake(population, fitness, trial, trial_fitness):
+    return None
+
+
+@torch.library.register_fake("advrobust::mk_mmd")
+def _mk_mmd_fake(x, y, sigmas, unbiased):
+    return x.new_empty(())
+
+
+@torch.library.register_fake("advrobust::mk_mmd_backward")
+def _mk_mmd_backward_fake(grad_out, x, y, sigmas, unbiased):
+    return torch.empty_like(x, memory_format=torch.contiguous_format), \
+        torch.empty_like(y, memory_format=torch.contiguous_format)
+
+
+def _mk_mmd_setup_context(ctx, inputs, output):
+    x, y, sigmas, unbiased = inputs
+    ctx.save_for_backward(x, y)
+    ctx.sigmas, ctx.unbiased = sigmas, unbiased
+
+
+def _mk_mmd_backward(ctx, grad_out: Tensor):
+    x, y = ctx.saved_tensors
+    gx, gy = torch.ops.advrobust.mk_mmd_backward(grad_out, x, y, ctx.sigmas, ctx.unbiased)
+    return gx, gy, None, None
+
+
+torch.library.register_autograd("advrobust::mk_mmd", _mk_mmd_backward, setup_context=_mk_mmd_setup_context)

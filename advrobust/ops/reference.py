@@ -1,0 +1,177 @@
+"""Pure-PyTorch twins of the fused operators.
+
+Each function here computes, with ordinary eager PyTorch, exactly what the matching
+operator in :mod:`advrobust.ops` computes in one fused C++/CUDA kernel. They are
+
+* the oracle of the test suite (operator == twin on random inputs),
+* the baseline of ``bench/`` (and, through ``torch.compile``, the "fused for free" bar),
+* the fallback used by :mod:`advrobust.ops` when the compiled extension is missing.
+
+The twins take the same *normalised* arguments as the operators: ``alpha`` and ``eps``
+are 1-D tensors of length 1 or B, ``lo``/``hi`` are ``None`` or 1-D tensors of length 1
+or C (broadcast over the channel dimension 1), DE random draws are tensors.
+No argument checking happens here: :mod:`advrobust.ops` does it once for both paths.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "linf_step_reference",
+    "l2_step_reference",
+    "de_trial_reference",
+    "de_build_reference",
+    "de_select_reference",
+    "mk_mmd_reference",
+]
+
+
+def _per_sample(v: Tensor, x: Tensor) -> Tensor:
+    """(1,) or (B,) -> shape (B or 1, 1, ..., 1) broadcastable against ``x`` (B, ...)."""
+    return v.reshape((-1,) + (1,) * (x.dim() - 1))
+
+
+def _per_channel(v: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """None, (1,) or (C,) -> None or shape (1, C or 1, 1, ..., 1) against ``x`` (B, C, ...)."""
+    if v is None:
+        return None
+    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+def _clamp_range(x: Tensor, lo: Optional[Tensor], hi: Optional[Tensor]) -> Tensor:
+    lo_b, hi_b = _per_channel(lo, x), _per_channel(hi, x)
+    if lo_b is not None:
+        x = torch.maximum(x, lo_b)
+    if hi_b is not None:
+        x = torch.minimum(x, hi_b)
+    return x
+
+
+def linf_step_reference(
+    x_adv: Tensor, grad: Tensor, x_nat: Tensor, alpha: Tensor, eps: Tensor,
+    lo: Optional[Tensor] = None, hi: Optional[Tensor] = None,
+) -> Tensor:
+    """``clamp(clip(x_adv + alpha*sign(grad), x_nat - eps, x_nat + eps), lo, hi)``.
+
+    Shapes: x_adv, grad, x_nat (B, ...); alpha, eps (1,) or (B,); lo, hi None or (1,)/(C,).
+    """
+    a, e = _per_sample(alpha, x_adv), _per_sample(eps, x_adv)
+    stepped = x_adv + a * torch.sign(grad)
+    clipped = torch.minimum(torch.maximum(stepped, x_nat - e), x_nat + e)
+    return _clamp_range(clipped, lo, hi)
+
+
+def l2_step_reference(
+    x_adv: Tensor, grad: Tensor, x_nat: Tensor, alpha: Tensor, eps: Tensor,
+    lo: Optional[Tensor] = None, hi: Optional[Tensor] = None,
+) -> Tensor:
+    """``x_nat + P_eps(x_adv - x_nat + alpha * grad/||grad||)``, then clamp to [lo, hi].
+
+    ``P_eps(d) = eps * d / max(eps, ||d||)``; norms are per sample over all non-batch
+    dims. A zero gradient makes no step (no NaN); ``eps = 0`` projects onto x_nat.
+    """
+    flat = grad.flatten(1)
+    gnorm = torch.linalg.vector_norm(flat, dim=1)
+    step = torch.where(gnorm > 0, alpha / gnorm.clamp_min(torch.finfo(grad.dtype).tiny), 0.0)
+    delta = (x_adv - x_nat) + _per_sample(step, grad) * grad
+    dnorm = torch.linalg.vector_norm(delta.flatten(1), dim=1)
+    eps_b = eps.expand_as(dnorm)
+    scale = torch.where(dnorm > eps_b, eps_b / dnorm.clamp_min(torch.finfo(grad.dtype).tiny), 1.0)
+    return _clamp_range(x_nat + _per_sample(scale, delta) * delta, lo, hi)
+
+
+def de_trial_reference(
+    population: Tensor, donors: Tensor, cross_u: Tensor, cross_j: Tensor,
+    resample_u: Tensor, lower: Tensor, upper: Tensor, F: float, CR: float, resample: bool,
+) -> Tensor:
+    """DE/rand/1/bin trial vectors.
+
+    Shapes: population (B, P, D); donors (B, P, 3) int64, the r1, r2, r3 of each
+    candidate; cross_u (B, P, D) uniform [0, 1); cross_j (B, P) int64 in [0, D), the gene
+    always taken from the mutant; resample_u (B, P, D) uniform [0, 1); lower, upper (D,).
+
+    mutant = pop[r1] + F * (pop[r2] - pop[r3]); gene j of the trial is the mutant's where
+    ``cross_u < CR`` or ``j == cross_j``, else the parent's. A mutant gene outside
+    [lower, upper] is redrawn as ``lower + resample_u * (upper - lower)`` when ``resample``,
+    else clipped. Returns (B, P, D).
+    """
+    B, P, D = population.shape
+    flat_idx = donors + (torch.arange(B, device=donors.device) * P).view(B, 1, 1)
+    picked = population.reshape(B * P, D)[flat_idx.reshape(-1)].view(B, P, 3, D)
+    mutant = picked[:, :, 0] + F * (picked[:, :, 1] - picked[:, :, 2])
+    out_of_bounds = (mutant < lower) | (mutant > upper)
+    if resample:
+        mutant = torch.where(out_of_bounds, lower + resample_u * (upper - lower), mutant)
+    else:
+        mutant = torch.minimum(torch.maximum(mutant, lower), upper)
+    genes = torch.arange(D, device=population.device)
+    take_mutant = (cross_u < CR) | (genes == cross_j.unsqueeze(-1))
+    return torch.where(take_mutant, mutant, population)
+
+
+def de_build_reference(images: Tensor, candidates: Tensor, add: bool) -> Tensor:
+    """The B*P perturbed images of one DE generation.
+
+    images (B, C, H, W); candidates (B, P, k, 2 + C): per pixel a row, a column (floats,
+    floored and clamped into the image) and C channel values. Returns (B, P, C, H, W):
+    image b with the k pixels of candidate p replaced by (``add=False``) or increased by
+    (``add=True``) the values, pixels applied in order 0..k-1.
+    """
+    B, C, H, W = images.shape
+    P, k = candidates.shape[1], candidates.shape[2]
+    out = images.unsqueeze(1).expand(B, P, C, H, W).clone()
+    flat = out.view(B * P, C, H * W)
+    rows = candidates[..., 0].floor().clamp(0, H - 1).long()
+    cols = candidates[..., 1].floor().clamp(0, W - 1).long()
+    pix = (rows * W + cols).view(B * P, k)
+    values = candidates[..., 2:].reshape(B * P, k, C)
+    bp = torch.arange(B * P, device=images.device)
+    for j in range(k):  # k is a handful of pixels; order matters when two coincide
+        idx = pix[:, j]
+        current = flat[bp, :, idx]
+        flat[bp, :, idx] = current + values[:, j] if add else values[:, j]
+    return out
+
+
+def de_select_reference(
+    population: Tensor, fitness: Tensor, trial: Tensor, trial_fitness: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Greedy DE selection, lower fitness is better, ties go to the trial.
+
+    population, trial (B, P, D); fitness, trial_fitness (B, P). Returns the new
+    (population, fitness) without modifying the inputs.
+    """
+    better = trial_fitness <= fitness
+    return (torch.where(better.unsqueeze(-1), trial, population),
+            torch.where(better, trial_fitness, fitness))
+
+
+def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
+    """||a_i - b_j||^2 as an (n, m) matrix through the Gram identity, clamped at 0."""
+    aa = (a * a).sum(1, keepdim=True)
+    bb = (b * b).sum(1, keepdim=True)
+    return (aa + bb.T - 2.0 * (a @ b.T)).clamp_min(0.0)
+
+
+def mk_mmd_reference(x: Tensor, y: Tensor, sigmas: Sequence[float], unbiased: bool = False) -> Tensor:
+    """Multi-kernel Gaussian MMD^2, materialising each n x m kernel matrix (as DAN code does).
+
+    x (n, d), y (m, d); k(a, b) = sum_k exp(-||a - b||^2 / (2 sigma_k^2)).
+    Biased: mean k(x, x') + mean k(y, y') - 2 mean k(x, y), diagonals included.
+    Unbiased: the within-set means leave out the diagonal (i == j). Returns a 0-dim tensor.
+    """
+    def ksum(a: Tensor, b: Tensor) -> Tensor:
+        d2 = _sq_dists(a, b)
+        return sum(torch.exp(d2 * (-0.5 / (s * s))) for s in sigmas)
+
+    n, m = x.shape[0], y.shape[0]
+    kxx, kyy, kxy = ksum(x, x), ksum(y, y), ksum(x, y)
+    if unbiased:
+        txx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+        tyy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+    else:
+        txx, tyy = kxx.mean(), kyy.mean()
+    return txx + tyy - 2.0 * kxy.mean()
