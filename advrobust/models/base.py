@@ -1,0 +1,122 @@
+"""Shared interface of every advrobust model.
+
+Every model maps its inputs to a latent vector (:meth:`LatentModel.features`) and the latent vector to
+logits with a head (``model.head``): ``forward(*inputs) == head(features(*inputs))``. The attacks,
+the MMD domain adaptation and the latent-space plots rely on exactly this split.
+
+Photometric-redshift models (:class:`PhotozModel`) take ``(image, ebv)`` and return logits over
+``n_bins`` redshift bins of equal width over ``[0, z_max)``; :meth:`PhotozModel.pdf` is their softmax
+and :meth:`PhotozModel.z_phot` the p.d.f.-weighted mean of the bin centres (001, section 2).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LatentModel", "PhotozModel", "xavier_init_"]
+
+
+def xavier_init_(module: nn.Module, bias: float = 0.1) -> None:
+    """Xavier-uniform weights and a constant bias for every convolution and linear layer of ``module``.
+
+    This is the initialisation of Pasquet et al. (2019) that 001 (section 2) adopts for its models.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.constant_(layer.bias, bias)
+
+
+def check_image(image: Tensor, expected: Sequence[int], model: str) -> None:
+    """Raise if ``image`` is not a float batch of shape ``(B, *expected)``."""
+    if not isinstance(image, Tensor):
+        raise TypeError(f"{model}: image must be a torch.Tensor, got {type(image).__name__}")
+    if not image.is_floating_point():
+        raise TypeError(f"{model}: image must be a floating-point tensor, got dtype {image.dtype}")
+    if image.dim() != 4 or tuple(image.shape[1:]) != tuple(expected):
+        raise ValueError(
+            f"{model}: expected an image batch of shape (B, {', '.join(map(str, expected))}), "
+            f"got {tuple(image.shape)}"
+        )
+
+
+class LatentModel(nn.Module):
+    """A model whose output is ``head(features(*inputs))``.
+
+    Subclasses set ``self.head`` (latent -> logits), ``self.latent_dim``, ``self.n_outputs`` and
+    ``self.config`` (the JSON-serialisable constructor arguments, used by :func:`advrobust.models.save`),
+    and implement :meth:`features`.
+    """
+
+    latent_dim: int
+    n_outputs: int
+    config: dict[str, Any]
+    head: nn.Module
+    #: name under which :func:`advrobust.models.create` builds this class; ``create`` overrides it
+    #: per instance with the name it was called with.
+    registry_name: str = ""
+
+    def features(self, *inputs: Tensor) -> Tensor:
+        """Latent vector, shape ``(B, latent_dim)``."""
+        raise NotImplementedError
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Logits, shape ``(B, n_outputs)``."""
+        return self.head(self.features(*inputs))
+
+
+class PhotozModel(LatentModel):
+    """Base of the photo-z models: inputs ``(image, ebv)``, logits over redshift bins.
+
+    Args:
+        n_bins: number of redshift bins (001 and Pasquet et al.: 180).
+        z_max: upper edge of the redshift range ``[0, z_max)`` covered by the bins (001: 1.0,
+            Pasquet et al. on SDSS: 0.4).
+
+    Attributes:
+        bin_centres: buffer of shape ``(n_bins,)``, the bin centres ``(k + 1/2) z_max / n_bins``.
+    """
+
+    bin_centres: Tensor
+
+    def __init__(self, n_bins: int, z_max: float) -> None:
+        super().__init__()
+        if n_bins < 2:
+            raise ValueError(f"n_bins must be at least 2, got {n_bins}")
+        if not z_max > 0:
+            raise ValueError(f"z_max must be positive, got {z_max}")
+        self.n_bins = int(n_bins)
+        self.n_outputs = self.n_bins
+        self.z_max = float(z_max)
+        centres = (torch.arange(self.n_bins, dtype=torch.float64) + 0.5) * (self.z_max / self.n_bins)
+        self.register_buffer("bin_centres", centres.float(), persistent=False)
+
+    def _ebv_column(self, image: Tensor, ebv: Tensor) -> Tensor:
+        """``ebv`` of shape (B,) or (B, 1) as a (B, 1) column of the image's dtype and device."""
+        if not isinstance(ebv, Tensor):
+            raise TypeError(f"{type(self).__name__}: ebv must be a torch.Tensor, got {type(ebv).__name__}")
+        if ebv.dim() == 1:
+            ebv = ebv.unsqueeze(1)
+        if ebv.dim() != 2 or ebv.shape[1] != 1 or ebv.shape[0] != image.shape[0]:
+            raise ValueError(
+                f"{type(self).__name__}: ebv must have shape (B,) or (B, 1) with B = {image.shape[0]}, "
+                f"got {tuple(ebv.shape)}"
+            )
+        return ebv.to(dtype=image.dtype, device=image.device)
+
+    def pdf(self, image: Tensor, ebv: Tensor) -> Tensor:
+        """Redshift p.d.f. over the bins, shape ``(B, n_bins)``, rows summing to 1."""
+        return torch.softmax(self(image, ebv), dim=1)
+
+    def z_phot(self, image: Tensor, ebv: Tensor) -> Tensor:
+        """Photometric redshift, the p.d.f.-weighted mean of the bin centres, shape ``(B,)``."""
+        pdf = self.pdf(image, ebv)
+        return pdf @ self.bin_centres.to(pdf.dtype)
+
+    def redshift_to_bin(self, z: Tensor) -> Tensor:
+        """Index of the bin holding each redshift (clamped to the range), int64 of ``z``'s shape."""
+        index = torch.floor(z / (self.z_max / self.n_bins)).long()
+        return index.clamp_(0, self.n_bins - 1)

@@ -1,0 +1,84 @@
+"""Campagne's simpler photo-z CNN, Table A2 of 001 (13,461,008 parameters), and its small variant.
+
+Layout: ``conv0`` (5x5, padding 2) -> average pool /2 -> ``conv1`` (3x3, padding 2) -> average pool /2
+-> ``conv2`` (3x3, padding 2) -> average pool /2 (ceil mode: 19 -> 10) -> flatten, append E(B-V) ->
+``fc0`` -> ``fc1`` (180 bins). Table A2 counts no PReLU parameters, so the activations are ReLU;
+initialisation as in 001: Xavier-uniform weights, bias 0.1.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from advrobust.models.base import PhotozModel, check_image, xavier_init_
+
+__all__ = ["CampagneCNN"]
+
+
+class CampagneCNN(PhotozModel):
+    """Three-convolution photo-z CNN of Table A2 of 001.
+
+    Args:
+        in_channels: image bands (5).
+        image_size: side of the square cutouts in pixels (64).
+        channels: widths of ``conv0``, ``conv1``, ``conv2`` ((64, 92, 128)).
+        fc_width: output of ``fc0``, the latent vector (1024).
+        n_bins: redshift bins of the output (180).
+        z_max: redshift range ``[0, z_max)`` of the bins.
+
+    Shape:
+        ``image`` (B, in_channels, image_size, image_size), ``ebv`` (B,) or (B, 1) -> logits (B, n_bins).
+
+    Example:
+        >>> model = CampagneCNN()
+        >>> model(torch.zeros(2, 5, 64, 64), torch.zeros(2)).shape
+        torch.Size([2, 180])
+    """
+
+    registry_name = "campagne_cnn"
+
+    def __init__(
+        self,
+        in_channels: int = 5,
+        image_size: int = 64,
+        channels: Sequence[int] = (64, 92, 128),
+        fc_width: int = 1024,
+        n_bins: int = 180,
+        z_max: float = 1.0,
+    ) -> None:
+        super().__init__(n_bins, z_max)
+        if len(channels) != 3 or min(channels) < 1:
+            raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
+        if image_size < 2:
+            raise ValueError(f"image_size must be at least 2, got {image_size}")
+        self.config = {
+            "in_channels": in_channels,
+            "image_size": image_size,
+            "channels": [int(c) for c in channels],
+            "fc_width": fc_width,
+            "n_bins": n_bins,
+            "z_max": z_max,
+        }
+        self.input_shape = (in_channels, image_size, image_size)
+        c0, c1, c2 = channels
+        self.trunk = nn.Sequential(
+            nn.Conv2d(in_channels, c0, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
+            nn.Conv2d(c0, c1, 3, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
+            nn.Conv2d(c1, c2, 3, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
+        )
+        side = -(-image_size // 2)  # conv0 keeps the size, its pool halves it (rounding up)
+        for _ in range(2):  # conv1, conv2 (3x3, padding 2) grow the map by 2, their pools halve it
+            side = -(-(side + 2) // 2)
+        self.fc0 = nn.Linear(c2 * side * side + 1, fc_width)
+        self.head = nn.Linear(fc_width, n_bins)
+        self.latent_dim = fc_width
+        xavier_init_(self)
+
+    def features(self, image: Tensor, ebv: Tensor) -> Tensor:
+        """Output of ``fc0`` after its ReLU, shape ``(B, fc_width)``."""
+        check_image(image, self.input_shape, type(self).__name__)
+        ebv = self._ebv_column(image, ebv)
+        maps = self.trunk(image)
+        return torch.relu(self.fc0(torch.cat([maps.flatten(1), ebv], dim=1)))

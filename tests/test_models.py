@@ -1,0 +1,142 @@
+"""Models: exact parameter counts of the papers' tables, shapes, latent vectors, weight files."""
+import json
+
+import pytest
+import torch
+
+from advrobust import models
+from advrobust.models import PASQUET_CELLS
+
+
+def n_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("pasquet_inception", {}, 27_596_372),  # 001 Table A1
+        ("pasquet_inception", {"fc_widths": (2000, 1096)}, 48_722_852),  # 001 section 4.3
+        ("pasquet_inception", {"cells": PASQUET_CELLS[:4] + ((92, 256, 0, 256),)}, 45_720_660),
+        ("campagne_cnn", {}, 13_461_008),  # 001 Table A2
+        ("convnet", {}, 1_187_203),  # 002 Table 1
+        ("resnet18", {}, 11_176_512 + 512 * 256 + 256 + 256 * 3 + 3),  # torchvision trunk + 256-d latent + 3
+    ],
+)
+def test_parameter_counts(name, kwargs, expected):
+    assert n_trainable(models.create(name, **kwargs)) == expected
+
+
+def test_table_a1_layer_sizes():
+    model = models.create("pasquet_inception")
+    # Table A1 rows: conv0 (+PReLU), i0 and i4 totals, fc0 with its 22,273 inputs.
+    assert n_trainable(model.conv0) == 8128
+    cells = [m for m in model.trunk if isinstance(m, models.InceptionCell)]
+    assert [n_trainable(c) for c in cells] == [118_432, 269_288, 539_064, 594_008, 255_376]
+    assert [c.out_channels for c in cells] == [240, 340, 476, 476, 348]
+    assert model.fc0.in_features == 22_273 and n_trainable(model.fc0) == 24_412_304
+    wide = models.create("pasquet_inception", cells=PASQUET_CELLS[:4] + ((92, 256, 0, 256),))
+    assert wide.fc0.in_features == 38_657
+
+
+def test_table_a2_layer_sizes():
+    model = models.create("campagne_cnn")
+    assert model.fc0.in_features == 12_801
+    maps = model.trunk(torch.zeros(1, 5, 64, 64))
+    assert maps.shape == (1, 128, 10, 10)
+
+
+def test_pasquet_initialisation():
+    model = models.create("pasquet_inception")
+    assert torch.all(model.fc0.bias == 0.1) and torch.all(model.conv0[0].bias == 0.1)
+    bound = (6 / (model.fc1.in_features + model.fc1.out_features)) ** 0.5
+    assert model.fc1.weight.abs().max() <= bound
+
+
+@pytest.mark.parametrize("ebv_shape", [(2,), (2, 1)])
+@pytest.mark.parametrize("name", ["pasquet_inception", "campagne_cnn", "photoz_small"])
+def test_photoz_interface(name, ebv_shape):
+    torch.manual_seed(0)
+    model = models.create(name, z_max=0.4).eval()
+    image, ebv = torch.randn(2, 5, 64, 64), torch.rand(ebv_shape) * 0.1
+    with torch.no_grad():
+        logits, latent = model(image, ebv), model.features(image, ebv)
+        pdf, z = model.pdf(image, ebv), model.z_phot(image, ebv)
+    assert logits.shape == (2, 180) and pdf.shape == (2, 180)
+    assert latent.shape == (2, model.latent_dim)
+    torch.testing.assert_close(model.head(latent), logits)
+    torch.testing.assert_close(pdf.sum(1), torch.ones(2))
+    torch.testing.assert_close(z, pdf @ model.bin_centres)
+    assert model.bin_centres[0] == pytest.approx(0.2 / 180) and model.bin_centres[-1] == pytest.approx(0.4 - 0.2 / 180)
+    assert torch.all((z > 0) & (z < 0.4))
+
+
+@pytest.mark.parametrize("name, size", [("convnet", 100), ("resnet18", 100), ("morphology_small", 100)])
+def test_classifier_interface(name, size):
+    model = models.create(name).eval()
+    image = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        latent = model.features(image)
+        assert latent.shape == (3, model.latent_dim)
+        torch.testing.assert_close(model.head(latent), model(image))
+    assert model(image).shape == (3, 3)
+
+
+def test_bad_inputs_are_named():
+    model = models.create("photoz_small")
+    with pytest.raises(ValueError, match=r"\(B, 5, 64, 64\)"):
+        model(torch.zeros(2, 3, 64, 64), torch.zeros(2))
+    with pytest.raises(ValueError, match="ebv"):
+        model(torch.zeros(2, 5, 64, 64), torch.zeros(3))
+    with pytest.raises(ValueError, match="unknown model"):
+        models.create("vgg16")
+    with pytest.raises(TypeError):
+        models.create("convnet", depth=3)
+
+
+def test_gradient_reaches_the_image():
+    model = models.create("photoz_small")
+    image = torch.randn(2, 5, 64, 64, requires_grad=True)
+    model.z_phot(image, torch.zeros(2)).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, inputs",
+    [
+        ("photoz_small", {"z_max": 0.4, "n_bins": 90}, (torch.randn(2, 5, 64, 64), torch.rand(2))),
+        ("morphology_small", {}, (torch.randn(2, 3, 100, 100),)),
+        ("resnet18", {"widths": (8, 8, 16, 16), "latent_dim": 16}, (torch.randn(2, 3, 48, 48),)),
+    ],
+)
+def test_save_load_round_trip(tmp_path, name, kwargs, inputs):
+    torch.manual_seed(1)
+    model = models.create(name, **kwargs)
+    model.train()(*inputs)  # move the batch-norm running statistics away from their defaults
+    model.eval()
+    path = tmp_path / "model.safetensors"
+    models.save(model, path)
+    loaded = models.load(path).eval()
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert loaded.registry_name == name
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with torch.no_grad():
+        assert torch.equal(loaded(*inputs), model(*inputs))
+    # The file is plain safetensors whose header carries the constructor arguments as JSON.
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        header = json.loads(handle.metadata()["advrobust"])
+    assert header["name"] == name and header["kwargs"] == json.loads(json.dumps(model.config))
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not an advrobust model file"):
+        models.load(path)
+    with pytest.raises(TypeError, match="create"):
+        models.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
