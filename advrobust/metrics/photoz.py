@@ -1,0 +1,80 @@
+"""Photometric-redshift quality metrics (001, section 2).
+
+``dz = (z_phot - z_spec) / (1 + z_spec)``; ``bias = mean(dz)``;
+``sigma_MAD = 1.4826 * median(|dz - median(dz)|)``; ``eta`` = fraction of outliers ``|dz| > 0.05``.
+Inputs are 1-D tensors or arrays of equal length; medians are the usual ones (the mean of the two
+middle values for an even count), computed in float64.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+__all__ = ["delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "photoz_metrics"]
+
+ArrayLike = Union[torch.Tensor, np.ndarray, list, tuple]
+
+#: 1 / Phi^-1(3/4): makes the median absolute deviation of a Gaussian equal to its sigma
+MAD_TO_SIGMA = 1.4826
+
+
+def _as_1d(values: ArrayLike, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def delta_z(z_phot: ArrayLike, z_spec: ArrayLike) -> np.ndarray:
+    """Normalised residuals ``(z_phot - z_spec) / (1 + z_spec)``, float64 of shape ``(N,)``.
+
+    Raises:
+        ValueError: inputs not 1-D, of different lengths, non-finite, or ``z_spec <= -1``.
+    """
+    zp, zs = _as_1d(z_phot, "z_phot"), _as_1d(z_spec, "z_spec")
+    if zp.shape != zs.shape:
+        raise ValueError(f"z_phot and z_spec must have the same length, got {zp.size} and {zs.size}")
+    if np.any(zs <= -1):
+        raise ValueError("z_spec must be greater than -1")
+    return (zp - zs) / (1.0 + zs)
+
+
+def photoz_bias(dz: ArrayLike) -> float:
+    """Mean of ``dz``."""
+    return float(np.mean(_as_1d(dz, "dz")))
+
+
+def sigma_mad(dz: ArrayLike) -> float:
+    """``1.4826 * median(|dz - median(dz)|)``, a robust standard deviation of ``dz``."""
+    dz = _as_1d(dz, "dz")
+    return float(MAD_TO_SIGMA * np.median(np.abs(dz - np.median(dz))))
+
+
+def outlier_fraction(dz: ArrayLike, threshold: float = 0.05) -> float:
+    """Fraction of ``|dz| > threshold`` (001: 0.05), in [0, 1]."""
+    return float(np.mean(np.abs(_as_1d(dz, "dz")) > threshold))
+
+
+def photoz_metrics(z_phot: ArrayLike, z_spec: ArrayLike, outlier_threshold: float = 0.05) -> dict[str, float]:
+    """``bias``, ``sigma_mad`` and ``eta`` (outlier fraction, not a percentage) of a photo-z sample.
+
+    Args:
+        z_phot: predicted redshifts, shape ``(N,)`` (tensor, array or sequence).
+        z_spec: true (spectroscopic) redshifts, shape ``(N,)``.
+        outlier_threshold: ``|dz|`` above which a galaxy is an outlier.
+
+    Raises:
+        ValueError: see :func:`delta_z`.
+
+    Example:
+        >>> photoz_metrics([0.1, 0.52], [0.1, 0.5])["eta"]
+        0.0
+    """
+    dz = delta_z(z_phot, z_spec)
+    return {"bias": photoz_bias(dz), "sigma_mad": sigma_mad(dz), "eta": outlier_fraction(dz, outlier_threshold)}
