@@ -1,0 +1,230 @@
+"""Gradient attacks: FGSM, PGD-Linf (BIM, optional random start) and PGD-L2, on the fused ops.
+
+Each step is one forward, one ``torch.autograd.grad`` with respect to the input only, and one
+fused operator (:func:`advrobust.ops.linf_step` / :func:`advrobust.ops.l2_step`) that does the
+step, the projection onto the eps-ball and the optional clamp in a single pass. Nothing else
+runs per step: no ``.item()``, no host sync, no extra copies.
+
+References:
+    Goodfellow et al. (2014), FGSM; Kurakin et al. (2016), BIM; Madry et al. (2017), PGD;
+    001 (photo-z, sections 3.3-3.4: eps = 0.01, alpha = eps/10, L2 eps scaled by
+    sqrt(2n/(e pi))); 004 (PGD-inf and PGD-2, 10 steps, step 2/3 eps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from advrobust import ops
+from advrobust.attacks.base import (
+    Attack, Bound, ScalarOrPerSample, broadcast_per_sample, check_radius, check_scalar, clamp_range,
+    radius_for,
+)
+from advrobust.attacks.losses import LossFn, resolve_loss
+
+__all__ = ["FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume"]
+
+
+def eps_l2_equal_volume(eps_inf: float, n: int) -> float:
+    """L2 radius matching an L-inf radius, ``eps_inf * sqrt(2 n / (e pi))`` (001, Table 1 caption).
+
+    001 scales eps by the change of eps-ball volume between the two norms in ``n``
+    dimensions (Stirling's formula); it used ``n = 64**2`` (pixels per band) for its 5x64x64
+    cubes.
+
+    Args:
+        eps_inf: L-inf radius (image units), >= 0.
+        n: number of dimensions, >= 1.
+
+    Example:
+        >>> round(eps_l2_equal_volume(0.01, 64 * 64), 4)
+        0.3096
+    """
+    check_scalar("eps_l2_equal_volume", "eps_inf", eps_inf)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"eps_l2_equal_volume: n must be an integer >= 1, got {n!r}")
+    return float(eps_inf) * math.sqrt(2.0 * n / (math.e * math.pi))
+
+
+class _GradientAttack(Attack):
+    """Shared pieces: loss hook, targeted flag, per-sample eps/alpha, random start, the step loop."""
+
+    _step_op = None  # ops.linf_step or ops.l2_step
+
+    def __init__(self, model: nn.Module, *, eps: ScalarOrPerSample, alpha: Optional[ScalarOrPerSample],
+                 steps: int, random_start: bool, loss: Union[str, LossFn], targeted: bool,
+                 lo: Bound, hi: Bound, generator: Optional[torch.Generator]) -> None:
+        super().__init__(model, lo=lo, hi=hi)
+        name = type(self).__name__
+        self.eps = check_radius(name, "eps", eps)
+        self.alpha = None if alpha is None else check_radius(name, "alpha", alpha)
+        self.steps = int(check_scalar(name, "steps", steps, integer=True))
+        self.random_start = bool(random_start)
+        self.targeted = bool(targeted)
+        self.loss = resolve_loss(loss, model)
+        self.generator = generator
+
+    def _radii(self, x: Tensor) -> Tuple[ScalarOrPerSample, ScalarOrPerSample]:
+        name = type(self).__name__
+        eps = radius_for(name, "eps", self.eps, x)
+        alpha = eps / 10.0 if self.alpha is None else radius_for(name, "alpha", self.alpha, x)
+        return eps, alpha
+
+    def _objective_grad(self, x_adv: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...]) -> Tensor:
+        """Gradient of the (signed) summed loss with respect to x_adv only."""
+        x_adv.requires_grad_(True)
+        with torch.enable_grad():
+            out = self.model(x_adv, *extra)
+            loss = self.loss(out, y).sum()
+            if self.targeted:
+                loss = -loss
+            (grad,) = torch.autograd.grad(loss, x_adv)
+        return grad
+
+    def _random_start(self, x: Tensor, eps: ScalarOrPerSample, lo: Bound, hi: Bound) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x, y, lo, hi, extra):
+        eps, alpha = self._radii(x)
+        x_adv = self._random_start(x, eps, lo, hi) if self.random_start else x
+        step = type(self)._step_op
+        for _ in range(self.steps):
+            grad = self._objective_grad(x_adv.detach(), y, extra)
+            x_adv = step(x_adv.detach(), grad, x, alpha=alpha, eps=eps, lo=lo, hi=hi)
+        return x_adv.detach()
+
+
+class PGD(_GradientAttack):
+    r"""Projected gradient descent in the L-inf ball (BIM; Madry et al. with ``random_start``).
+
+    Distance: L-inf. Each step, fused in :func:`advrobust.ops.linf_step`::
+
+        x_adv <- clamp(clip(x_adv + alpha * sign(grad_x loss), x - eps, x + eps), lo, hi)
+
+    Args:
+        model: any ``nn.Module``, called as ``model(x_adv, *extra)``.
+        eps: L-inf radius in image units, float or per-sample ``(B,)`` tensor, >= 0
+            (001 uses 0.01).
+        alpha: step size, float or ``(B,)``; default ``eps / 10`` as in 001 (section 3.4) —
+            torchattacks defaults to 2/255, 004 uses ``2 * eps / 3``.
+        steps: number of iterations (001: 10 to 40; 004: 10).
+        random_start: start from ``x + U[-eps, eps]`` (per sample eps; clamped to lo/hi).
+        loss: ``"ce"``, ``"photoz_ce"``, ``"photoz_dz"`` or a callable ``(output, y) -> (B,)``
+            (see :mod:`advrobust.attacks.losses`); ascended, or descended when ``targeted``.
+        targeted: ``y`` holds targets; the attack minimises the loss toward them.
+        lo, hi: valid range: None (no clamp, default), float or per-channel ``(C,)`` tensor.
+        generator: ``torch.Generator`` for the random start (reproducibility).
+
+    Shape:
+        x: ``(B, ...)`` float, any units; y: ``(B, ...)``; extra: tensors ``(B, ...)`` passed to
+        the model unperturbed (e.g. E(B-V)); returns ``(B, ...)`` like x, detached.
+
+    Example:
+        >>> atk = PGD(model, eps=0.01, steps=10, random_start=True)
+        >>> x_adv = atk(images, labels)
+        >>> x_adv = PGD(photoz_model, eps=0.01, loss="photoz_ce")(images, z_spec, ebv)
+    """
+
+    _step_op = staticmethod(ops.linf_step)
+
+    def __init__(self, model: nn.Module, eps: ScalarOrPerSample = 0.01, alpha: Optional[ScalarOrPerSample] = None,
+                 steps: int = 10, random_start: bool = False, *, loss: Union[str, LossFn] = "ce",
+                 targeted: bool = False, lo: Bound = None, hi: Bound = None,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, loss=loss,
+                         targeted=targeted, lo=lo, hi=hi, generator=generator)
+
+    def _random_start(self, x, eps, lo, hi):
+        u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=self.generator)
+        return clamp_range(x + (2.0 * u - 1.0) * broadcast_per_sample(eps, x), lo, hi)
+
+
+class FGSM(PGD):
+    r"""Fast gradient sign method (Goodfellow et al. 2014; 001 section 3.3).
+
+    Distance: L-inf. One step from x: ``x_adv = clamp(x + eps * sign(grad_x loss), lo, hi)``,
+    computed by :func:`advrobust.ops.linf_step` with ``alpha = eps``.
+
+    Args:
+        model: any ``nn.Module``, called as ``model(x, *extra)``.
+        eps: L-inf radius in image units, float or per-sample ``(B,)`` tensor (001: 0.01).
+        loss, targeted, lo, hi: as :class:`PGD`.
+
+    Example:
+        >>> x_adv = FGSM(model, eps=0.01)(images, labels)
+    """
+
+    def __init__(self, model: nn.Module, eps: ScalarOrPerSample = 0.01, *, loss: Union[str, LossFn] = "ce",
+                 targeted: bool = False, lo: Bound = None, hi: Bound = None) -> None:
+        super().__init__(model, eps=eps, alpha=None, steps=1, random_start=False, loss=loss, targeted=targeted,
+                         lo=lo, hi=hi)
+
+    def _radii(self, x):
+        eps = radius_for(type(self).__name__, "eps", self.eps, x)
+        return eps, eps
+
+
+class PGDL2(_GradientAttack):
+    r"""Projected gradient descent in the L2 ball (Madry et al.; 001 eq. 8; 004's PGD-2).
+
+    Distance: L2, per sample over all non-batch dimensions. Each step, fused in
+    :func:`advrobust.ops.l2_step`::
+
+        x_adv <- clamp(x + P_eps(x_adv - x + alpha * g / ||g||_2), lo, hi),
+        P_eps(d) = eps * d / max(eps, ||d||_2)
+
+    A sample whose gradient is exactly zero does not move.
+
+    Args:
+        model: any ``nn.Module``.
+        eps: L2 radius in image units, float or ``(B,)`` tensor. To match an L-inf radius as
+            001 does, use :func:`eps_l2_equal_volume` (``eps_inf * sqrt(2n/(e pi))``).
+        alpha: L2 step length, default ``eps / 10`` (as the L-inf attack; 004 uses 2/3 eps).
+        steps: iterations (001 needed 40 for an L-inf-like effect; default 10).
+        random_start: start from a point drawn uniformly in the eps-ball (direction Gaussian,
+            radius ``eps * u**(1/n)``, n = elements per sample), then clamped to lo/hi.
+        loss, targeted, lo, hi, generator: as :class:`PGD`.
+
+    Example:
+        >>> eps = eps_l2_equal_volume(0.01, 64 * 64)
+        >>> x_adv = PGDL2(model, eps=eps, steps=40)(images, labels)
+    """
+
+    _step_op = staticmethod(ops.l2_step)
+
+    def __init__(self, model: nn.Module, eps: ScalarOrPerSample, alpha: Optional[ScalarOrPerSample] = None,
+                 steps: int = 10, random_start: bool = False, *, loss: Union[str, LossFn] = "ce",
+                 targeted: bool = False, lo: Bound = None, hi: Bound = None,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, loss=loss,
+                         targeted=targeted, lo=lo, hi=hi, generator=generator)
+
+    def _random_start(self, x, eps, lo, hi):
+        B, n = x.shape[0], x[0].numel()
+        g = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=self.generator)
+        norm = torch.linalg.vector_norm(g.flatten(1), dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+        u = torch.rand(B, dtype=x.dtype, device=x.device, generator=self.generator)
+        eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(B)
+        radius = eps_t * u.pow(1.0 / n)
+        return clamp_range(x + g * broadcast_per_sample(radius / norm, x), lo, hi)
+
+
+def fgsm(model: nn.Module, x: Tensor, y: Optional[Tensor], *extra: Tensor, eps: ScalarOrPerSample = 0.01,
+         **kwargs) -> Tensor:
+    """Functional :class:`FGSM`: ``fgsm(model, x, y, *extra, eps=..., loss=..., targeted=..., lo=, hi=)``."""
+    return FGSM(model, eps=eps, **kwargs)(x, y, *extra)
+
+
+def pgd(model: nn.Module, x: Tensor, y: Optional[Tensor], *extra: Tensor, eps: ScalarOrPerSample = 0.01,
+        **kwargs) -> Tensor:
+    """Functional :class:`PGD`: ``pgd(model, x, y, *extra, eps=, alpha=, steps=, random_start=, ...)``."""
+    return PGD(model, eps=eps, **kwargs)(x, y, *extra)
+
+
+def pgd_l2(model: nn.Module, x: Tensor, y: Optional[Tensor], *extra: Tensor, eps: ScalarOrPerSample,
+           **kwargs) -> Tensor:
+    """Functional :class:`PGDL2`: ``pgd_l2(model, x, y, *extra, eps=, alpha=, steps=, random_start=, ...)``."""
+    return PGDL2(model, eps=eps, **kwargs)(x, y, *extra)

@@ -1,0 +1,172 @@
+"""Natural (non-adversarial) perturbations, as functions and as augmentation modules.
+
+* :func:`gaussian_noise` — ``x + N(0, sigma^2)``;
+* :func:`uniform_noise` — ``x + U[-eps, eps]``, 001's control (section 3.3: eps = 0.01 leaves
+  the photo-z metrics unchanged, 0.1 degrades them);
+* :func:`shorter_exposure` — the Poisson noise of a shorter exposure, e.g. 002's Y10 -> Y1
+  (one year of observing instead of ten: ``exposure_ratio = 0.1``).
+
+Each function returns a new tensor (the input is not modified) and takes a ``generator`` for
+reproducibility; :class:`GaussianNoise`, :class:`UniformNoise` and :class:`ShorterExposure` are
+thin ``nn.Module`` wrappers to drop into an augmentation pipeline (they perturb in training
+mode only unless ``always=True``).
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from advrobust.attacks.base import check_scalar
+
+__all__ = ["gaussian_noise", "uniform_noise", "shorter_exposure",
+           "GaussianNoise", "UniformNoise", "ShorterExposure"]
+
+ScalarOrPerSample = Union[float, Tensor]
+
+
+def _check_x(name: str, x: Tensor) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"{name}: x must be a floating-point tensor, got "
+                        f"{type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name}: x must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
+
+
+def _scale(name: str, what: str, v: ScalarOrPerSample, x: Tensor) -> Union[float, Tensor]:
+    """A float >= 0, or a (B,) tensor broadcast to (B, 1, ..., 1)."""
+    if isinstance(v, Tensor):
+        if v.dim() > 1 or v.numel() not in (1, x.shape[0]):
+            raise ValueError(f"{name}: {what} must be a float or a (B,) tensor with B={x.shape[0]}, "
+                             f"got shape {tuple(v.shape)}")
+        if v.device != x.device:
+            raise ValueError(f"{name}: {what} is on {v.device} but x is on {x.device}")
+        if bool(torch.isnan(v).any()) or bool((v < 0).any()):
+            raise ValueError(f"{name}: {what} must be >= 0, got {v.tolist()}")
+        return v.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
+    return check_scalar(name, what, v)
+
+
+def gaussian_noise(x: Tensor, sigma: ScalarOrPerSample, *, generator: Optional[torch.Generator] = None) -> Tensor:
+    """``x + sigma * N(0, 1)``, per element; sigma a float or per-sample ``(B,)`` tensor, image units.
+
+    Example:
+        >>> x_noisy = gaussian_noise(images, 0.05)
+    """
+    _check_x("gaussian_noise", x)
+    s = _scale("gaussian_noise", "sigma", sigma, x)
+    return x + s * torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+def uniform_noise(x: Tensor, eps: ScalarOrPerSample, *, generator: Optional[torch.Generator] = None) -> Tensor:
+    """``x + U[-eps, eps]`` per element (001's random control for its eps choice).
+
+    Example:
+        >>> x_noisy = uniform_noise(images, 0.01)
+    """
+    _check_x("uniform_noise", x)
+    e = _scale("uniform_noise", "eps", eps, x)
+    u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    return x + (2.0 * u - 1.0) * e
+
+
+def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: float, gain: float = 1.0,
+                     noisy_input: bool = True, generator: Optional[torch.Generator] = None) -> Tensor:
+    r"""Poisson noise of a shorter exposure, in the units of the long one (002: Y10 -> Y1).
+
+    ``x`` is a sky-subtracted image of the long exposure (e.g. Y10, 002 section 2.2) in ADU,
+    ``sky`` the subtracted sky level per pixel in the same units, ``gain`` electrons per ADU,
+    ``exposure_ratio = t_short / t_long`` in (0, 1] (Y1 from Y10: 0.1). The result keeps the
+    flux scale of ``x`` (what a model trained on the long exposure expects) with the noise of
+    the short exposure: total counts ``(x + sky) * gain`` become Poisson with ``r`` times the
+    exposure, rescaled by ``1/r``.
+
+    * ``noisy_input=True`` (default, ``x`` is already a real long exposure, with its own
+      Poisson noise): only the missing variance ``(x + sky) * gain * (1/r - 1)`` is added, as a
+      scaled Poisson draw: ``x + (Poisson(lam) - lam) / (s * gain)`` with
+      ``lam = (x + sky) * gain * s``, ``s = r / (1 - r)`` — so the total variance is that of
+      the short exposure.
+    * ``noisy_input=False`` (``x`` is a noise-free model image):
+      ``Poisson((x + sky) * gain * r) / (r * gain) - sky``.
+
+    Counts below zero (negative noise fluctuations in ``x + sky``) are treated as zero mean.
+
+    Args:
+        x: ``(B, ...)`` float image(s), sky-subtracted, ADU of the long exposure.
+        sky: sky level per pixel (ADU of the long exposure), float or per-channel ``(C,)``.
+        exposure_ratio: ``t_short / t_long`` in (0, 1]; 1 returns an unchanged copy
+            (``noisy_input=True``).
+        gain: electrons per ADU (> 0).
+
+    Example:
+        >>> y1 = shorter_exposure(y10, sky=sky_level, exposure_ratio=0.1)
+    """
+    name = "shorter_exposure"
+    _check_x(name, x)
+    r = check_scalar(name, "exposure_ratio", exposure_ratio, positive=True)
+    if r > 1:
+        raise ValueError(f"{name}: exposure_ratio = t_short / t_long must be in (0, 1], got {r}")
+    g = check_scalar(name, "gain", gain, positive=True)
+    if isinstance(sky, Tensor):
+        if sky.dim() > 1 or (sky.numel() != 1 and (x.dim() < 2 or sky.numel() != x.shape[1])):
+            raise ValueError(f"{name}: sky must be a float or a per-channel (C,) tensor, got shape {tuple(sky.shape)}")
+        if bool((sky < 0).any()):
+            raise ValueError(f"{name}: sky must be >= 0, got {sky.tolist()}")
+        sky_b = sky.to(device=x.device, dtype=x.dtype).reshape((1, -1) + (1,) * (x.dim() - 2))
+    else:
+        sky_b = check_scalar(name, "sky", sky)
+    counts = ((x + sky_b) * g).clamp_min(0.0)
+    if noisy_input:
+        if r == 1.0:
+            return x.clone()
+        s = r / (1.0 - r)
+        lam = counts * s
+        return x + (torch.poisson(lam, generator=generator) - lam) / (s * g)
+    return torch.poisson(counts * r, generator=generator) / (r * g) - sky_b
+
+
+class _Augmentation(nn.Module):
+    def __init__(self, always: bool) -> None:
+        super().__init__()
+        self.always = bool(always)
+
+    def _active(self) -> bool:
+        return self.training or self.always
+
+
+class GaussianNoise(_Augmentation):
+    """Module form of :func:`gaussian_noise` (noise in training mode, or always with ``always=True``)."""
+
+    def __init__(self, sigma: float, *, always: bool = False) -> None:
+        super().__init__(always)
+        self.sigma = check_scalar("GaussianNoise", "sigma", sigma)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gaussian_noise(x, self.sigma) if self._active() else x
+
+
+class UniformNoise(_Augmentation):
+    """Module form of :func:`uniform_noise`."""
+
+    def __init__(self, eps: float, *, always: bool = False) -> None:
+        super().__init__(always)
+        self.eps = check_scalar("UniformNoise", "eps", eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return uniform_noise(x, self.eps) if self._active() else x
+
+
+class ShorterExposure(_Augmentation):
+    """Module form of :func:`shorter_exposure` (e.g. ``ShorterExposure(sky=..., exposure_ratio=0.1)``)."""
+
+    def __init__(self, *, sky: float, exposure_ratio: float, gain: float = 1.0, noisy_input: bool = True,
+                 always: bool = False) -> None:
+        super().__init__(always)
+        self.sky, self.exposure_ratio, self.gain, self.noisy_input = sky, exposure_ratio, gain, noisy_input
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self._active():
+            return x
+        return shorter_exposure(x, sky=self.sky, exposure_ratio=self.exposure_ratio, gain=self.gain,
+                                noisy_input=self.noisy_input)

@@ -1,0 +1,282 @@
+"""One-pixel attack by differential evolution (Su et al. 2017/2019; 002 section 2.3), batched.
+
+A candidate changes ``k`` pixels; its genes are, per pixel, ``(row, col, v_1, ..., v_C)``, so a
+candidate has ``D = k * (2 + C)`` genes. Rows/cols are continuous in ``[0, H)`` / ``[0, W)``
+(floored when the image is built); values are continuous within the per-channel data range
+(no 0..255 grid, astronomy images are floats) or, with ``add=True``, amounts added to the pixel.
+
+Every generation of the search is, for the whole batch at once:
+
+1. :func:`advrobust.ops.de_draws` (random numbers, seeded) -> :func:`advrobust.ops.de_trial`
+   (DE/rand/1/bin mutation, crossover and bounds for all running images x population);
+2. :func:`advrobust.ops.de_build` -> ONE model forward over all running images x candidates,
+   split into chunks of at most ``memory_budget`` bytes of images (no loop over images);
+3. the objective turns that forward's outputs into fitness (lower is better) and per-candidate
+   success; :func:`advrobust.ops.de_select_` keeps the better of parent and trial;
+4. an image with a successful candidate stops there (its pixels and the generation are
+   recorded) — read from the same forward pass, no separate success check.
+
+The initial population (uniform within the bounds) is scored once; an image that one of its
+random candidates already fools stops with ``iterations = 0``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from advrobust import ops
+from advrobust.attacks.base import Attack, Bound, check_scalar
+from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
+
+__all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
+
+_MiB = 1 << 20
+
+
+@dataclass
+class OnePixelResult:
+    """What :class:`OnePixel` returns.
+
+    Attributes:
+        x_adv: ``(B, C, H, W)`` the images with the best candidate applied (the first successful
+            one for a fooled image, the lowest-fitness one otherwise).
+        success: ``(B,)`` bool, the objective's success flag for ``x_adv``.
+        iterations: ``(B,)`` int64, DE generations run for the image: 0 when the initial
+            random population already succeeded, ``max_iter`` for an image never fooled.
+        pixels: ``(B, k, 2)`` int64 ``(row, col)`` of the changed pixels.
+        values: ``(B, k, C)`` the values written into (or, with ``add``, added to) them.
+        fitness: ``(B,)`` the objective's fitness of ``x_adv`` (lower is better).
+    """
+
+    x_adv: Tensor
+    success: Tensor
+    iterations: Tensor
+    pixels: Tensor
+    values: Tensor
+    fitness: Tensor
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of images fooled."""
+        return float(self.success.float().mean())
+
+
+def _repeat_rows(t: Tensor, n: int) -> Tensor:
+    """(b, ...) -> (b * n, ...), each row repeated n times consecutively."""
+    return t.repeat_interleave(n, dim=0)
+
+
+class OnePixel(Attack):
+    r"""Batched one-pixel (k-pixel) attack by differential evolution.
+
+    Distance: L0 (``k`` pixels, all channels of each). Su et al.'s DE/rand/1/bin with ``F``,
+    ``CR``; 002 caps the search at 80 generations and its code uses a population of 400.
+
+    Args:
+        model: any ``nn.Module``, called as ``model(images, *extra)`` on batches of candidates.
+        pixels: ``k``, the number of pixels changed per image.
+        population: ``P``, candidates per image (>= 4; 002: 400).
+        max_iter: generation cap (002: 80).
+        F: differential weight (Su et al.: 0.5). CR: crossover rate (Su et al.: 1, the mutant
+            taken whole).
+        targeted: ``y`` holds target classes (or target redshifts for ``"photoz"``).
+        objective: ``"classifier"`` (fitness = probability of the true class, or minus the
+            target's), ``"photoz"`` (fitness = -|dz|, or distance to the target redshift; success
+            beyond/within ``threshold``) or a callable ``(output (N, ...), y (N, ...)) ->
+            (fitness (N,), success (N,) bool)``, lower fitness better. See
+            :mod:`advrobust.attacks.losses`.
+        threshold: ``|dz|`` success cut of the photo-z objective (default 0.05).
+        add: add the values to the pixels instead of replacing them (002 replaces).
+        lo, hi: range of the replacing values: float or per-channel ``(C,)``; default the
+            per-channel min / max of the attacked batch.
+        add_range: with ``add``, the added values lie in ``[-add_range, add_range]`` (float or
+            per-channel ``(C,)``); default the per-channel data range ``max - min`` of the batch.
+        resample: redraw out-of-bounds mutant genes uniformly (True) or clip them.
+        memory_budget: bytes of candidate images built per forward chunk (default 256 MiB).
+        seed: seed of the DE's random numbers (a generator on x's device); or pass ``generator``.
+        progress: show a tqdm bar over generations.
+
+    Shape:
+        x: ``(B, C, H, W)`` float; y: ``(B,)`` int64 classes (``"classifier"``) or float
+        redshifts (``"photoz"``); extra: ``(B, ...)`` tensors repeated per candidate, never
+        perturbed. Returns an :class:`OnePixelResult`.
+
+    Example:
+        >>> atk = OnePixel(model, pixels=1, population=400, max_iter=80, seed=0)
+        >>> res = atk(images, labels)
+        >>> res.success.float().mean(), res.iterations, res.pixels
+        >>> res = OnePixel(photoz_model, objective="photoz", max_iter=20)(images, z_spec, ebv)
+    """
+
+    _min_dim = 4
+
+    def __init__(self, model: nn.Module, pixels: int = 1, population: int = 400, max_iter: int = 80, *,
+                 F: float = 0.5, CR: float = 1.0, targeted: bool = False,
+                 objective: Union[str, ObjectiveFn] = "classifier", threshold: float = 0.05,
+                 add: bool = False, lo: Bound = None, hi: Bound = None, add_range: Bound = None,
+                 resample: bool = True, memory_budget: int = 256 * _MiB, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, progress: bool = False) -> None:
+        super().__init__(model, lo=lo, hi=hi)
+        name = "OnePixel"
+        self.pixels = int(check_scalar(name, "pixels", pixels, integer=True, positive=True))
+        self.population = int(check_scalar(name, "population", population, integer=True))
+        if self.population < 4:
+            raise ValueError(f"{name}: population must be >= 4 (DE/rand/1 needs 3 donors), got {population}")
+        self.max_iter = int(check_scalar(name, "max_iter", max_iter, integer=True))
+        self.F = check_scalar(name, "F", F)
+        self.CR = check_scalar(name, "CR", CR)
+        if self.CR > 1:
+            raise ValueError(f"{name}: CR must be in [0, 1], got {CR}")
+        self.targeted = bool(targeted)
+        self.objective = resolve_objective(objective, model, targeted=self.targeted, threshold=threshold)
+        self.add = bool(add)
+        self.add_range = add_range
+        self.resample = bool(resample)
+        self.memory_budget = int(check_scalar(name, "memory_budget", memory_budget, integer=True, positive=True))
+        self.seed = seed
+        self.generator = generator
+        self.progress = bool(progress)
+
+    # ------------------------------------------------------------------ pieces
+    def _gene_bounds(self, x: Tensor, lo: Bound, hi: Bound) -> Tuple[Tensor, Tensor]:
+        """(D,) lower and upper bounds: per pixel [0, H), [0, W), then C value bounds."""
+        B, C, H, W = x.shape
+        dmin, dmax = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
+        if self.add:
+            if self.add_range is None:
+                r = dmax - dmin
+            else:
+                r = torch.as_tensor(self.add_range, dtype=x.dtype, device=x.device).reshape(-1).expand(C)
+                if bool((r < 0).any()):
+                    raise ValueError(f"OnePixel: add_range must be >= 0, got {r.tolist()}")
+            vlo, vhi = -r, r
+        else:
+            vlo = dmin if lo is None else torch.as_tensor(lo, dtype=x.dtype, device=x.device).reshape(-1).expand(C)
+            vhi = dmax if hi is None else torch.as_tensor(hi, dtype=x.dtype, device=x.device).reshape(-1).expand(C)
+            if bool((vlo > vhi).any()):
+                raise ValueError(f"OnePixel: value range lower {vlo.tolist()} > upper {vhi.tolist()}; "
+                                 "check lo/hi against the data")
+        zero = torch.zeros(1, dtype=x.dtype, device=x.device)
+        lower = torch.cat([zero, zero, vlo])
+        upper = torch.cat([zero + H, zero + W, vhi])
+        return lower.repeat(self.pixels).contiguous(), upper.repeat(self.pixels).contiguous()
+
+    def _chunks(self, x: Tensor, P: int) -> Tuple[int, int]:
+        """(images per chunk, candidates per chunk) so that one chunk's images fit the memory budget."""
+        per = x[0].numel() * x.element_size()
+        per_chunk = max(1, self.memory_budget // per)
+        if per_chunk >= P:
+            return per_chunk // P, P
+        return 1, per_chunk
+
+    @torch.no_grad()
+    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...]) -> Tuple[Tensor, Tensor]:
+        """Fitness and success (n, P) of candidates (n, P, D) on images x (n, C, H, W)."""
+        n, P, _ = cand.shape
+        C = x.shape[1]
+        cand4 = cand.view(n, P, self.pixels, 2 + C)
+        nb, npc = self._chunks(x, P)
+        fit = torch.empty((n, P), dtype=cand.dtype, device=cand.device)
+        succ = torch.empty((n, P), dtype=torch.bool, device=cand.device)
+        for b0 in range(0, n, nb):
+            b1 = min(n, b0 + nb)
+            for p0 in range(0, P, npc):
+                p1 = min(P, p0 + npc)
+                c = cand4[b0:b1, p0:p1]
+                imgs = ops.de_build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), add=self.add)
+                m = p1 - p0
+                out = self.model(imgs.flatten(0, 1), *(_repeat_rows(e[b0:b1], m) for e in extra))
+                f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
+                fit[b0:b1, p0:p1] = f.view(b1 - b0, m)
+                succ[b0:b1, p0:p1] = s.view(b1 - b0, m)
+        return fit, succ
+
+    def _check_y(self, x: Tensor, y: Optional[Tensor]) -> None:
+        if y is None:
+            raise ValueError("OnePixel: y is required (true classes, target classes or redshifts)")
+        if isinstance(self.objective, ClassifierObjective):
+            if y.dtype != torch.int64 or y.dim() != 1:
+                raise TypeError(f"OnePixel: the classifier objective needs y as (B,) int64 class indices, "
+                                f"got {tuple(y.shape)} {y.dtype}")
+
+    # ------------------------------------------------------------------ search
+    @torch.no_grad()
+    def forward(self, x, y, lo, hi, extra) -> OnePixelResult:
+        self._check_y(x, y)
+        B, C, H, W = x.shape
+        k, P, D = self.pixels, self.population, self.pixels * (2 + C)
+        dev, dt = x.device, x.dtype
+        gen = self.generator
+        if gen is None and self.seed is not None:
+            gen = torch.Generator(device=dev)
+            gen.manual_seed(int(self.seed))
+        lower, upper = self._gene_bounds(x, lo, hi)
+
+        best = torch.empty((B, D), dtype=dt, device=dev)
+        best_fit = torch.empty(B, dtype=dt, device=dev)
+        success = torch.zeros(B, dtype=torch.bool, device=dev)
+        iterations = torch.full((B,), self.max_iter, dtype=torch.int64, device=dev)
+
+        active = torch.arange(B, device=dev)  # original indices of the images still running
+        xs, ys, es = x, y, extra
+        pop = lower + torch.rand((B, P, D), dtype=dt, device=dev, generator=gen) * (upper - lower)
+        fit, succ = self._score(xs, pop, ys, es)
+        cand, cand_fit = pop, fit
+        pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.max_iter, desc="OnePixel", unit="gen")
+        it = 0
+        while True:
+            done = succ.any(dim=1)
+            if bool(done.any()):  # one host sync per generation: the early-stop decision
+                d = done.nonzero().squeeze(1)
+                j = torch.where(succ[d], cand_fit[d], torch.full_like(cand_fit[d], float("inf"))).argmin(dim=1)
+                orig = active[d]
+                best[orig] = cand[d, j]
+                best_fit[orig] = cand_fit[d, j]
+                success[orig] = True
+                iterations[orig] = it
+                keep = (~done).nonzero().squeeze(1)
+                active, pop, fit = active[keep], pop[keep], fit[keep]
+                xs, ys = xs[keep], ys[keep]
+                es = tuple(e[keep] for e in es)
+            if active.numel() == 0 or it >= self.max_iter:
+                break
+            it += 1
+            n = active.numel()
+            draws = ops.de_draws(n, P, D, dtype=dt, device=dev, generator=gen)
+            trial = ops.de_trial(pop, draws, lower, upper, F=self.F, CR=self.CR, resample=self.resample)
+            trial_fit, succ = self._score(xs, trial, ys, es)
+            cand, cand_fit = trial, trial_fit
+            ops.de_select_(pop, fit, trial, trial_fit)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(running=n)
+        if bar is not None:
+            bar.close()
+
+        if active.numel():  # never fooled: keep the best candidate found
+            j = fit.argmin(dim=1)
+            r = torch.arange(active.numel(), device=dev)
+            best[active] = pop[r, j]
+            best_fit[active] = fit[r, j]
+
+        best4 = best.view(B, 1, k, 2 + C)
+        x_adv = ops.de_build(x, best4, add=self.add).squeeze(1)
+        rows = best4[:, 0, :, 0].floor().clamp(0, H - 1).long()
+        cols = best4[:, 0, :, 1].floor().clamp(0, W - 1).long()
+        return OnePixelResult(
+            x_adv=x_adv, success=success, iterations=iterations,
+            pixels=torch.stack([rows, cols], dim=-1), values=best4[:, 0, :, 2:].clone(), fitness=best_fit,
+        )
+
+
+def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *extra: Tensor, **kwargs) -> OnePixelResult:
+    """Functional :class:`OnePixel`: ``one_pixel(model, x, y, *extra, pixels=1, population=400, ...)``."""
+    return OnePixel(model, **kwargs)(x, y, *extra)
