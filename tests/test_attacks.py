@@ -451,3 +451,20 @@ def test_transfer_classifier():
     assert out2.scores["b"] == out.scores["model1"]
     out3 = transfer_evaluate(OnePixel(a, population=8, max_iter=1, seed=0), x, y, {"a": a})
     assert out3.x_adv.shape == x.shape
+
+
+def test_channels_last_is_transparent():
+    model = small_cnn(dtype=torch.float64).eval()
+    x, y = data(dtype=torch.float64)
+    a = PGD(model, eps=0.05, steps=4, channels_last=True)(x, y)
+    b = PGD(model, eps=0.05, steps=4, channels_last=False)(x, y)
+    torch.testing.assert_close(a, b)
+    assert a.is_contiguous() and x.is_contiguous()
+    ra = OnePixel(model, population=8, max_iter=2, seed=3, channels_last=True)(x, y)
+    rb = OnePixel(model, population=8, max_iter=2, seed=3, channels_last=False)(x, y)
+    torch.testing.assert_close(ra.x_adv, rb.x_adv)
+
+
+def test_builtin_loss_needs_y():
+    with pytest.raises(ValueError, match="y is required"):
+        PGD(small_cnn())(torch.randn(2, 3, 8, 8))

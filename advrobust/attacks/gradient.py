@@ -23,9 +23,12 @@ from advrobust.attacks.base import (
     Attack, Bound, ScalarOrPerSample, broadcast_per_sample, check_radius, check_scalar, clamp_range,
     radius_for,
 )
-from advrobust.attacks.losses import LossFn, resolve_loss
+from advrobust.attacks.losses import CrossEntropy, LossFn, PhotozBinCE, PhotozDeltaZ, resolve_loss
 
 __all__ = ["FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume"]
+
+
+_BUILTIN_LOSSES = (CrossEntropy, PhotozBinCE, PhotozDeltaZ)
 
 
 def eps_l2_equal_volume(eps_inf: float, n: int) -> float:
@@ -56,8 +59,9 @@ class _GradientAttack(Attack):
 
     def __init__(self, model: nn.Module, *, eps: ScalarOrPerSample, alpha: Optional[ScalarOrPerSample],
                  steps: int, random_start: bool, loss: Union[str, LossFn], targeted: bool,
-                 lo: Bound, hi: Bound, generator: Optional[torch.Generator]) -> None:
-        super().__init__(model, lo=lo, hi=hi)
+                 lo: Bound, hi: Bound, generator: Optional[torch.Generator],
+                 channels_last: Optional[bool] = None) -> None:
+        super().__init__(model, lo=lo, hi=hi, channels_last=channels_last)
         name = type(self).__name__
         self.eps = check_radius(name, "eps", eps)
         self.alpha = None if alpha is None else check_radius(name, "alpha", alpha)
@@ -73,11 +77,13 @@ class _GradientAttack(Attack):
         alpha = eps / 10.0 if self.alpha is None else radius_for(name, "alpha", self.alpha, x)
         return eps, alpha
 
-    def _objective_grad(self, x_adv: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...]) -> Tensor:
+    def _objective_grad(self, x_adv: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...],
+                        channels_last: bool) -> Tensor:
         """Gradient of the (signed) summed loss with respect to x_adv only."""
         x_adv.requires_grad_(True)
         with torch.enable_grad():
-            out = self.model(x_adv, *extra)
+            inp = x_adv.contiguous(memory_format=torch.channels_last) if channels_last else x_adv
+            out = self.model(inp, *extra)
             loss = self.loss(out, y).sum()
             if self.targeted:
                 loss = -loss
@@ -88,11 +94,14 @@ class _GradientAttack(Attack):
         raise NotImplementedError
 
     def forward(self, x, y, lo, hi, extra):
+        if y is None and isinstance(self.loss, _BUILTIN_LOSSES):
+            raise ValueError(f"{type(self).__name__}: y is required by the {self.loss!r} loss")
         eps, alpha = self._radii(x)
         x_adv = self._random_start(x, eps, lo, hi) if self.random_start else x
         step = type(self)._step_op
+        cl = self._use_channels_last(x)
         for _ in range(self.steps):
-            grad = self._objective_grad(x_adv.detach(), y, extra)
+            grad = self._objective_grad(x_adv.detach(), y, extra, cl)
             x_adv = step(x_adv.detach(), grad, x, alpha=alpha, eps=eps, lo=lo, hi=hi)
         return x_adv.detach()
 
@@ -117,6 +126,7 @@ class PGD(_GradientAttack):
         targeted: ``y`` holds targets; the attack minimises the loss toward them.
         lo, hi: valid range: None (no clamp, default), float or per-channel ``(C,)`` tensor.
         generator: ``torch.Generator`` for the random start (reproducibility).
+        channels_last: model input memory format, see :class:`~advrobust.attacks.Attack`.
 
     Shape:
         x: ``(B, ...)`` float, any units; y: ``(B, ...)``; extra: tensors ``(B, ...)`` passed to
@@ -133,9 +143,9 @@ class PGD(_GradientAttack):
     def __init__(self, model: nn.Module, eps: ScalarOrPerSample = 0.01, alpha: Optional[ScalarOrPerSample] = None,
                  steps: int = 10, random_start: bool = False, *, loss: Union[str, LossFn] = "ce",
                  targeted: bool = False, lo: Bound = None, hi: Bound = None,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: Optional[torch.Generator] = None, channels_last: Optional[bool] = None) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, loss=loss,
-                         targeted=targeted, lo=lo, hi=hi, generator=generator)
+                         targeted=targeted, lo=lo, hi=hi, generator=generator, channels_last=channels_last)
 
     def _random_start(self, x, eps, lo, hi):
         u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=self.generator)
@@ -151,16 +161,17 @@ class FGSM(PGD):
     Args:
         model: any ``nn.Module``, called as ``model(x, *extra)``.
         eps: L-inf radius in image units, float or per-sample ``(B,)`` tensor (001: 0.01).
-        loss, targeted, lo, hi: as :class:`PGD`.
+        loss, targeted, lo, hi, channels_last: as :class:`PGD`.
 
     Example:
         >>> x_adv = FGSM(model, eps=0.01)(images, labels)
     """
 
     def __init__(self, model: nn.Module, eps: ScalarOrPerSample = 0.01, *, loss: Union[str, LossFn] = "ce",
-                 targeted: bool = False, lo: Bound = None, hi: Bound = None) -> None:
+                 targeted: bool = False, lo: Bound = None, hi: Bound = None,
+                 channels_last: Optional[bool] = None) -> None:
         super().__init__(model, eps=eps, alpha=None, steps=1, random_start=False, loss=loss, targeted=targeted,
-                         lo=lo, hi=hi)
+                         lo=lo, hi=hi, channels_last=channels_last)
 
     def _radii(self, x):
         eps = radius_for(type(self).__name__, "eps", self.eps, x)
@@ -186,7 +197,7 @@ class PGDL2(_GradientAttack):
         steps: iterations (001 needed 40 for an L-inf-like effect; default 10).
         random_start: start from a point drawn uniformly in the eps-ball (direction Gaussian,
             radius ``eps * u**(1/n)``, n = elements per sample), then clamped to lo/hi.
-        loss, targeted, lo, hi, generator: as :class:`PGD`.
+        loss, targeted, lo, hi, generator, channels_last: as :class:`PGD`.
 
     Example:
         >>> eps = eps_l2_equal_volume(0.01, 64 * 64)
@@ -198,9 +209,9 @@ class PGDL2(_GradientAttack):
     def __init__(self, model: nn.Module, eps: ScalarOrPerSample, alpha: Optional[ScalarOrPerSample] = None,
                  steps: int = 10, random_start: bool = False, *, loss: Union[str, LossFn] = "ce",
                  targeted: bool = False, lo: Bound = None, hi: Bound = None,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: Optional[torch.Generator] = None, channels_last: Optional[bool] = None) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, loss=loss,
-                         targeted=targeted, lo=lo, hi=hi, generator=generator)
+                         targeted=targeted, lo=lo, hi=hi, generator=generator, channels_last=channels_last)
 
     def _random_start(self, x, eps, lo, hi):
         B, n = x.shape[0], x[0].numel()

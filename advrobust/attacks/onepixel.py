@@ -10,7 +10,7 @@ Every generation of the search is, for the whole batch at once:
 1. :func:`advrobust.ops.de_draws` (random numbers, seeded) -> :func:`advrobust.ops.de_trial`
    (DE/rand/1/bin mutation, crossover and bounds for all running images x population);
 2. :func:`advrobust.ops.de_build` -> ONE model forward over all running images x candidates,
-   split into chunks of at most ``memory_budget`` bytes of images (no loop over images);
+   split only by memory into chunks of at most ``memory_budget`` bytes of images;
 3. the objective turns that forward's outputs into fitness (lower is better) and per-candidate
    success; :func:`advrobust.ops.de_select_` keeps the better of parent and trial;
 4. an image with a successful candidate stops there (its pixels and the generation are
@@ -95,9 +95,13 @@ class OnePixel(Attack):
         add_range: with ``add``, the added values lie in ``[-add_range, add_range]`` (float or
             per-channel ``(C,)``); default the per-channel data range ``max - min`` of the batch.
         resample: redraw out-of-bounds mutant genes uniformly (True) or clip them.
-        memory_budget: bytes of candidate images built per forward chunk (default 256 MiB).
+        memory_budget: bytes of candidate images built and scored per forward chunk. Default:
+            256 MiB on a GPU; 16 MiB (about 136 images of 3x100x100 float32) on the CPU, where
+            ConvNet's forward runs about twice as fast per image on ~100-image chunks as on
+            ~2000-image ones (cache; measured in bench/RESULTS_attacks.md).
         seed: seed of the DE's random numbers (a generator on x's device); or pass ``generator``.
         progress: show a tqdm bar over generations.
+        channels_last: model input memory format, see :class:`~advrobust.attacks.Attack`.
 
     Shape:
         x: ``(B, C, H, W)`` float; y: ``(B,)`` int64 classes (``"classifier"``) or float
@@ -117,9 +121,10 @@ class OnePixel(Attack):
                  F: float = 0.5, CR: float = 1.0, targeted: bool = False,
                  objective: Union[str, ObjectiveFn] = "classifier", threshold: float = 0.05,
                  add: bool = False, lo: Bound = None, hi: Bound = None, add_range: Bound = None,
-                 resample: bool = True, memory_budget: int = 256 * _MiB, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, progress: bool = False) -> None:
-        super().__init__(model, lo=lo, hi=hi)
+                 resample: bool = True, memory_budget: Optional[int] = None, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, progress: bool = False,
+                 channels_last: Optional[bool] = None) -> None:
+        super().__init__(model, lo=lo, hi=hi, channels_last=channels_last)
         name = "OnePixel"
         self.pixels = int(check_scalar(name, "pixels", pixels, integer=True, positive=True))
         self.population = int(check_scalar(name, "population", population, integer=True))
@@ -135,7 +140,8 @@ class OnePixel(Attack):
         self.add = bool(add)
         self.add_range = add_range
         self.resample = bool(resample)
-        self.memory_budget = int(check_scalar(name, "memory_budget", memory_budget, integer=True, positive=True))
+        self.memory_budget = None if memory_budget is None else \
+            int(check_scalar(name, "memory_budget", memory_budget, integer=True, positive=True))
         self.seed = seed
         self.generator = generator
         self.progress = bool(progress)
@@ -167,13 +173,17 @@ class OnePixel(Attack):
     def _chunks(self, x: Tensor, P: int) -> Tuple[int, int]:
         """(images per chunk, candidates per chunk) so that one chunk's images fit the memory budget."""
         per = x[0].numel() * x.element_size()
-        per_chunk = max(1, self.memory_budget // per)
+        budget = self.memory_budget
+        if budget is None:
+            budget = (16 if x.device.type == "cpu" else 256) * _MiB
+        per_chunk = max(1, budget // per)
         if per_chunk >= P:
             return per_chunk // P, P
         return 1, per_chunk
 
     @torch.no_grad()
-    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...]) -> Tuple[Tensor, Tensor]:
+    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...],
+               channels_last: bool) -> Tuple[Tensor, Tensor]:
         """Fitness and success (n, P) of candidates (n, P, D) on images x (n, C, H, W)."""
         n, P, _ = cand.shape
         C = x.shape[1]
@@ -188,7 +198,10 @@ class OnePixel(Attack):
                 c = cand4[b0:b1, p0:p1]
                 imgs = ops.de_build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), add=self.add)
                 m = p1 - p0
-                out = self.model(imgs.flatten(0, 1), *(_repeat_rows(e[b0:b1], m) for e in extra))
+                inp = imgs.flatten(0, 1)
+                if channels_last:
+                    inp = inp.contiguous(memory_format=torch.channels_last)
+                out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
                 fit[b0:b1, p0:p1] = f.view(b1 - b0, m)
                 succ[b0:b1, p0:p1] = s.view(b1 - b0, m)
@@ -223,7 +236,8 @@ class OnePixel(Attack):
         active = torch.arange(B, device=dev)  # original indices of the images still running
         xs, ys, es = x, y, extra
         pop = lower + torch.rand((B, P, D), dtype=dt, device=dev, generator=gen) * (upper - lower)
-        fit, succ = self._score(xs, pop, ys, es)
+        cl = self._use_channels_last(x)
+        fit, succ = self._score(xs, pop, ys, es, cl)
         cand, cand_fit = pop, fit
         pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
 
@@ -252,7 +266,7 @@ class OnePixel(Attack):
             n = active.numel()
             draws = ops.de_draws(n, P, D, dtype=dt, device=dev, generator=gen)
             trial = ops.de_trial(pop, draws, lower, upper, F=self.F, CR=self.CR, resample=self.resample)
-            trial_fit, succ = self._score(xs, trial, ys, es)
+            trial_fit, succ = self._score(xs, trial, ys, es, cl)
             cand, cand_fit = trial, trial_fit
             ops.de_select_(pop, fit, trial, trial_fit)
             if bar is not None:
