@@ -106,6 +106,7 @@ def test_gradient_reaches_the_image():
     [
         ("photoz_small", {"z_max": 0.4, "n_bins": 90}, (torch.randn(2, 5, 64, 64), torch.rand(2))),
         ("morphology_small", {}, (torch.randn(2, 3, 100, 100),)),
+        ("pasquet_inception", {"input_softening": 0.05, "fc_widths": (8, 8)}, (torch.randn(1, 5, 64, 64), torch.rand(1))),
         ("resnet18", {"widths": (8, 8, 16, 16), "latent_dim": 16}, (torch.randn(2, 3, 48, 48),)),
     ],
 )

@@ -11,11 +11,11 @@ Photo-z models (:class:`PhotozModel`) take ``(image, ebv)`` and add ``pdf``, ``z
 | ``campagne_cnn`` | 001 Table A2 | (5, 64, 64) + ebv | 180 bins | 13,461,008 |
 | ``convnet`` | 002 Table 1 | (3, 100, 100) | 3 classes | 1,187,203 |
 | ``resnet18`` | 002 (He et al.) | (3, H, W) | 3 classes | 11,308,611 |
-| ``photoz_small`` | small ``campagne_cnn`` | (5, 64, 64) + ebv | 180 bins | 448,980 |
+| ``photoz_small`` | small CNN, asinh input | (5, 64, 64) + ebv | 180 bins | 28,500 |
 | ``morphology_small`` | small ``convnet`` | (3, 100, 100) | 3 classes | 78,035 |
 """
 from advrobust.models.base import LatentModel, PhotozModel
-from advrobust.models.cnn import CampagneCNN
+from advrobust.models.cnn import CampagneCNN, SmallPhotozCNN
 from advrobust.models.convnet import ConvNet
 from advrobust.models.inception import PASQUET_CELLS, InceptionCell, PasquetInception
 from advrobust.models.registry import available_models, create, load, save
@@ -32,6 +32,7 @@ __all__ = [
     "InceptionCell",
     "PASQUET_CELLS",
     "CampagneCNN",
+    "SmallPhotozCNN",
     "ConvNet",
     "ResNet18",
 ]

@@ -75,6 +75,9 @@ class PhotozModel(LatentModel):
         n_bins: number of redshift bins (001 and Pasquet et al.: 180).
         z_max: upper edge of the redshift range ``[0, z_max)`` covered by the bins (001: 1.0,
             Pasquet et al. on SDSS: 0.4).
+        input_softening: if given, images (fluxes) enter the network as ``asinh(image / input_softening)``,
+            linear below ``input_softening`` and logarithmic above, so that colours become differences;
+            None feeds the images unchanged (the papers' models).
 
     Attributes:
         bin_centres: buffer of shape ``(n_bins,)``, the bin centres ``(k + 1/2) z_max / n_bins``.
@@ -82,17 +85,30 @@ class PhotozModel(LatentModel):
 
     bin_centres: Tensor
 
-    def __init__(self, n_bins: int, z_max: float) -> None:
+    input_shape: tuple[int, int, int]
+
+    def __init__(self, n_bins: int, z_max: float, input_softening: float | None = None) -> None:
         super().__init__()
         if n_bins < 2:
             raise ValueError(f"n_bins must be at least 2, got {n_bins}")
         if not z_max > 0:
             raise ValueError(f"z_max must be positive, got {z_max}")
+        if input_softening is not None and not input_softening > 0:
+            raise ValueError(f"input_softening must be positive or None, got {input_softening}")
+        self.input_softening = input_softening
         self.n_bins = int(n_bins)
         self.n_outputs = self.n_bins
         self.z_max = float(z_max)
         centres = (torch.arange(self.n_bins, dtype=torch.float64) + 0.5) * (self.z_max / self.n_bins)
         self.register_buffer("bin_centres", centres.float(), persistent=False)
+
+    def _prepare(self, image: Tensor, ebv: Tensor) -> tuple[Tensor, Tensor]:
+        """Checked network inputs: the (optionally asinh-scaled) image and ebv as a (B, 1) column."""
+        check_image(image, self.input_shape, type(self).__name__)
+        ebv = self._ebv_column(image, ebv)
+        if self.input_softening is not None:
+            image = torch.asinh(image / self.input_softening)
+        return image, ebv
 
     def _ebv_column(self, image: Tensor, ebv: Tensor) -> Tensor:
         """``ebv`` of shape (B,) or (B, 1) as a (B, 1) column of the image's dtype and device."""

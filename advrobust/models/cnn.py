@@ -1,4 +1,4 @@
-"""Campagne's simpler photo-z CNN, Table A2 of 001 (13,461,008 parameters), and its small variant.
+"""Campagne's simpler photo-z CNN, Table A2 of 001 (13,461,008 parameters), and a small fast photo-z CNN.
 
 Layout: ``conv0`` (5x5, padding 2) -> average pool /2 -> ``conv1`` (3x3, padding 2) -> average pool /2
 -> ``conv2`` (3x3, padding 2) -> average pool /2 (ceil mode: 19 -> 10) -> flatten, append E(B-V) ->
@@ -12,9 +12,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from advrobust.models.base import PhotozModel, check_image, xavier_init_
+from advrobust.models.base import PhotozModel, xavier_init_
 
-__all__ = ["CampagneCNN"]
+__all__ = ["CampagneCNN", "SmallPhotozCNN"]
 
 
 class CampagneCNN(PhotozModel):
@@ -27,6 +27,7 @@ class CampagneCNN(PhotozModel):
         fc_width: output of ``fc0``, the latent vector (1024).
         n_bins: redshift bins of the output (180).
         z_max: redshift range ``[0, z_max)`` of the bins.
+        input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in 001).
 
     Shape:
         ``image`` (B, in_channels, image_size, image_size), ``ebv`` (B,) or (B, 1) -> logits (B, n_bins).
@@ -47,8 +48,9 @@ class CampagneCNN(PhotozModel):
         fc_width: int = 1024,
         n_bins: int = 180,
         z_max: float = 1.0,
+        input_softening: float | None = None,
     ) -> None:
-        super().__init__(n_bins, z_max)
+        super().__init__(n_bins, z_max, input_softening)
         if len(channels) != 3 or min(channels) < 1:
             raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
         if image_size < 2:
@@ -60,6 +62,7 @@ class CampagneCNN(PhotozModel):
             "fc_width": fc_width,
             "n_bins": n_bins,
             "z_max": z_max,
+            "input_softening": input_softening,
         }
         self.input_shape = (in_channels, image_size, image_size)
         c0, c1, c2 = channels
@@ -78,7 +81,74 @@ class CampagneCNN(PhotozModel):
 
     def features(self, image: Tensor, ebv: Tensor) -> Tensor:
         """Output of ``fc0`` after its ReLU, shape ``(B, fc_width)``."""
-        check_image(image, self.input_shape, type(self).__name__)
-        ebv = self._ebv_column(image, ebv)
+        image, ebv = self._prepare(image, ebv)
         maps = self.trunk(image)
         return torch.relu(self.fc0(torch.cat([maps.flatten(1), ebv], dim=1)))
+
+
+class SmallPhotozCNN(PhotozModel):
+    """Small, fast photo-z CNN for tests and the CPU demo (``photoz_small``, 28,500 parameters).
+
+    Three 3x3 convolutions with ReLU separated by 2x2 average pools, a global average pool (so
+    the network summarises the colours of the galaxy rather than its layout, which lets it learn
+    from a few hundred galaxies), E(B-V) appended, one ReLU layer (the latent vector) and the
+    output bins. Images enter as ``asinh(image / input_softening)`` by default (fluxes in
+    nanomaggies per pixel, as :func:`advrobust.data.simulate_photoz` writes them). Initialisation
+    as the papers' photo-z models (Xavier-uniform, bias 0.1).
+
+    Args:
+        in_channels: image bands (5).
+        image_size: side of the square cutouts in pixels (64); at least 4.
+        channels: widths of the three convolutions ((16, 32, 32)).
+        fc_width: width of the latent layer (64).
+        n_bins: redshift bins of the output (180).
+        z_max: redshift range ``[0, z_max)`` of the bins.
+        input_softening: asinh input scaling in image units (0.01), or None.
+
+    Shape:
+        ``image`` (B, in_channels, image_size, image_size), ``ebv`` (B,) or (B, 1) -> logits (B, n_bins).
+    """
+
+    registry_name = "photoz_small"
+
+    def __init__(
+        self,
+        in_channels: int = 5,
+        image_size: int = 64,
+        channels: Sequence[int] = (16, 32, 32),
+        fc_width: int = 64,
+        n_bins: int = 180,
+        z_max: float = 1.0,
+        input_softening: float | None = 0.01,
+    ) -> None:
+        super().__init__(n_bins, z_max, input_softening)
+        if len(channels) != 3 or min(channels) < 1:
+            raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
+        if image_size < 4:
+            raise ValueError(f"image_size must be at least 4, got {image_size}")
+        self.config = {
+            "in_channels": in_channels,
+            "image_size": image_size,
+            "channels": [int(c) for c in channels],
+            "fc_width": fc_width,
+            "n_bins": n_bins,
+            "z_max": z_max,
+            "input_softening": input_softening,
+        }
+        self.input_shape = (in_channels, image_size, image_size)
+        c0, c1, c2 = channels
+        self.trunk = nn.Sequential(
+            nn.Conv2d(in_channels, c0, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Conv2d(c0, c1, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
+        )
+        self.fc0 = nn.Linear(c2 + 1, fc_width)
+        self.head = nn.Linear(fc_width, n_bins)
+        self.latent_dim = fc_width
+        xavier_init_(self)
+
+    def features(self, image: Tensor, ebv: Tensor) -> Tensor:
+        """Output of ``fc0`` after its ReLU, shape ``(B, fc_width)``."""
+        image, ebv = self._prepare(image, ebv)
+        pooled = self.trunk(image).mean(dim=(2, 3))
+        return torch.relu(self.fc0(torch.cat([pooled, ebv], dim=1)))

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from advrobust.models.base import PhotozModel, check_image, xavier_init_
+from advrobust.models.base import PhotozModel, xavier_init_
 
 __all__ = ["InceptionCell", "PasquetInception", "PASQUET_CELLS"]
 
@@ -94,6 +94,7 @@ class PasquetInception(PhotozModel):
         fc_widths: outputs of ``fc0`` and ``fc1`` ((1096, 1096)); ``fc1``'s output is the latent vector.
         n_bins: redshift bins of the output (180).
         z_max: redshift range ``[0, z_max)`` of the bins (001: 1.0).
+        input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in 001).
 
     001's variants (section 4.3) are one argument away::
 
@@ -121,8 +122,9 @@ class PasquetInception(PhotozModel):
         fc_widths: Sequence[int] = (1096, 1096),
         n_bins: int = 180,
         z_max: float = 1.0,
+        input_softening: float | None = None,
     ) -> None:
-        super().__init__(n_bins, z_max)
+        super().__init__(n_bins, z_max, input_softening)
         n_pools = 1 + len(pool_after)
         if image_size % 2**n_pools:
             raise ValueError(f"image_size must be a multiple of {2**n_pools}, got {image_size}")
@@ -141,6 +143,7 @@ class PasquetInception(PhotozModel):
             "fc_widths": [int(w) for w in fc_widths],
             "n_bins": n_bins,
             "z_max": z_max,
+            "input_softening": input_softening,
         }
         self.input_shape = (in_channels, image_size, image_size)
 
@@ -163,8 +166,7 @@ class PasquetInception(PhotozModel):
 
     def features(self, image: Tensor, ebv: Tensor) -> Tensor:
         """Output of ``fc1`` after its ReLU, shape ``(B, fc_widths[1])``."""
-        check_image(image, self.input_shape, type(self).__name__)
-        ebv = self._ebv_column(image, ebv)
+        image, ebv = self._prepare(image, ebv)
         maps = self.trunk(self.conv0(image))
         hidden = torch.relu(self.fc0(torch.cat([maps.flatten(1), ebv], dim=1)))
         return torch.relu(self.fc1(hidden))

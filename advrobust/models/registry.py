@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from advrobust.models.base import LatentModel
-from advrobust.models.cnn import CampagneCNN
+from advrobust.models.cnn import CampagneCNN, SmallPhotozCNN
 from advrobust.models.convnet import ConvNet
 from advrobust.models.inception import PasquetInception
 from advrobust.models.resnet import ResNet18
@@ -29,8 +29,8 @@ _REGISTRY: dict[str, tuple[Callable[..., LatentModel], dict[str, Any]]] = {
     "campagne_cnn": (CampagneCNN, {}),
     "convnet": (ConvNet, {}),
     "resnet18": (ResNet18, {}),
-    # Small, fast variants for tests and the CPU demo (448,980 and 78,035 parameters).
-    "photoz_small": (CampagneCNN, {"channels": (16, 32, 32), "fc_width": 128}),
+    # Small, fast models for tests and the CPU demo.
+    "photoz_small": (SmallPhotozCNN, {}),
     "morphology_small": (ConvNet, {"channels": (8, 16, 16), "latent_dim": 32}),
 }
 
