@@ -1,0 +1,35 @@
+"""Survey data: a GalSim simulator (no survey data can be downloaded here) and loaders for real files.
+
+* :func:`simulate_photoz` -- ugriz 64x64 cutouts of CWW-template galaxies, E(B-V), spectroscopic z.
+* :func:`simulate_morphology` -- gri 100x100 spirals (0), ellipticals (1), mergers (2) at depths Y10 and Y1.
+* :func:`save_arrays` / :func:`load_arrays`, :func:`load_images`, :func:`load_catalogue` -- files.
+* :class:`SurveyDataset`, :func:`load_survey` -- a torch Dataset with flips and 90-degree rotations.
+* :func:`asinh_stretch`, :func:`percentile_clip` -- 002's preprocessing.
+"""
+from advrobust.data.dataset import SurveyDataset, load_survey, random_dihedral
+from advrobust.data.io import load_arrays, load_catalogue, load_images, save_arrays
+from advrobust.data.preprocess import asinh_stretch, percentile_clip
+from advrobust.data.simulate import (
+    MORPHOLOGY_BANDS,
+    MORPHOLOGY_CLASSES,
+    PHOTOZ_BANDS,
+    simulate_morphology,
+    simulate_photoz,
+)
+
+__all__ = [
+    "simulate_photoz",
+    "simulate_morphology",
+    "PHOTOZ_BANDS",
+    "MORPHOLOGY_BANDS",
+    "MORPHOLOGY_CLASSES",
+    "SurveyDataset",
+    "load_survey",
+    "random_dihedral",
+    "save_arrays",
+    "load_arrays",
+    "load_images",
+    "load_catalogue",
+    "asinh_stretch",
+    "percentile_clip",
+]

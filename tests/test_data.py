@@ -1,0 +1,222 @@
+"""Survey simulator (determinism, physics, learnability) and the file loaders."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from advrobust import models
+from advrobust.data import (
+    SurveyDataset,
+    load_arrays,
+    load_catalogue,
+    load_images,
+    load_survey,
+    random_dihedral,
+    save_arrays,
+    simulate_morphology,
+    simulate_photoz,
+)
+from advrobust.data import photometry
+from advrobust.metrics import photoz_metrics
+
+
+@pytest.fixture(scope="module")
+def photoz():
+    return simulate_photoz(12, seed=7, n_workers=1)
+
+
+@pytest.fixture(scope="module")
+def morphology():
+    return simulate_morphology(9, seed=7, n_workers=1)
+
+
+def test_photoz_output(photoz):
+    assert photoz["images"].shape == (12, 5, 64, 64) and photoz["images"].dtype == np.float32
+    assert photoz["ebv"].shape == (12,) and photoz["z_spec"].shape == (12,)
+    assert np.isfinite(photoz["images"]).all()
+    assert np.all((photoz["z_spec"] >= 0.02) & (photoz["z_spec"] < 1.0))
+    assert np.all(photoz["ebv"] >= 0)
+    # the galaxy is in the middle: the central pixels in i outshine the border
+    centre = photoz["images"][:, 3, 28:36, 28:36].mean()
+    border = photoz["images"][:, 3, :4, :].mean()
+    assert centre > 20 * abs(border)
+
+
+def test_photoz_deterministic_and_independent_of_workers(photoz):
+    again = simulate_photoz(12, seed=7, n_workers=2)
+    for key in photoz:
+        np.testing.assert_array_equal(again[key], photoz[key])
+    other = simulate_photoz(2, seed=8, n_workers=1)
+    assert not np.array_equal(other["images"], photoz["images"][:2])
+
+
+def test_same_sed_is_redder_at_higher_redshift():
+    g_minus_r = [np.subtract(*photometry.ab_magnitudes("E", z, ("g", "r"))) for z in (0.05, 0.2, 0.35)]
+    assert g_minus_r[0] < g_minus_r[1] < g_minus_r[2]
+    # and in the simulated images: the r/g flux ratio of ellipticals grows with z (4000 A break in g -> r)
+    data = simulate_photoz(24, seed=3, templates=("E",), z_range=(0.05, 0.4), n_workers=1)
+    flux = data["images"][:, :, 24:40, 24:40].sum(axis=(2, 3))
+    colour = -2.5 * np.log10(flux[:, 1] / flux[:, 2])
+    assert np.corrcoef(colour, data["z_spec"])[0, 1] > 0.8
+
+
+def test_reddening_reddens():
+    clean = photometry.apparent_magnitudes("Sbc", 0.3, -21.0, ("g", "r"))
+    reddened = photometry.apparent_magnitudes("Sbc", 0.3, -21.0, ("g", "r"), ebv=0.1)
+    r_g, r_r = photometry.extinction_coefficients(("g", "r"))
+    np.testing.assert_allclose(reddened - clean, [0.1 * r_g, 0.1 * r_r])
+    assert r_g > r_r > 0
+
+
+def test_morphology_output(morphology):
+    for key in ("images_y10", "images_y1"):
+        assert morphology[key].shape == (9, 3, 100, 100) and morphology[key].dtype == np.float32
+    assert morphology["labels"].dtype == np.int64 and set(morphology["labels"]) <= {0, 1, 2}
+    again = simulate_morphology(9, seed=7, n_workers=1)
+    for key in morphology:
+        np.testing.assert_array_equal(again[key], morphology[key])
+
+
+def test_y1_noisier_than_y10_by_sqrt_ten(morphology):
+    corners = np.s_[:, :, :12, :12]
+    for band_index, band in enumerate(("g", "r", "i")):
+        std = {
+            years: morphology[f"images_y{years}"][corners][:, band_index].std() for years in (10, 1)
+        }
+        for years in (10, 1):
+            expected = np.sqrt(photometry.sky_electrons_per_pixel(band, years)) / photometry.electrons_per_nanomaggy(band, years)
+            assert std[years] == pytest.approx(expected, rel=0.1)
+        assert std[1] / std[10] == pytest.approx(np.sqrt(10.0), rel=0.1)
+    # the same galaxies: the noiseless signal agrees, the difference is noise only
+    signal = morphology["images_y10"][:, :, 45:55, 45:55].mean()
+    assert morphology["images_y1"][:, :, 45:55, 45:55].mean() == pytest.approx(signal, rel=0.1)
+
+
+def test_morphology_preprocessing_range():
+    data = simulate_morphology(3, seed=1, preprocess=True, n_workers=1)
+    for key in ("images_y10", "images_y1"):
+        assert data[key].min() >= 0.0 and data[key].max() <= 1.0
+        assert np.allclose(data[key].max(axis=(1, 2, 3)), 1.0)
+
+
+def test_simulator_argument_errors():
+    with pytest.raises(ValueError, match="seed"):
+        simulate_photoz(2, seed=-1)
+    with pytest.raises(ValueError, match="n must"):
+        simulate_photoz(0, seed=0)
+    with pytest.raises(ValueError, match="templates"):
+        simulate_photoz(2, seed=0, templates=("S0",))
+    with pytest.raises(ValueError, match="z_range"):
+        simulate_photoz(2, seed=0, z_range=(0.5, 0.1))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".fits"])
+def test_save_load_round_trip(tmp_path, photoz, suffix):
+    path = tmp_path / f"survey{suffix}"
+    save_arrays(path, photoz)
+    loaded = load_arrays(path)
+    for key, value in photoz.items():
+        np.testing.assert_array_equal(loaded[key], value)
+    np.testing.assert_array_equal(load_images(path), photoz["images"])
+    catalogue = load_catalogue(path)
+    np.testing.assert_array_equal(catalogue["z_spec"].to_numpy(), photoz["z_spec"])
+
+
+def test_images_from_npy_and_3d_cubes(tmp_path, photoz):
+    np.save(tmp_path / "cube.npy", photoz["images"])
+    np.testing.assert_array_equal(load_images(tmp_path / "cube.npy"), photoz["images"])
+    np.save(tmp_path / "single.npy", photoz["images"][:, 0].astype(np.float64))
+    single = load_images(tmp_path / "single.npy")
+    assert single.shape == (12, 1, 64, 64) and single.dtype == np.float32
+    with pytest.raises(ValueError, match="no array 'cutouts'"):
+        load_images(_npz(tmp_path, photoz), key="cutouts")
+    with pytest.raises(ValueError, match="unsupported"):
+        load_images(tmp_path / "cube.tiff")
+    with pytest.raises(FileNotFoundError):
+        load_images(tmp_path / "absent.npy")
+
+
+def _npz(tmp_path, photoz):
+    path = tmp_path / "survey.npz"
+    np.savez(path, images=photoz["images"])
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".fits"])
+def test_load_survey_with_catalogue(tmp_path, photoz, suffix):
+    images_path = tmp_path / "cube.h5"
+    save_arrays(images_path, {"images": photoz["images"]})
+    table = pd.DataFrame({"ZSPEC": photoz["z_spec"], "EBV": photoz["ebv"], "TYPE": photoz["sed_type"]})
+    catalogue_path = tmp_path / f"cat{suffix}"
+    if suffix == ".csv":
+        table.to_csv(catalogue_path, index=False)
+    elif suffix == ".parquet":
+        table.to_parquet(catalogue_path)
+    else:
+        from astropy.table import Table
+
+        Table.from_pandas(table).write(catalogue_path)
+    dataset = load_survey(images_path, catalogue_path, columns={"z_spec": "ZSPEC", "ebv": "EBV", "label": "TYPE"})
+    assert len(dataset) == 12
+    item = dataset[5]
+    torch.testing.assert_close(item["image"], torch.from_numpy(photoz["images"][5]))
+    assert item["z_spec"].item() == pytest.approx(float(photoz["z_spec"][5]))
+    assert item["label"].dtype == torch.int64 and item["z_spec"].dtype == torch.float32
+    with pytest.raises(ValueError, match=r"no column\(s\) \['REDSHIFT'\]; available: ZSPEC, EBV, TYPE"):
+        load_survey(images_path, catalogue_path, columns={"z_spec": "REDSHIFT"})
+    table.iloc[:10].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(ValueError, match="10 rows but there are 12 images"):
+        load_survey(images_path, tmp_path / "short.csv", columns=["ZSPEC"])
+
+
+def test_nan_policies(photoz):
+    images = photoz["images"].copy()
+    images[3, 2, 10, 10] = np.nan
+    z = photoz["z_spec"].copy()
+    z[7] = np.nan
+    with pytest.raises(ValueError, match=r"2 objects have NaN .*\[3, 7\]"):
+        SurveyDataset(images, {"z_spec": z})
+    kept = SurveyDataset(images, {"z_spec": z}, nan_policy="reject")
+    assert len(kept) == 10 and not any(torch.isnan(kept[i]["image"]).any() for i in range(10))
+    filled = SurveyDataset(images, {"z_spec": photoz["z_spec"]}, nan_policy="fill", fill_value=-1.0)
+    assert filled[3]["image"][2, 10, 10] == -1.0
+    with pytest.raises(ValueError, match="NaN values"):
+        SurveyDataset(images, {"z_spec": z}, nan_policy="fill")
+    with pytest.raises(ValueError, match=r"shape \(12,\)"):
+        SurveyDataset(images, {"z_spec": z[:5]})
+    with pytest.raises(ValueError, match="nan_policy"):
+        SurveyDataset(images, nan_policy="ignore")
+
+
+def test_dihedral_augmentation_covers_the_eight_symmetries():
+    image = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4)
+    generator = torch.Generator().manual_seed(0)
+    seen = {tuple(random_dihedral(image, generator).flatten().tolist()) for _ in range(200)}
+    assert len(seen) == 8
+    assert all(sorted(variant) == sorted(image.flatten().tolist()) for variant in seen)
+    dataset = SurveyDataset(image[None].numpy().repeat(3, 0), augment=True)
+    assert dataset[0]["image"].shape == (2, 4, 4)
+
+
+def test_small_cnn_learns_redshift_from_colours():
+    """A few hundred simulated galaxies and a few epochs clearly beat the constant predictor."""
+    torch.manual_seed(0)
+    data = simulate_photoz(300, seed=11, n_workers=1)
+    images, ebv, z = (torch.from_numpy(data[k]) for k in ("images", "ebv", "z_spec"))
+    n_train = 220
+    model = models.create("photoz_small")
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(8):
+        order = torch.randperm(n_train)
+        for start in range(0, n_train, 20):
+            batch = order[start : start + 20]
+            loss = (model.z_phot(images[batch], ebv[batch]) - z[batch]).abs().mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        z_phot = model.eval().z_phot(images[n_train:], ebv[n_train:])
+    learned = photoz_metrics(z_phot, z[n_train:])["sigma_mad"]
+    constant = photoz_metrics(np.full(len(z) - n_train, z[:n_train].median().item()), z[n_train:])["sigma_mad"]
+    print(f"sigma_MAD: small CNN {learned:.4f}, constant predictor {constant:.4f}")
+    assert learned < 0.6 * constant
