@@ -1,0 +1,133 @@
+// mk_mmd on the CPU: the tile functions of mmd_driver.h (dots -> kernel sums or gradient
+// weights, fused with the K exponentials), rows spread over threads.
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../kernel_math.h"
+#include "../mmd_driver.h"
+#include "simd.h"
+
+namespace advrobust {
+namespace {
+
+constexpr int64_t kChunk = 256;  // columns per inner pass: the chunk lives in L1
+
+// sum_{t < len} sum_k exp(c_k d_t), d_t = ||z_i - z_j||^2 from the dots and norms.
+template <typename T>
+ADVROBUST_SIMD_CLONES double kernel_sum(const T* __restrict__ dots, const T* __restrict__ norms_j, T norm_i,
+                                        int64_t len, const MmdParams& kp) {
+  T d[kChunk], acc[kChunk];
+  double total = 0;
+  for (int64_t s = 0; s < len; s += kChunk) {
+    const int64_t m = std::min(kChunk, len - s);
+    for (int64_t t = 0; t < m; ++t) {
+      d[t] = mmd_sq_dist(norm_i, norms_j[s + t], dots[s + t]);
+      acc[t] = T(0);
+    }
+    for (int k = 0; k < kp.num_kernels; ++k) {
+      const T c = static_cast<T>(kp.coef[k]);
+      for (int64_t t = 0; t < m; ++t) acc[t] += exp_nonpositive(c * d[t]);
+    }
+    T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t t = 0; t < m; ++t) part += acc[t];
+    total += part;
+  }
+  return total;
+}
+
+// Overwrites dots[t] with beta * w(d_t), w(d) = sum_k 2 c_k exp(c_k d); returns their sum.
+template <typename T>
+ADVROBUST_SIMD_CLONES double gradient_weights(T* __restrict__ dots, const T* __restrict__ norms_j, T norm_i,
+                                              int64_t len, const MmdParams& kp, T beta) {
+  T d[kChunk], acc[kChunk];
+  double total = 0;
+  for (int64_t s = 0; s < len; s += kChunk) {
+    const int64_t m = std::min(kChunk, len - s);
+    for (int64_t t = 0; t < m; ++t) {
+      d[t] = mmd_sq_dist(norm_i, norms_j[s + t], dots[s + t]);
+      acc[t] = T(0);
+    }
+    for (int k = 0; k < kp.num_kernels; ++k) {
+      const T c = static_cast<T>(kp.coef[k]), c2 = static_cast<T>(2.0 * kp.coef[k]);
+      for (int64_t t = 0; t < m; ++t) acc[t] += c2 * exp_nonpositive(c * d[t]);
+    }
+    T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t t = 0; t < m; ++t) {
+      const T w = beta * acc[t];
+      dots[s + t] = w;
+      part += w;
+    }
+    total += part;
+  }
+  return total;
+}
+
+void forward_tile_cpu(const at::Tensor& dots, const at::Tensor& norms, int64_t row0, const MmdSetup& s,
+                      at::Tensor& row_out) {
+  const int64_t rows = dots.size(0), cols = dots.size(1);
+  double* out = row_out.mutable_data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "mk_mmd_forward_cpu", [&] {
+    const scalar_t* dp = dots.const_data_ptr<scalar_t>();
+    const scalar_t* nz = norms.const_data_ptr<scalar_t>();
+    parallel_over(rows, cols * s.kernels.num_kernels, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t i = row0 + r;
+        const bool i_in_x = i < s.n_x;
+        const scalar_t* row = dp + r * cols - row0;  // row[j] = z_i . z_j for j >= row0
+        double total = 0;
+        if (!s.unbiased) total += mmd_pair_weight(s, i_in_x, i_in_x) * kernel_sum(row + i, nz + i, nz[i], 1, s.kernels);
+        const int64_t x_end = std::max(i + 1, s.n_x);  // [i+1, x_end) are x columns when i is in x
+        if (i_in_x) total += 2.0 * s.a_xx * kernel_sum(row + i + 1, nz + i + 1, nz[i], s.n_x - i - 1, s.kernels);
+        total += 2.0 * mmd_pair_weight(s, i_in_x, false) *
+                 kernel_sum(row + x_end, nz + x_end, nz[i], s.n_total - x_end, s.kernels);
+        out[i] = total;
+      }
+    });
+  });
+}
+
+void backward_tile_cpu(at::Tensor& dots, const at::Tensor& norms, int64_t row0, const MmdSetup& s,
+                       at::Tensor& row_sums) {
+  const int64_t rows = dots.size(0), N = s.n_total;
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "mk_mmd_backward_cpu", [&] {
+    scalar_t* dp = dots.mutable_data_ptr<scalar_t>();
+    const scalar_t* nz = norms.const_data_ptr<scalar_t>();
+    scalar_t* sums = row_sums.mutable_data_ptr<scalar_t>();
+    parallel_over(rows, N * s.kernels.num_kernels, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t i = row0 + r;
+        const bool i_in_x = i < s.n_x;
+        scalar_t* row = dp + r * N;
+        const auto beta_x = static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, true));
+        const auto beta_y = static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, false));
+        double total = gradient_weights(row, nz, nz[i], s.n_x, s.kernels, beta_x) +
+                       gradient_weights(row + s.n_x, nz + s.n_x, nz[i], N - s.n_x, s.kernels, beta_y);
+        total -= row[i];  // z_i - z_i = 0: drop the diagonal weight exactly
+        row[i] = scalar_t(0);
+        sums[r] = static_cast<scalar_t>(total);
+      }
+    });
+  });
+}
+
+at::Tensor mk_mmd_cpu(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased) {
+  return mk_mmd_forward(x, y, sigmas, unbiased, &forward_tile_cpu);
+}
+
+std::tuple<at::Tensor, at::Tensor> mk_mmd_backward_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+                                                       const at::Tensor& y, at::ArrayRef<double> sigmas,
+                                                       bool unbiased) {
+  return mk_mmd_backward(grad_out, x, y, sigmas, unbiased, &backward_tile_cpu);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(advrobust, CPU, m) {
+  m.impl("mk_mmd", &mk_mmd_cpu);
+  m.impl("mk_mmd_backward", &mk_mmd_backward_cpu);
+}
+
+}  // namespace advrobust

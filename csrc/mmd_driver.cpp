@@ -1,0 +1,69 @@
+#include "mmd_driver.h"
+
+#include <algorithm>
+
+#include "op_checks.h"
+
+namespace advrobust {
+
+MmdSetup make_mmd_setup(int64_t n, int64_t m, at::ArrayRef<double> sigmas, bool unbiased) {
+  MmdSetup s{};
+  s.kernels.num_kernels = static_cast<int>(sigmas.size());
+  for (size_t k = 0; k < sigmas.size(); ++k) s.kernels.coef[k] = -0.5 / (sigmas[k] * sigmas[k]);
+  const double dn = static_cast<double>(n), dm = static_cast<double>(m);
+  s.a_xx = unbiased ? 1.0 / (dn * (dn - 1.0)) : 1.0 / (dn * dn);
+  s.a_yy = unbiased ? 1.0 / (dm * (dm - 1.0)) : 1.0 / (dm * dm);
+  s.a_xy = 1.0 / (dn * dm);
+  s.n_x = n;
+  s.n_total = n + m;
+  s.unbiased = unbiased;
+  return s;
+}
+
+namespace {
+int64_t block_rows(int64_t n_total) {
+  return std::max<int64_t>(16, std::min<int64_t>(n_total, kTileElements / std::max<int64_t>(1, n_total)));
+}
+}  // namespace
+
+at::Tensor mk_mmd_forward(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
+                          MmdForwardTileFn tile) {
+  check_mmd_args(x, y, sigmas, unbiased);
+  const MmdSetup setup = make_mmd_setup(x.size(0), y.size(0), sigmas, unbiased);
+  const at::Tensor z = at::cat({x, y}).contiguous();
+  const at::Tensor norms = (z * z).sum(1);
+  const int64_t N = setup.n_total, T = block_rows(N);
+  at::Tensor row_out = at::empty({N}, z.options().dtype(at::kDouble));
+  for (int64_t i0 = 0; i0 < N; i0 += T) {
+    const int64_t rows = std::min(T, N - i0);
+    const at::Tensor dots = at::mm(z.narrow(0, i0, rows), z.narrow(0, i0, N - i0).t());
+    tile(dots, norms, i0, setup, row_out);
+  }
+  return row_out.sum().to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor> mk_mmd_backward(const at::Tensor& grad_out, const at::Tensor& x,
+                                                   const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
+                                                   MmdBackwardTileFn tile) {
+  check_mmd_args(x, y, sigmas, unbiased);
+  TORCH_CHECK(grad_out.numel() == 1, "mk_mmd_backward: grad_out must hold one value, got ", grad_out.sizes());
+  const MmdSetup setup = make_mmd_setup(x.size(0), y.size(0), sigmas, unbiased);
+  const at::Tensor z = at::cat({x, y}).contiguous();
+  const at::Tensor norms = (z * z).sum(1);
+  const int64_t N = setup.n_total, T = block_rows(N);
+  at::Tensor grad_z = at::empty_like(z);
+  at::Tensor row_sums = at::empty({T}, z.options());
+  for (int64_t i0 = 0; i0 < N; i0 += T) {
+    const int64_t rows = std::min(T, N - i0);
+    const at::Tensor z_block = z.narrow(0, i0, rows);
+    at::Tensor weights = at::mm(z_block, z.t());
+    at::Tensor sums = row_sums.narrow(0, 0, rows);
+    tile(weights, norms, i0, setup, sums);
+    // grad z_i = sum_j W_ij (z_i - z_j) = rowsum_i z_i - (W z)_i
+    grad_z.narrow(0, i0, rows).copy_(at::addmm(z_block * sums.unsqueeze(1), weights, z, 1.0, -1.0));
+  }
+  grad_z.mul_(grad_out.reshape({}).to(z.scalar_type()));
+  return {grad_z.narrow(0, 0, setup.n_x).clone(), grad_z.narrow(0, setup.n_x, N - setup.n_x).clone()};
+}
+
+}  // namespace advrobust

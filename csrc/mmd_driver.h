@@ -1,0 +1,37 @@
+// mk_mmd's device-independent part: it stacks Z = cat(x, y), walks Z in row blocks,
+// gets each block's dot products from one matrix product (BLAS / cuBLAS), and hands the
+// block to a device's tile function, which turns dots into kernel sums (forward) or into
+// gradient weights (backward) in one fused pass. No n x m x K tensor is ever formed;
+// the extra memory is O((n + m) d + block), the block capped at kTileElements.
+#pragma once
+
+#include <torch/types.h>
+
+#include <tuple>
+
+#include "kernel_math.h"
+
+namespace advrobust {
+
+constexpr int64_t kTileElements = int64_t(1) << 22;
+
+// Forward tile: `dots` (rows, cols) holds z_i . z_j for i = row0 + r, j = row0 + c (the
+// upper triangle j >= i is used). Writes sum_{j>=i} mult_ij a(i,j) k(z_i,z_j) to
+// row_out[row0 + r] (float64), mult = 2 off the diagonal, 1 (biased) or 0 on it.
+using MmdForwardTileFn = void (*)(const at::Tensor& dots, const at::Tensor& norms, int64_t row0,
+                                  const MmdSetup& setup, at::Tensor& row_out);
+// Backward tile: `dots` (rows, n_total) holds z_i . z_j for i = row0 + r and all j; it is
+// overwritten with W_ij = 2 a(i,j) w(d_ij) (W_ii = 0), and row_sums[r] = sum_j W_ij.
+using MmdBackwardTileFn = void (*)(at::Tensor& dots, const at::Tensor& norms, int64_t row0,
+                                   const MmdSetup& setup, at::Tensor& row_sums);
+
+MmdSetup make_mmd_setup(int64_t n, int64_t m, at::ArrayRef<double> sigmas, bool unbiased);
+
+at::Tensor mk_mmd_forward(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
+                          MmdForwardTileFn tile);
+
+std::tuple<at::Tensor, at::Tensor> mk_mmd_backward(const at::Tensor& grad_out, const at::Tensor& x,
+                                                   const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
+                                                   MmdBackwardTileFn tile);
+
+}  // namespace advrobust

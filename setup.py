@@ -1,0 +1,63 @@
+"""Builds advrobust._C: the CPU kernels always, the CUDA kernels when a GPU is visible or
+FORCE_CUDA=1 (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0").
+
+Install with the torch you already have:  pip install --no-build-isolation -e .
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension, CUDA_HOME
+import torch
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _want_cuda() -> bool:
+    forced = os.environ.get("FORCE_CUDA", "0") == "1"
+    return forced or (torch.cuda.is_available() and CUDA_HOME is not None)
+
+
+def _extension():
+    cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    cxx = ["-O3", "-fopenmp", "-fopenmp-simd", "-std=c++17"]
+    if _want_cuda():
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        sources = cpu_sources + sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
+        print(f"advrobust: building CPU + CUDA kernels for sm {os.environ['TORCH_CUDA_ARCH_LIST']} "
+              f"({len(sources)} sources)")
+        return CUDAExtension(
+            "advrobust._C", sources,
+            define_macros=[("ADVROBUST_WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_link_args=["-fopenmp"],
+        )
+    print(f"advrobust: building CPU kernels only ({len(cpu_sources)} sources); "
+          "set FORCE_CUDA=1 with a CUDA torch to add the CUDA kernels")
+    return CppExtension("advrobust._C", cpu_sources, extra_compile_args={"cxx": cxx},
+                        extra_link_args=["-fopenmp"])
+
+
+setup(
+    name="advrobust",
+    version="0.1.0",
+    description="Adversarial robustness of image models on astronomical survey data, with fused C++/CUDA kernels",
+    packages=find_packages(include=["advrobust", "advrobust.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4",
+        "numpy",
+        "galsim",
+        "safetensors",
+        "h5py",
+        "astropy",
+        "pandas",
+        "pyarrow",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"], "bench": ["torchattacks"]},
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    entry_points={"console_scripts": ["advrobust=advrobust.cli:main"]},
+)
