@@ -1,0 +1,364 @@
+"""The fused operators against their pure-PyTorch twins, opcheck, gradcheck and bad input."""
+import math
+
+import pytest
+import torch
+
+import advrobust
+from advrobust import ops
+from advrobust.ops import reference as ref
+from conftest import DEVICES
+
+OPS = torch.ops.advrobust
+
+
+def test_extension_is_built():
+    # Every other test here exercises the compiled kernels; a silent fallback would hide a broken build.
+    assert advrobust.has_cpu_kernels()
+    assert hasattr(OPS, "linf_step") and hasattr(OPS, "mk_mmd_backward")
+
+
+# ------------------------------------------------------------------ helpers
+
+def _step_inputs(shape, dtype, device, per_sample, bounds, noncontiguous, gen):
+    def rnd(*s):
+        return torch.randn(*s, generator=gen, dtype=dtype).to(device)
+
+    if noncontiguous:  # a transposed view: same values, strides that are not row-major
+        x_adv, grad, x_nat = (rnd(*shape[:-2], shape[-1], shape[-2]).transpose(-1, -2) for _ in range(3))
+        assert not x_adv.is_contiguous()
+    else:
+        x_adv, grad, x_nat = rnd(*shape), rnd(*shape), rnd(*shape)
+    grad = grad.masked_fill(grad.abs() < 0.2, 0.0)  # plenty of exact zeros: sign(0) = 0
+    B = shape[0]
+    if per_sample:
+        alpha = torch.rand(B, generator=gen, dtype=dtype).to(device) * 0.5
+        eps = torch.rand(B, generator=gen, dtype=dtype).to(device) * 2.0
+    else:
+        alpha = torch.tensor([0.3], dtype=dtype, device=device)
+        eps = torch.tensor([1.1], dtype=dtype, device=device)
+    if bounds == "none":
+        lo = hi = None
+    elif bounds == "scalar":
+        lo, hi = torch.tensor([-1.0], dtype=dtype, device=device), torch.tensor([1.5], dtype=dtype, device=device)
+    else:
+        C = shape[1]
+        lo = -torch.rand(C, generator=gen, dtype=dtype).to(device) - 0.2
+        hi = torch.rand(C, generator=gen, dtype=dtype).to(device) + 0.2
+    return x_adv, grad, x_nat, alpha, eps, lo, hi
+
+
+STEP_CASES = [
+    # (shape, dtype, per-sample, bounds, non-contiguous)
+    ((1, 1, 1, 1), torch.float32, False, "none", False),
+    ((7, 3, 9, 11), torch.float32, True, "channel", False),
+    ((7, 3, 9, 11), torch.float64, True, "scalar", True),
+    ((4, 5, 33, 17), torch.float32, False, "channel", True),
+    ((6, 13), torch.float64, True, "channel", False),
+    ((3, 2, 4, 5, 6), torch.float32, True, "none", False),
+    ((64, 5, 64, 64), torch.float32, True, "channel", False),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape,dtype,per_sample,bounds,noncontig", STEP_CASES)
+def test_linf_step_equals_twin_exactly(device, shape, dtype, per_sample, bounds, noncontig):
+    gen = torch.Generator().manual_seed(hash((shape, per_sample, bounds)) % 2**31)
+    args = _step_inputs(shape, dtype, device, per_sample, bounds, noncontig, gen)
+    got = OPS.linf_step(*args)
+    want = ref.linf_step_reference(*args)
+    assert got.shape == want.shape and got.is_contiguous()
+    assert torch.equal(got, want)  # sign * alpha is exact: the fused pass must be bit-identical
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape,dtype,per_sample,bounds,noncontig", STEP_CASES)
+def test_l2_step_equals_twin(device, shape, dtype, per_sample, bounds, noncontig):
+    gen = torch.Generator().manual_seed(1 + hash((shape, per_sample, bounds)) % 2**31)
+    args = _step_inputs(shape, dtype, device, per_sample, bounds, noncontig, gen)
+    got = OPS.l2_step(*args)
+    want = ref.l2_step_reference(*args)
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, want, **tol)
+
+
+def test_l2_step_geometry_by_hand():
+    # One sample, d = u + alpha g/||g|| = (0, 0) + 2 * (3, 4)/5 = (1.2, 1.6), ||d|| = 2 > eps = 1
+    x_nat = torch.zeros(1, 2)
+    got = ops.l2_step(x_nat.clone(), torch.tensor([[3.0, 4.0]]), x_nat, alpha=2.0, eps=1.0)
+    torch.testing.assert_close(got, torch.tensor([[0.6, 0.8]]))
+    # inside the ball: no projection
+    got = ops.l2_step(x_nat.clone(), torch.tensor([[3.0, 4.0]]), x_nat, alpha=0.5, eps=1.0)
+    torch.testing.assert_close(got, torch.tensor([[0.3, 0.4]]))
+
+
+def test_l2_step_zero_gradient_and_zero_eps_make_no_nan():
+    x_nat = torch.randn(3, 2, 5, 5)
+    x_adv = x_nat + 0.01 * torch.randn_like(x_nat)
+    grad = torch.randn_like(x_nat)
+    grad[1] = 0.0
+    out = ops.l2_step(x_adv, grad, x_nat, alpha=0.5, eps=torch.tensor([1.0, 1.0, 0.0]))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1], x_adv[1])  # no gradient: no step (already inside the ball)
+    torch.testing.assert_close(out[2], x_nat[2])  # eps = 0: back onto x_nat
+
+
+def test_linf_step_by_hand_and_fgsm_form():
+    x = torch.tensor([[0.0, 1.0, -2.0, 5.0]])
+    g = torch.tensor([[2.0, -1.0, 0.0, 3.0]])
+    out = ops.linf_step(x, g, x, alpha=0.1, eps=0.1, lo=-1.0, hi=5.0)
+    torch.testing.assert_close(out, torch.tensor([[0.1, 0.9, -1.0, 5.0]]))
+
+
+def test_step_ops_do_not_modify_inputs():
+    x_adv, grad, x_nat = torch.randn(3, 4, 5), torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    copies = [t.clone() for t in (x_adv, grad, x_nat)]
+    for op in (ops.linf_step, ops.l2_step):
+        op(x_adv, grad, x_nat, alpha=0.1, eps=0.2, lo=-1.0, hi=1.0)
+    for t, c in zip((x_adv, grad, x_nat), copies):
+        assert torch.equal(t, c)
+
+
+# ------------------------------------------------------------------ differential evolution
+
+def _de_problem(B, P, k, C, dtype, device, seed):
+    gen = torch.Generator().manual_seed(seed)
+    H, W = 9, 7
+    D = k * (2 + C)
+    lower = torch.tensor([0.0, 0.0] + [-1.0] * C, dtype=dtype).repeat(k).to(device)
+    upper = torch.tensor([H, W] + [2.0] * C, dtype=dtype).repeat(k).to(device)
+    pop = (lower + torch.rand(B, P, D, generator=gen, dtype=dtype).to(device) * (upper - lower)).contiguous()
+    draws = ops.de_draws(B, P, D, dtype=dtype, generator=gen)
+    draws = ops.DEDraws(*(t.to(device) for t in draws))
+    images = torch.randn(B, C, H, W, generator=gen, dtype=dtype).to(device)
+    return pop, draws, lower, upper, images
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("F,CR,resample", [(0.5, 1.0, True), (0.9, 0.3, False), (2.5, 0.7, True)])
+def test_de_trial_equals_twin(device, dtype, F, CR, resample):
+    pop, draws, lower, upper, _ = _de_problem(5, 11, 2, 3, dtype, device, seed=3)
+    args = (pop, draws.donors, draws.cross_u, draws.cross_j, draws.resample_u, lower, upper, F, CR, resample)
+    got = OPS.de_trial(*args)
+    assert torch.equal(got, ref.de_trial_reference(*args))
+    assert ((got >= lower) & (got <= upper)).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("add", [False, True])
+@pytest.mark.parametrize("k", [1, 3])
+def test_de_build_equals_twin(device, add, k):
+    pop, _, _, _, images = _de_problem(3, 6, k, 3, torch.float32, device, seed=4)
+    cand = pop.view(3, 6, k, 5).clone()
+    cand[0, 0, :, :2] = torch.tensor([4.2, 3.9])  # all k pixels of one candidate coincide
+    cand[1, 2, 0, :2] = torch.tensor([-3.0, 50.0])  # outside the image: clamped to its edge
+    got = OPS.de_build(images, cand, add)
+    want = ref.de_build_reference(images, cand, add)
+    assert torch.equal(got, want)
+    changed = (got != images.unsqueeze(1)).any(dim=2).flatten(2).sum(-1)
+    assert (changed <= k).all()  # at most k pixels per image
+
+
+def test_de_build_by_hand():
+    images = torch.zeros(1, 2, 3, 4)
+    cand = torch.tensor([[[[1.7, 3.2, 5.0, -6.0]]]])  # row 1, column 3, values (5, -6)
+    out = ops.de_build(images, cand)
+    expected = images.clone()
+    expected[0, :, 1, 3] = torch.tensor([5.0, -6.0])
+    assert torch.equal(out[0, 0], expected[0])
+    out_add = ops.de_build(images + 1.0, cand, add=True)
+    assert out_add[0, 0, 0, 1, 3] == 6.0 and out_add[0, 0, 1, 1, 3] == -5.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_de_select_equals_twin(device):
+    pop, _, _, _, _ = _de_problem(4, 9, 1, 3, torch.float64, device, seed=5)
+    trial = pop.flip(1).contiguous()
+    fit = torch.rand(4, 9, dtype=torch.float64, device=device)
+    tfit = torch.rand(4, 9, dtype=torch.float64, device=device)
+    tfit[0, 0] = fit[0, 0]  # a tie goes to the trial
+    want_pop, want_fit = ref.de_select_reference(pop, fit, trial, tfit)
+    OPS.de_select_(pop, fit, trial, tfit)
+    assert torch.equal(pop, want_pop) and torch.equal(fit, want_fit)
+    assert torch.equal(pop[0, 0], trial[0, 0])
+
+
+def test_de_draws_donors_are_distinct_and_not_self():
+    d = ops.de_draws(8, 5, 3, generator=torch.Generator().manual_seed(0))
+    own = torch.arange(5).view(1, 5, 1)
+    assert ((d.donors >= 0) & (d.donors < 5)).all()
+    assert (d.donors != own).all()
+    s = d.donors.sort(-1).values
+    assert (s[..., 1:] != s[..., :-1]).all()
+    big = ops.de_draws(4, 400, 5, generator=torch.Generator().manual_seed(1))
+    assert (big.donors != torch.arange(400).view(1, 400, 1)).all()
+    # all P - 1 other members are reachable as r1, roughly uniformly
+    counts = torch.bincount(((big.donors[..., 0] - torch.arange(400)) % 400).flatten(), minlength=400)
+    assert counts[0] == 0 and (counts[1:] > 0).float().mean() > 0.9
+
+
+def test_de_draws_are_reproducible():
+    a = ops.de_draws(2, 10, 5, generator=torch.Generator().manual_seed(7))
+    b = ops.de_draws(2, 10, 5, generator=torch.Generator().manual_seed(7))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------ MMD
+
+MMD_CASES = [(1, 1, 3, False), (17, 29, 5, False), (17, 29, 5, True), (64, 40, 33, True), (2, 3, 1, True)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n,m,d,unbiased", MMD_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mk_mmd_forward_equals_twin(device, n, m, d, unbiased, dtype):
+    gen = torch.Generator().manual_seed(n * 100 + m)
+    x = torch.randn(n, d, generator=gen, dtype=dtype).to(device)
+    y = (torch.randn(m, d, generator=gen, dtype=dtype) * 1.3 + 0.4).to(device)
+    sigmas = ops.dan_sigmas(x, y) if n + m > 2 else [1.0, 3.0]
+    got = OPS.mk_mmd(x, y, sigmas, unbiased)
+    want = ref.mk_mmd_reference(x, y, sigmas, unbiased)
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_mk_mmd_backward_equals_autograd_through_twin(device, unbiased):
+    gen = torch.Generator().manual_seed(11)
+    x0 = torch.randn(23, 6, generator=gen, dtype=torch.float64).to(device)
+    y0 = (torch.randn(31, 6, generator=gen, dtype=torch.float64) + 0.5).to(device)
+    sig = [0.3, 1.0, 2.5, 7.0]
+    x, y = x0.clone().requires_grad_(), y0.clone().requires_grad_()
+    gx, gy = torch.autograd.grad(ops.mk_mmd(x, y, sig, unbiased=unbiased) * 3.0, (x, y))
+    xr, yr = x0.clone().requires_grad_(), y0.clone().requires_grad_()
+    rx, ry = torch.autograd.grad(ref.mk_mmd_reference(xr, yr, sig, unbiased) * 3.0, (xr, yr))
+    torch.testing.assert_close(gx, rx, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gy, ry, rtol=1e-9, atol=1e-12)
+
+
+def test_mk_mmd_gradcheck():
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(9, 4, generator=gen, dtype=torch.float64) + 0.3).requires_grad_()
+    for unbiased in (False, True):
+        assert torch.autograd.gradcheck(lambda a, b: ops.mk_mmd(a, b, [0.5, 1.5, 4.0], unbiased=unbiased), (x, y))
+
+
+def test_mk_mmd_spans_several_tiles():
+    # n + m = 2200 > 2048 rows: the driver walks Z in more than one block, forward and backward.
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(1300, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(900, 8, generator=gen, dtype=torch.float64) * 0.8).requires_grad_()
+    sig = [1.0, 4.0]
+    got = ops.mk_mmd(x, y, sig, unbiased=True)
+    gx, gy = torch.autograd.grad(got, (x, y))
+    want = ref.mk_mmd_reference(x, y, sig, True)
+    rx, ry = torch.autograd.grad(want, (x, y))
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gx, rx, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(gy, ry, rtol=1e-7, atol=1e-12)
+
+
+def test_mk_mmd_is_zero_for_identical_sets_and_positive_for_shifted():
+    x = torch.randn(50, 3, dtype=torch.float64)
+    assert abs(ops.mk_mmd(x, x.clone(), [1.0]).item()) < 1e-12
+    assert ops.mk_mmd(x, x + 2.0, [1.0]).item() > 0.1
+
+
+def test_bandwidth_helpers():
+    x, y = torch.randn(13, 4, dtype=torch.float64), torch.randn(9, 4, dtype=torch.float64)
+    z = torch.cat([x, y])
+    d2 = torch.cdist(z, z) ** 2
+    mean_offdiag = d2.sum() / (22 * 21)
+    sig = ops.dan_sigmas(x, y, kernel_mul=2.0, kernel_num=5)
+    bandwidths = [2 * s * s for s in sig]  # DAN's exp(-d2 / bandwidth_k)
+    for k, bw in enumerate(bandwidths):
+        assert math.isclose(bw, mean_offdiag.item() / 4 * 2 ** k, rel_tol=1e-9)
+    v = ops.sigmas_from_variances()
+    assert len(v) == 19 and math.isclose(v[0], 1e-3) and math.isclose(v[-1], 1e3)
+
+
+# ------------------------------------------------------------------ opcheck
+
+def _opcheck_samples():
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(3, 2, 5, 4, generator=g)
+    step = (x, torch.randn(3, 2, 5, 4, generator=g), x + 0.1, torch.rand(3), torch.rand(3),
+            torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
+    pop, draws, lower, upper, images = _de_problem(2, 6, 1, 3, torch.float32, "cpu", seed=22)
+    return [
+        (OPS.linf_step.default, step),
+        (OPS.l2_step.default, step),
+        (OPS.linf_step.default, step[:5] + (None, None)),
+        (OPS.de_trial.default, (pop, draws.donors, draws.cross_u, draws.cross_j, draws.resample_u,
+                                lower, upper, 0.5, 0.9, True)),
+        (OPS.de_build.default, (images, pop.view(2, 6, 1, 5), False)),
+        (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6), pop.flip(1).contiguous(), torch.rand(2, 6))),
+        (OPS.mk_mmd.default, (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),
+                              torch.randn(5, 3, dtype=torch.float64, requires_grad=True), [0.5, 2.0], True)),
+        (OPS.mk_mmd_backward.default, (torch.tensor(1.0, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64),
+                                       torch.randn(5, 3, dtype=torch.float64), [0.5, 2.0], False)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_opcheck(case):
+    op, args = _opcheck_samples()[case]
+    torch.library.opcheck(op, args)
+
+
+# ------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("op", [ops.linf_step, ops.l2_step])
+def test_step_bad_input_raises_clear_errors(op):
+    x = torch.randn(4, 3, 5, 5)
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        op(x, x, x, alpha=0.1, eps=-0.1)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        op(x, x, x, alpha=torch.tensor([0.1, -0.1, 0.1, 0.1]), eps=0.1)
+    with pytest.raises(ValueError, match="grad has shape"):
+        op(x, x[:, :2], x, alpha=0.1, eps=0.1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        op(x.long(), x.long(), x.long(), alpha=0.1, eps=0.1)
+    with pytest.raises(TypeError, match="x_nat is torch.float64"):
+        op(x, x, x.double(), alpha=0.1, eps=0.1)
+    with pytest.raises(ValueError, match="non-empty batch"):
+        op(x[:0], x[:0], x[:0], alpha=0.1, eps=0.1)
+    with pytest.raises(ValueError, match="length B=4"):
+        op(x, x, x, alpha=0.1, eps=torch.rand(3))
+    with pytest.raises(ValueError, match="one value per channel"):
+        op(x, x, x, alpha=0.1, eps=0.1, lo=torch.zeros(5))
+    with pytest.raises(ValueError, match="lo must be <= hi"):
+        op(x, x, x, alpha=0.1, eps=0.1, lo=1.0, hi=0.0)
+
+
+def test_direct_op_calls_check_their_arguments():
+    x = torch.randn(4, 3)
+    with pytest.raises(RuntimeError, match="grad has shape"):
+        OPS.linf_step(x, x[:2], x, torch.ones(1), torch.ones(1), None, None)
+    with pytest.raises(RuntimeError, match="eps must have 1 or 4 values"):
+        OPS.l2_step(x, x, x, torch.ones(1), torch.ones(3), None, None)
+    with pytest.raises(RuntimeError, match="x has 3 features, y has 2"):
+        OPS.mk_mmd(x, torch.randn(5, 2), [1.0], False)
+    pop, draws, lower, upper, _ = _de_problem(1, 5, 1, 3, torch.float32, "cpu", seed=0)
+    with pytest.raises(RuntimeError, match="donors must lie in"):
+        OPS.de_trial(pop, draws.donors + 10, draws.cross_u, draws.cross_j, draws.resample_u, lower, upper,
+                     0.5, 1.0, True)
+
+
+def test_mmd_and_de_bad_input():
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+        ops.mk_mmd(x, x, [1.0, 0.0])
+    with pytest.raises(ValueError, match="must be 2-D"):
+        ops.mk_mmd(x.view(5, 3, 1), x, [1.0])
+    with pytest.raises(ValueError, match="n, m >= 2"):
+        ops.mk_mmd(x[:1], x, [1.0], unbiased=True)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ops.mk_mmd(x.int(), x.int(), [1.0])
+    with pytest.raises(ValueError, match="at least 4"):
+        ops.de_draws(2, 3, 5)
+    with pytest.raises(ValueError, match=r"candidates must be \(2, P, k, 5\)"):
+        ops.de_build(torch.randn(2, 3, 4, 4), torch.randn(2, 6, 1, 4))
