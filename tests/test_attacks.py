@@ -307,11 +307,12 @@ def test_one_pixel_flips_planted_model_and_changes_at_most_k_pixels():
         torch.testing.assert_close(res.x_adv[b, :, res.pixels[:, -1, 0], res.pixels[:, -1, 1]], res.values[:, -1])
 
 
-def test_one_pixel_finds_planted_best_pixel():
+@pytest.mark.parametrize("strategy,F", [("best1", (0.5, 1.0)), ("rand1", 0.5)])
+def test_one_pixel_finds_planted_best_pixel(strategy, F):
     torch.manual_seed(0)
     x = torch.rand(4, 2, 16, 16) * 0.1
     y = torch.zeros(4, dtype=torch.long)
-    res = OnePixel(PlantedPixel(), population=40, max_iter=60, lo=0.0, hi=1.0, seed=0)(x, y)
+    res = OnePixel(PlantedPixel(), population=40, max_iter=60, strategy=strategy, F=F, lo=0.0, hi=1.0, seed=0)(x, y)
     assert res.success.all(), res.iterations
     assert torch.all(res.pixels[:, 0] == torch.tensor([11, 4]))
     assert torch.all(res.values[:, 0, 0] > 0.97)
@@ -403,6 +404,10 @@ def test_bad_inputs_give_clear_errors():
         OnePixel(model, population=8)(x, y.float())
     with pytest.raises(ValueError, match="CR"):
         OnePixel(model, CR=1.5)
+    with pytest.raises(ValueError, match="strategy"):
+        OnePixel(model, strategy="best2")
+    with pytest.raises(ValueError, match="low <= high"):
+        OnePixel(model, F=(1.0, 0.5))
     with pytest.raises(TypeError, match="nn.Module"):
         PGD(lambda t: t)
 

@@ -72,16 +72,25 @@ def _repeat_rows(t: Tensor, n: int) -> Tensor:
 class OnePixel(Attack):
     r"""Batched one-pixel (k-pixel) attack by differential evolution.
 
-    Distance: L0 (``k`` pixels, all channels of each). Su et al.'s DE/rand/1/bin with ``F``,
-    ``CR``; 002 caps the search at 80 generations and its code uses a population of 400.
+    Distance: L0 (``k`` pixels, all channels of each). 002 caps the search at 80 generations and
+    its code uses a population of 400. The default DE variant is the one of scipy's
+    ``differential_evolution`` that the public one-pixel implementations run (torchattacks,
+    one-pixel-attack-keras): DE/best/1/bin with a mutation factor dithered uniformly in
+    [0.5, 1) per generation and CR = 1; Su et al.'s paper variant is
+    ``strategy="rand1", F=0.5`` (both on the same fused :func:`advrobust.ops.de_trial`: best/1
+    replaces the first donor by each population's best candidate).
 
     Args:
         model: any ``nn.Module``, called as ``model(images, *extra)`` on batches of candidates.
         pixels: ``k``, the number of pixels changed per image.
         population: ``P``, candidates per image (>= 4; 002: 400).
         max_iter: generation cap (002: 80).
-        F: differential weight (Su et al.: 0.5). CR: crossover rate (Su et al.: 1, the mutant
-            taken whole).
+        strategy: ``"best1"`` (mutant = best + F (r2 - r3), default) or ``"rand1"``
+            (r1 + F (r2 - r3), Su et al.).
+        F: differential weight, a float, or ``(low, high)`` to draw it uniformly per generation
+            (dither; default ``(0.5, 1.0)`` as scipy; Su et al.: 0.5).
+        CR: crossover rate (default 1: the mutant is taken whole, as Su et al. and scipy's
+            recombination=1).
         targeted: ``y`` holds target classes (or target redshifts for ``"photoz"``).
         objective: ``"classifier"`` (fitness = probability of the true class, or minus the
             target's), ``"photoz"`` (fitness = -|dz|, or distance to the target redshift; success
@@ -118,7 +127,8 @@ class OnePixel(Attack):
     _min_dim = 4
 
     def __init__(self, model: nn.Module, pixels: int = 1, population: int = 400, max_iter: int = 80, *,
-                 F: float = 0.5, CR: float = 1.0, targeted: bool = False,
+                 strategy: str = "best1", F: Union[float, Tuple[float, float]] = (0.5, 1.0), CR: float = 1.0,
+                 targeted: bool = False,
                  objective: Union[str, ObjectiveFn] = "classifier", threshold: float = 0.05,
                  add: bool = False, lo: Bound = None, hi: Bound = None, add_range: Bound = None,
                  resample: bool = True, memory_budget: Optional[int] = None, seed: Optional[int] = None,
@@ -131,7 +141,17 @@ class OnePixel(Attack):
         if self.population < 4:
             raise ValueError(f"{name}: population must be >= 4 (DE/rand/1 needs 3 donors), got {population}")
         self.max_iter = int(check_scalar(name, "max_iter", max_iter, integer=True))
-        self.F = check_scalar(name, "F", F)
+        if strategy not in ("best1", "rand1"):
+            raise ValueError(f"{name}: strategy must be 'best1' or 'rand1', got {strategy!r}")
+        self.strategy = strategy
+        if isinstance(F, (tuple, list)):
+            if len(F) != 2:
+                raise ValueError(f"{name}: F must be a float or a (low, high) pair, got {F!r}")
+            self.F = (check_scalar(name, "F[0]", F[0]), check_scalar(name, "F[1]", F[1]))
+            if self.F[0] > self.F[1]:
+                raise ValueError(f"{name}: F = (low, high) needs low <= high, got {F!r}")
+        else:
+            self.F = check_scalar(name, "F", F)
         self.CR = check_scalar(name, "CR", CR)
         if self.CR > 1:
             raise ValueError(f"{name}: CR must be in [0, 1], got {CR}")
@@ -241,6 +261,12 @@ class OnePixel(Attack):
         cand, cand_fit = pop, fit
         pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
 
+        if isinstance(self.F, tuple):  # dither: one factor per generation, drawn up front (one sync)
+            u = torch.rand(self.max_iter, dtype=torch.float64, device=dev, generator=gen).tolist()
+            factors = [self.F[0] + v * (self.F[1] - self.F[0]) for v in u]
+        else:
+            factors = [self.F] * self.max_iter
+
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -265,7 +291,11 @@ class OnePixel(Attack):
             it += 1
             n = active.numel()
             draws = ops.de_draws(n, P, D, dtype=dt, device=dev, generator=gen)
-            trial = ops.de_trial(pop, draws, lower, upper, F=self.F, CR=self.CR, resample=self.resample)
+            if self.strategy == "best1":
+                donors = draws.donors.clone()
+                donors[:, :, 0] = fit.argmin(dim=1, keepdim=True)
+                draws = draws._replace(donors=donors)
+            trial = ops.de_trial(pop, draws, lower, upper, F=factors[it - 1], CR=self.CR, resample=self.resample)
             trial_fit, succ = self._score(xs, trial, ys, es, cl)
             cand, cand_fit = trial, trial_fit
             ops.de_select_(pop, fit, trial, trial_fit)
