@@ -201,12 +201,19 @@ def test_dihedral_augmentation_covers_the_eight_symmetries():
 def test_small_cnn_learns_redshift_from_colours():
     """A few hundred simulated galaxies and a few epochs clearly beat the constant predictor."""
     torch.manual_seed(0)
+    learned, constant = _fit_small_photoz_model()
+    print(f"sigma_MAD: small CNN {learned:.4f}, constant predictor {constant:.4f}")
+    assert learned < 0.6 * constant
+
+
+def _fit_small_photoz_model() -> tuple[float, float]:
+    """sigma_MAD on 80 held-out galaxies of photoz_small trained on 220, and of the training median."""
     data = simulate_photoz(300, seed=11, n_workers=1)
     images, ebv, z = (torch.from_numpy(data[k]) for k in ("images", "ebv", "z_spec"))
     n_train = 220
     model = models.create("photoz_small")
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(8):
+    for _ in range(6):
         order = torch.randperm(n_train)
         for start in range(0, n_train, 20):
             batch = order[start : start + 20]
@@ -218,5 +225,4 @@ def test_small_cnn_learns_redshift_from_colours():
         z_phot = model.eval().z_phot(images[n_train:], ebv[n_train:])
     learned = photoz_metrics(z_phot, z[n_train:])["sigma_mad"]
     constant = photoz_metrics(np.full(len(z) - n_train, z[:n_train].median().item()), z[n_train:])["sigma_mad"]
-    print(f"sigma_MAD: small CNN {learned:.4f}, constant predictor {constant:.4f}")
-    assert learned < 0.6 * constant
+    return learned, constant

@@ -91,7 +91,8 @@ class PasquetInception(PhotozModel):
             (default :data:`PASQUET_CELLS`).
         pool_after: indices of the cells followed by a 2x2 average pool (i1 and i3); the first
             pool follows ``conv0``.
-        fc_widths: outputs of ``fc0`` and ``fc1`` ((1096, 1096)); ``fc1``'s output is the latent vector.
+        fc_widths: outputs of ``fc0`` and ``fc1`` ((1096, 1096)); ``fc1``'s output (after ReLU) is the
+            latent vector and ``head`` is the table's ``fc2``.
         n_bins: redshift bins of the output (180).
         z_max: redshift range ``[0, z_max)`` of the bins (001: 1.0).
         input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in 001).
