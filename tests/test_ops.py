@@ -362,3 +362,17 @@ def test_mmd_and_de_bad_input():
         ops.de_draws(2, 3, 5)
     with pytest.raises(ValueError, match=r"candidates must be \(2, P, k, 5\)"):
         ops.de_build(torch.randn(2, 3, 4, 4), torch.randn(2, 6, 1, 4))
+
+
+def test_step_params_checked_once_give_the_same_step():
+    x, g = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    eps = torch.rand(5)
+    p = ops.step_params(x, alpha=0.1, eps=eps, lo=torch.full((3,), -1.0), hi=1.0)
+    for op in (ops.linf_step, ops.l2_step):
+        assert torch.equal(op(x, g, x, params=p), op(x, g, x, alpha=0.1, eps=eps, lo=torch.full((3,), -1.0), hi=1.0))
+        with pytest.raises(ValueError, match="not both"):
+            op(x, g, x, alpha=0.1, params=p)
+        with pytest.raises(ValueError, match="another batch"):
+            op(x[:2], g[:2], x[:2], params=p)
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        ops.step_params(x, alpha=0.1, eps=-eps)

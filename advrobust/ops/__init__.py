@@ -22,7 +22,7 @@ from advrobust._extension import has_cpu_kernels
 from advrobust.ops import reference
 
 __all__ = [
-    "linf_step", "l2_step", "mk_mmd", "dan_sigmas", "sigmas_from_variances",
+    "linf_step", "l2_step", "StepParams", "step_params", "mk_mmd", "dan_sigmas", "sigmas_from_variances",
     "DEEPADVERSARIES_MMD_VARIANCES", "DEDraws", "de_draws", "de_trial", "de_build", "de_select_",
 ]
 
@@ -89,23 +89,51 @@ def _as_per_channel(name: str, what: str, v: Bound, x: Tensor) -> Optional[Tenso
     return torch.full((1,), float(v), dtype=x.dtype, device=x.device)
 
 
-def _check_step(name, x_adv, grad, x_nat, alpha, eps, lo, hi):
+class StepParams(NamedTuple):
+    """Checked, normalised step arguments: alpha, eps (1,) or (B,); lo, hi None, (1,) or (C,)."""
+    alpha: Tensor
+    eps: Tensor
+    lo: Optional[Tensor]
+    hi: Optional[Tensor]
+
+
+def step_params(x: Tensor, *, alpha: ScalarOrPerSample, eps: ScalarOrPerSample, lo: Bound = None,
+                hi: Bound = None, name: str = "step_params") -> StepParams:
+    """Check and normalise the step arguments once, for many calls of :func:`linf_step` or
+    :func:`l2_step` on inputs shaped like ``x`` (an attack's loop passes ``params=``, so
+    the value checks, which synchronise a GPU, run once per attack instead of once per step).
+
+    Raises:
+        ValueError: alpha or eps < 0 or NaN, wrong lengths or devices, lo > hi.
+    """
+    _check_float(name, x, "x_adv")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name}: x_adv must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+    lo_t = _as_per_channel(name, "lo", lo, x)
+    hi_t = _as_per_channel(name, "hi", hi, x)
+    if lo_t is not None and hi_t is not None and bool((lo_t > hi_t).any()):
+        raise ValueError(f"{name}: lo must be <= hi, got lo={lo_t.tolist()} hi={hi_t.tolist()}")
+    return StepParams(_as_per_sample(name, "alpha", alpha, x), _as_per_sample(name, "eps", eps, x), lo_t, hi_t)
+
+
+def _step(name, kernel, twin, x_adv, grad, x_nat, alpha, eps, lo, hi, params):
     for what, t in (("x_adv", x_adv), ("grad", grad), ("x_nat", x_nat)):
         _check_float(name, t, what)
     _check_same(name, x_adv, {"grad": grad, "x_nat": x_nat})
-    if x_adv.dim() < 1 or x_adv.shape[0] == 0:
-        raise ValueError(f"{name}: x_adv must have a non-empty batch dimension, got shape {tuple(x_adv.shape)}")
-    alpha_t = _as_per_sample(name, "alpha", alpha, x_adv)
-    eps_t = _as_per_sample(name, "eps", eps, x_adv)
-    lo_t = _as_per_channel(name, "lo", lo, x_adv)
-    hi_t = _as_per_channel(name, "hi", hi, x_adv)
-    if lo_t is not None and hi_t is not None and bool((lo_t > hi_t).any()):
-        raise ValueError(f"{name}: lo must be <= hi, got lo={lo_t.tolist()} hi={hi_t.tolist()}")
-    return alpha_t, eps_t, lo_t, hi_t
+    if params is None:
+        params = step_params(x_adv, alpha=alpha, eps=eps, lo=lo, hi=hi, name=name)
+    elif alpha is not None or eps is not None or lo is not None or hi is not None:
+        raise ValueError(f"{name}: give either params or alpha/eps/lo/hi, not both")
+    elif params.alpha.numel() not in (1, x_adv.shape[0]) or params.alpha.dtype != x_adv.dtype:
+        raise ValueError(f"{name}: params were made for another batch or dtype; call step_params on this x_adv")
+    if _use_kernels(x_adv):
+        return kernel(x_adv, grad, x_nat, *params)
+    return twin(x_adv, grad, x_nat, *params)
 
 
-def linf_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerSample,
-              eps: ScalarOrPerSample, lo: Bound = None, hi: Bound = None) -> Tensor:
+def linf_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerSample = None,
+              eps: ScalarOrPerSample = None, lo: Bound = None, hi: Bound = None,
+              params: Optional[StepParams] = None) -> Tensor:
     """One signed-gradient step with L-inf projection, fused in a single pass.
 
     ``clamp(clip(x_adv + alpha*sign(grad), x_nat - eps, x_nat + eps), lo, hi)``, sign(0) = 0.
@@ -117,6 +145,7 @@ def linf_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerS
         alpha: step size, a float or a (B,) tensor (per sample), >= 0, same units as x.
         eps: L-inf radius, a float or a (B,) tensor, >= 0.
         lo, hi: valid range: None (no clamp), a float, or a (C,) tensor per channel (dim 1).
+        params: instead of alpha/eps/lo/hi, the result of :func:`step_params` (checked once).
 
     Returns:
         A new (B, ...) tensor; the inputs are not modified.
@@ -125,14 +154,13 @@ def linf_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerS
         TypeError: non-float tensors or mixed dtypes. ValueError: shape/device mismatch,
         empty batch, alpha or eps < 0, lo > hi.
     """
-    a, e, lo_t, hi_t = _check_step("linf_step", x_adv, grad, x_nat, alpha, eps, lo, hi)
-    if _use_kernels(x_adv):
-        return torch.ops.advrobust.linf_step(x_adv, grad, x_nat, a, e, lo_t, hi_t)
-    return reference.linf_step_reference(x_adv, grad, x_nat, a, e, lo_t, hi_t)
+    return _step("linf_step", torch.ops.advrobust.linf_step if has_cpu_kernels() else None,
+                 reference.linf_step_reference, x_adv, grad, x_nat, alpha, eps, lo, hi, params)
 
 
-def l2_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerSample,
-            eps: ScalarOrPerSample, lo: Bound = None, hi: Bound = None) -> Tensor:
+def l2_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerSample = None,
+            eps: ScalarOrPerSample = None, lo: Bound = None, hi: Bound = None,
+            params: Optional[StepParams] = None) -> Tensor:
     """One normalised-gradient step with L2-ball projection, per sample.
 
     ``x_nat + P_eps(x_adv - x_nat + alpha * grad / ||grad||_2)`` with
@@ -141,10 +169,8 @@ def l2_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerSam
 
     Args and Raises: as :func:`linf_step` (alpha: L2 step length, eps: L2 radius).
     """
-    a, e, lo_t, hi_t = _check_step("l2_step", x_adv, grad, x_nat, alpha, eps, lo, hi)
-    if _use_kernels(x_adv):
-        return torch.ops.advrobust.l2_step(x_adv, grad, x_nat, a, e, lo_t, hi_t)
-    return reference.l2_step_reference(x_adv, grad, x_nat, a, e, lo_t, hi_t)
+    return _step("l2_step", torch.ops.advrobust.l2_step if has_cpu_kernels() else None,
+                 reference.l2_step_reference, x_adv, grad, x_nat, alpha, eps, lo, hi, params)
 
 
 # --------------------------------------------------------------------------- MMD
