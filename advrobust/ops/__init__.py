@@ -124,7 +124,7 @@ def _step(name, kernel, twin, x_adv, grad, x_nat, alpha, eps, lo, hi, params):
         params = step_params(x_adv, alpha=alpha, eps=eps, lo=lo, hi=hi, name=name)
     elif alpha is not None or eps is not None or lo is not None or hi is not None:
         raise ValueError(f"{name}: give either params or alpha/eps/lo/hi, not both")
-    elif params.alpha.numel() not in (1, x_adv.shape[0]) or params.alpha.dtype != x_adv.dtype:
+    elif any(t.numel() not in (1, x_adv.shape[0]) or t.dtype != x_adv.dtype for t in params[:2]):
         raise ValueError(f"{name}: params were made for another batch or dtype; call step_params on this x_adv")
     if _use_kernels(x_adv):
         return kernel(x_adv, grad, x_nat, *params)
