@@ -211,6 +211,7 @@ void backward_tile_cuda(at::Tensor& dots, const at::Tensor& norms, int64_t row0,
 }
 
 at::Tensor mk_mmd_cuda(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased) {
+  check_mmd_args(x, y, sigmas, unbiased);  // before the guard: a clear message for a CPU x
   const c10::cuda::CUDAGuard guard(x.device());
   return mk_mmd_forward(x, y, sigmas, unbiased, &forward_tile_cuda);
 }
@@ -218,6 +219,7 @@ at::Tensor mk_mmd_cuda(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<do
 std::tuple<at::Tensor, at::Tensor> mk_mmd_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
                                                         const at::Tensor& y, at::ArrayRef<double> sigmas,
                                                         bool unbiased) {
+  check_mmd_args(x, y, sigmas, unbiased);
   const c10::cuda::CUDAGuard guard(x.device());
   return mk_mmd_backward(grad_out, x, y, sigmas, unbiased, &backward_tile_cuda);
 }
