@@ -13,10 +13,13 @@ namespace {
 
 constexpr int64_t kChunk = 256;  // columns per inner pass: the chunk lives in L1
 
-// sum_{t < len} sum_k exp(c_k d_t), d_t = ||z_i - z_j||^2 from the dots and norms.
-template <typename T>
-ADVROBUST_SIMD_CLONES double kernel_sum(const T* __restrict__ dots, const T* __restrict__ norms_j, T norm_i,
-                                        int64_t len, const MmdParams& kp) {
+// One pass over a row segment of dots z_i . z_j (t < len), d_t = ||z_i - z_j||^2:
+//  kGradient = false: returns sum_t sum_k exp(c_k d_t), the kernel sum;
+//  kGradient = true:  overwrites dots[t] with beta * w(d_t), w(d) = sum_k 2 c_k exp(c_k d),
+//                     and returns their sum.
+template <bool kGradient, typename T>
+ADVROBUST_SIMD_CLONES double fused_row(T* __restrict__ dots, const T* __restrict__ norms_j, T norm_i, int64_t len,
+                                       const MmdParams& kp, T beta) {
   T d[kChunk], acc[kChunk];
   double total = 0;
   for (int64_t s = 0; s < len; s += kChunk) {
@@ -27,42 +30,24 @@ ADVROBUST_SIMD_CLONES double kernel_sum(const T* __restrict__ dots, const T* __r
     }
     for (int k = 0; k < kp.num_kernels; ++k) {
       const T c = static_cast<T>(kp.coef[k]);
-      for (int64_t t = 0; t < m; ++t) acc[t] += exp_nonpositive(c * d[t]);
+      const T factor = kGradient ? static_cast<T>(2.0 * kp.coef[k]) : T(1);
+      for (int64_t t = 0; t < m; ++t) acc[t] += factor * exp_nonpositive(c * d[t]);
     }
     T part = 0;
 #pragma omp simd reduction(+ : part)
-    for (int64_t t = 0; t < m; ++t) part += acc[t];
+    for (int64_t t = 0; t < m; ++t) {
+      const T v = kGradient ? beta * acc[t] : acc[t];
+      if constexpr (kGradient) dots[s + t] = v;
+      part += v;
+    }
     total += part;
   }
   return total;
 }
 
-// Overwrites dots[t] with beta * w(d_t), w(d) = sum_k 2 c_k exp(c_k d); returns their sum.
 template <typename T>
-ADVROBUST_SIMD_CLONES double gradient_weights(T* __restrict__ dots, const T* __restrict__ norms_j, T norm_i,
-                                              int64_t len, const MmdParams& kp, T beta) {
-  T d[kChunk], acc[kChunk];
-  double total = 0;
-  for (int64_t s = 0; s < len; s += kChunk) {
-    const int64_t m = std::min(kChunk, len - s);
-    for (int64_t t = 0; t < m; ++t) {
-      d[t] = mmd_sq_dist(norm_i, norms_j[s + t], dots[s + t]);
-      acc[t] = T(0);
-    }
-    for (int k = 0; k < kp.num_kernels; ++k) {
-      const T c = static_cast<T>(kp.coef[k]), c2 = static_cast<T>(2.0 * kp.coef[k]);
-      for (int64_t t = 0; t < m; ++t) acc[t] += c2 * exp_nonpositive(c * d[t]);
-    }
-    T part = 0;
-#pragma omp simd reduction(+ : part)
-    for (int64_t t = 0; t < m; ++t) {
-      const T w = beta * acc[t];
-      dots[s + t] = w;
-      part += w;
-    }
-    total += part;
-  }
-  return total;
+double kernel_sum(const T* dots, const T* norms_j, T norm_i, int64_t len, const MmdParams& kp) {
+  return fused_row<false>(const_cast<T*>(dots), norms_j, norm_i, len, kp, T(1));  // reads only
 }
 
 void forward_tile_cpu(const at::Tensor& dots, const at::Tensor& norms, int64_t row0, const MmdSetup& s,
@@ -103,8 +88,8 @@ void backward_tile_cpu(at::Tensor& dots, const at::Tensor& norms, int64_t row0, 
         scalar_t* row = dp + r * N;
         const auto beta_x = static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, true));
         const auto beta_y = static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, false));
-        double total = gradient_weights(row, nz, nz[i], s.n_x, s.kernels, beta_x) +
-                       gradient_weights(row + s.n_x, nz + s.n_x, nz[i], N - s.n_x, s.kernels, beta_y);
+        double total = fused_row<true>(row, nz, nz[i], s.n_x, s.kernels, beta_x) +
+                       fused_row<true>(row + s.n_x, nz + s.n_x, nz[i], N - s.n_x, s.kernels, beta_y);
         total -= row[i];  // z_i - z_i = 0: drop the diagonal weight exactly
         row[i] = scalar_t(0);
         sums[r] = static_cast<scalar_t>(total);
