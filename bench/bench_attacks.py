@@ -207,7 +207,7 @@ def grad_section(args, model, xt, yt, ok, emit):
          f"L2 eps={eps2:.3f} (eps_l2_equal_volume(eps, 100*100)), alpha=eps/10, 10 steps, no random start, "
          f"clamp [0, 1]; median of {args.repeats} runs")
     emit()
-    emit("| attack | library | median s | min-max s | success | time outside fwd/bwd | speed-up |")
+    emit("| attack | library | median s | min-max s | success | time outside fwd/bwd | speed-up vs torchattacks |")
     emit("|---|---|---|---|---|---|---|")
     cases = [
         ("FGSM", 1, lambda: A.FGSM(model, eps=eps, lo=0.0, hi=1.0),
@@ -219,25 +219,35 @@ def grad_section(args, model, xt, yt, ok, emit):
     ]
     fb_loop(model, x[:8], y[:8], 1)  # warm-up
     for name, steps, ours, theirs in cases:
-        t_fb = timed(lambda: fb_loop(model, x, y, steps), args.repeats)[0]
-        t_fb_cl = timed(lambda: fb_loop_channels_last(model, x, y, steps), args.repeats)[0]
-        res = {}
-        libs = [("advrobust", ours, t_fb_cl)]
+        variants = [("plain fwd+bwd loop", lambda: fb_loop(model, x, y, steps)),
+                    ("same, channels_last input", lambda: fb_loop_channels_last(model, x, y, steps))]
+        atk_ours, atk_theirs = ours(), theirs()
+        variants.append(("advrobust", lambda: atk_ours(x, y)))
         if name == "PGD-Linf-10":
-            libs.append(("advrobust, channels_last=False",
-                         lambda: A.PGD(model, eps=eps, alpha=eps / 10, steps=10, lo=0.0, hi=1.0,
-                                       channels_last=False), t_fb))
-        libs.append(("torchattacks", theirs, t_fb))
-        for lib, make, base in libs:
-            atk = make()
-            med, lo_, hi_, xa = timed(lambda: atk(x, y), args.repeats)
-            res[lib] = (med, xa)
-            sp = f"{res['torchattacks'][0] / res['advrobust'][0]:.2f}x" if lib == "torchattacks" else ""
-            emit(f"| {name} | {lib} | {med:.3f} | {lo_:.3f}-{hi_:.3f} | {fooled(model, xa, y):.3f} | "
-                 f"{1 - base / med:.1%} | {sp} |")
-        diff = float((res["advrobust"][1] - res["torchattacks"][1]).abs().max())
-        emit(f"| {name} | plain fwd+bwd loop | {t_fb:.3f} | | | | |")
-        emit(f"| {name} | same, channels_last input | {t_fb_cl:.3f} | | | | |")
+            atk_nocl = A.PGD(model, eps=eps, alpha=eps / 10, steps=10, lo=0.0, hi=1.0, channels_last=False)
+            variants.append(("advrobust, channels_last=False", lambda: atk_nocl(x, y)))
+        variants.append(("torchattacks", lambda: atk_theirs(x, y)))
+        # interleaved repeats: load changes on a shared machine hit every variant alike
+        times = {v: [] for v, _ in variants}
+        outs = {}
+        for _ in range(args.repeats):
+            for v, fn in variants:
+                med, _, _, outs[v] = timed(fn, 1)
+                times[v].append(med)
+        med = {v: statistics.median(t) for v, t in times.items()}
+        base = {"advrobust": med["same, channels_last input"],
+                "advrobust, channels_last=False": med["plain fwd+bwd loop"],
+                "torchattacks": med["plain fwd+bwd loop"]}
+        for v, _ in variants:
+            t = times[v]
+            row = f"| {name} | {v} | {med[v]:.3f} | {min(t):.3f}-{max(t):.3f} |"
+            if v in base:
+                sp = f"{med['torchattacks'] / med[v]:.2f}x" if v != "torchattacks" else ""
+                row += f" {fooled(model, outs[v], y):.3f} | {1 - base[v] / med[v]:.1%} | {sp} |"
+            else:
+                row += " | | |"
+            emit(row)
+        diff = float((outs["advrobust"] - outs["torchattacks"]).abs().max())
         emit(f"| {name} | max abs diff of x_adv, ours vs torchattacks: {diff:.2e} | | | | | |")
     emit()
     emit("Time outside fwd/bwd = 1 - T(loop of the same forwards and input gradients) / T(attack); the loop "
