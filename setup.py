@@ -20,7 +20,7 @@ def _want_cuda() -> bool:
 
 def _extension():
     cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp", "-fopenmp-simd", "-std=c++17"]
+    cxx = ["-O3", "-fopenmp", "-fopenmp-simd"]  # torch adds its C++ standard (C++20 for 2.13)
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         sources = cpu_sources + sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
@@ -29,7 +29,7 @@ def _extension():
         return CUDAExtension(
             "advrobust._C", sources,
             define_macros=[("ADVROBUST_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math"]},
             extra_link_args=["-fopenmp"],
         )
     print(f"advrobust: building CPU kernels only ({len(cpu_sources)} sources); "

@@ -37,7 +37,7 @@ PY_INCLUDES=$("$PYTHON" -c "import sysconfig; print('-I' + sysconfig.get_paths()
 mkdir -p "$BUILD/glue"
 glue_rc=0
 # C10_CUDA_NO_CMAKE_CONFIGURE_FILE: the CPU wheel lacks the generated c10/cuda/impl/cuda_cmake_macros.h.
-g++ -c -O0 -std=c++17 -Wall -Werror -DADVROBUST_WITH_CUDA -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE \
+g++ -c -O0 -std=c++20 -Wall -Werror -DADVROBUST_WITH_CUDA -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE \
   -isystem "$TORCH_INCLUDE" -isystem "$TORCH_INCLUDE/torch/csrc/api/include" -isystem "$CUDA_HOME/include" \
   $PY_INCLUDES csrc/cuda/ops_cuda.cpp -o "$BUILD/glue/ops_cuda.o" || glue_rc=$?
 

@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include "kernel_math.h"
+#include "step_args.h"
 
 #include <vector>
 
@@ -68,6 +69,33 @@ inline StepLayout check_step_args(const char* op, const at::Tensor& x_adv, const
   L.lo_stride = lo.has_value() ? stride_of(lo.value(), channels, "lo") : 0;
   L.hi_stride = hi.has_value() ? stride_of(hi.value(), channels, "hi") : 0;
   return L;
+}
+
+// A step op's inputs made contiguous, its output allocated, and its layout: what both
+// backends need before they take raw pointers with step_args<T>().
+struct StepInputs {
+  at::Tensor x_adv, grad, x_nat, alpha, eps, lo, hi;  // lo/hi undefined when absent
+  at::Tensor out;
+  StepLayout layout;
+};
+
+inline StepInputs prepare_step(const char* op, const at::Tensor& x_adv, const at::Tensor& grad,
+                               const at::Tensor& x_nat, const at::Tensor& alpha, const at::Tensor& eps,
+                               const c10::optional<at::Tensor>& lo, const c10::optional<at::Tensor>& hi) {
+  const StepLayout L = check_step_args(op, x_adv, grad, x_nat, alpha, eps, lo, hi);
+  return {x_adv.contiguous(), grad.contiguous(), x_nat.contiguous(), alpha.contiguous(), eps.contiguous(),
+          lo.has_value() ? lo->contiguous() : at::Tensor(), hi.has_value() ? hi->contiguous() : at::Tensor(),
+          at::empty(x_adv.sizes(), x_adv.options().memory_format(at::MemoryFormat::Contiguous)), L};
+}
+
+template <typename T>
+StepArgs<T> step_args(StepInputs& in) {
+  const StepLayout& L = in.layout;
+  return {in.x_adv.const_data_ptr<T>(), in.grad.const_data_ptr<T>(), in.x_nat.const_data_ptr<T>(),
+          in.alpha.const_data_ptr<T>(), in.eps.const_data_ptr<T>(),
+          in.lo.defined() ? in.lo.const_data_ptr<T>() : nullptr, in.hi.defined() ? in.hi.const_data_ptr<T>() : nullptr,
+          in.out.mutable_data_ptr<T>(), L.batch, L.channels, L.inner,
+          L.alpha_stride, L.eps_stride, L.lo_stride, L.hi_stride};
 }
 
 // DE: population (B, P, D), donors (B, P, 3) int64, cross_u/resample_u (B, P, D),

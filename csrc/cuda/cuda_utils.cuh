@@ -24,8 +24,6 @@ __device__ __forceinline__ int64_t global_thread_x() {
 }
 __device__ __forceinline__ int64_t grid_threads_x() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
-__device__ __forceinline__ float positive_infinity(float) { return __int_as_float(0x7f800000); }
-__device__ __forceinline__ double positive_infinity(double) { return __longlong_as_double(0x7ff0000000000000LL); }
 
 // V consecutive elements, aligned so that one load/store instruction moves them all
 // (float4 / double2 for V * sizeof(T) == 16).

@@ -53,7 +53,6 @@ __global__ void __launch_bounds__(kThreads)
     l2_apply_kernel(const StepArgs<T> p, int64_t per_sample, const double* __restrict__ partials,
                     int64_t chunks) {
   __shared__ T coefficients[2];  // step, scale of the current sample
-  const T inf = positive_infinity(T());
   const int64_t n_vec = per_sample / V;
   for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
     double s[3] = {0.0, 0.0, 0.0};
@@ -66,8 +65,8 @@ __global__ void __launch_bounds__(kThreads)
     block_sum<3>(s);
     if (threadIdx.x == 0) {
       double step, scale;
-      l2_step_coefficients(s[0], s[1], s[2], static_cast<double>(p.alpha[b * p.alpha_stride]),
-                           static_cast<double>(p.eps[b * p.eps_stride]), &step, &scale);
+      l2_step_coefficients(s[0], s[1], s[2], static_cast<double>(p.alpha_at(b)),
+                           static_cast<double>(p.eps_at(b)), &step, &scale);
       coefficients[0] = static_cast<T>(step);
       coefficients[1] = static_cast<T>(scale);
     }
@@ -77,8 +76,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t v = global_thread_x(); v < n_vec; v += grid_threads_x()) {
       const int64_t e = v * V;
       const int64_t c = e / p.inner;
-      const T lo = p.lo ? p.lo[c * p.lo_stride] : -inf;
-      const T hi = p.hi ? p.hi[c * p.hi_stride] : inf;
+      const T lo = p.lo_at(c);
+      const T hi = p.hi_at(c);
       const Vec<T, V> xa = load_vec<T, V>(p.x_adv + base + e), g = load_vec<T, V>(p.grad + base + e),
                       xn = load_vec<T, V>(p.x_nat + base + e);
       Vec<T, V> o;

@@ -12,27 +12,13 @@
 #include <cstdint>
 
 #include "../kernel_math.h"
+#include "../step_args.h"
 
 namespace advrobust {
 namespace gpu {
 
 // ------------------------------------------------------------ linf_step / l2_step
-// The input viewed as (batch, channels, inner), as StepLayout in op_checks.h:
-// element e of sample b, channel c sits at (b * channels + c) * inner + e.
-template <typename T>
-struct StepArgs {
-  const T* x_adv;
-  const T* grad;
-  const T* x_nat;
-  const T* alpha;  // alpha[b * alpha_stride], stride 0 or 1
-  const T* eps;    // eps[b * eps_stride]
-  const T* lo;     // lo[c * lo_stride], or nullptr = -inf
-  const T* hi;     // hi[c * hi_stride], or nullptr = +inf
-  T* out;
-  int64_t batch, channels, inner;
-  int64_t alpha_stride, eps_stride, lo_stride, hi_stride;
-};
-
+// StepArgs (../step_args.h): the pointers and the (batch, channels, inner) layout.
 template <typename T>
 cudaError_t launch_linf_step(const StepArgs<T>& args, cudaStream_t stream);
 

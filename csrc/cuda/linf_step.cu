@@ -15,14 +15,13 @@ namespace {
 // n_vec = B*C*S / V; V divides S, so the V elements of one vector share sample and channel.
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads) linf_step_kernel(const StepArgs<T> p, int64_t n_vec) {
-  const T inf = positive_infinity(T());
   for (int64_t v = global_thread_x(); v < n_vec; v += grid_threads_x()) {
     const int64_t i = v * V;
     const int64_t row = i / p.inner;
     const int64_t b = row / p.channels, c = row - b * p.channels;
-    const T alpha = p.alpha[b * p.alpha_stride], eps = p.eps[b * p.eps_stride];
-    const T lo = p.lo ? p.lo[c * p.lo_stride] : -inf;
-    const T hi = p.hi ? p.hi[c * p.hi_stride] : inf;
+    const T alpha = p.alpha_at(b), eps = p.eps_at(b);
+    const T lo = p.lo_at(c);
+    const T hi = p.hi_at(c);
     const Vec<T, V> xa = load_vec<T, V>(p.x_adv + i), g = load_vec<T, V>(p.grad + i),
                     xn = load_vec<T, V>(p.x_nat + i);
     Vec<T, V> o;

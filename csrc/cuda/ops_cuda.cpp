@@ -7,7 +7,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <limits>
 #include <tuple>
 
 #include "../kernel_math.h"
@@ -20,44 +19,16 @@ namespace {
 
 cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
-template <typename T>
-const T* optional_ptr(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<T>() : nullptr;
-}
-
 // linf_step and l2_step share their argument handling; `launch` picks the kernel.
 template <typename Launch>
 at::Tensor step_cuda(const char* op, const at::Tensor& x_adv, const at::Tensor& grad, const at::Tensor& x_nat,
                      const at::Tensor& alpha, const at::Tensor& eps, const c10::optional<at::Tensor>& lo,
                      const c10::optional<at::Tensor>& hi, const Launch& launch) {
-  const StepLayout L = check_step_args(op, x_adv, grad, x_nat, alpha, eps, lo, hi);
+  StepInputs in = prepare_step(op, x_adv, grad, x_nat, alpha, eps, lo, hi);  // checks first: a clear error
   const c10::cuda::CUDAGuard guard(x_adv.device());
-  auto out = at::empty(x_adv.sizes(), x_adv.options().memory_format(at::MemoryFormat::Contiguous));
-  if (out.numel() == 0) return out;
-  const auto xa_c = x_adv.contiguous(), g_c = grad.contiguous(), xn_c = x_nat.contiguous();
-  const auto alpha_c = alpha.contiguous(), eps_c = eps.contiguous();
-  const auto lo_c = lo.has_value() ? lo->contiguous() : at::Tensor();
-  const auto hi_c = hi.has_value() ? hi->contiguous() : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(x_adv.scalar_type(), "step_cuda", [&] {
-    gpu::StepArgs<scalar_t> args{};
-    args.x_adv = xa_c.const_data_ptr<scalar_t>();
-    args.grad = g_c.const_data_ptr<scalar_t>();
-    args.x_nat = xn_c.const_data_ptr<scalar_t>();
-    args.alpha = alpha_c.const_data_ptr<scalar_t>();
-    args.eps = eps_c.const_data_ptr<scalar_t>();
-    args.lo = optional_ptr<scalar_t>(lo_c);
-    args.hi = optional_ptr<scalar_t>(hi_c);
-    args.out = out.mutable_data_ptr<scalar_t>();
-    args.batch = L.batch;
-    args.channels = L.channels;
-    args.inner = L.inner;
-    args.alpha_stride = L.alpha_stride;
-    args.eps_stride = L.eps_stride;
-    args.lo_stride = L.lo_stride;
-    args.hi_stride = L.hi_stride;
-    C10_CUDA_CHECK(launch(args));
-  });
-  return out;
+  if (in.out.numel() == 0) return in.out;
+  AT_DISPATCH_FLOATING_TYPES(x_adv.scalar_type(), "step_cuda", [&] { C10_CUDA_CHECK(launch(step_args<scalar_t>(in))); });
+  return in.out;
 }
 
 at::Tensor linf_step_cuda(const at::Tensor& x_adv, const at::Tensor& grad, const at::Tensor& x_nat,
