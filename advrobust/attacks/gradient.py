@@ -99,10 +99,12 @@ class _GradientAttack(Attack):
         eps, alpha = self._radii(x)
         x_adv = self._random_start(x, eps, lo, hi) if self.random_start else x
         step = type(self)._step_op
+        # the step arguments are checked once here, not once per step (no per-step syncs)
+        params = ops.step_params(x, alpha=alpha, eps=eps, lo=lo, hi=hi, name=type(self).__name__)
         cl = self._use_channels_last(x)
         for _ in range(self.steps):
             grad = self._objective_grad(x_adv.detach(), y, extra, cl)
-            x_adv = step(x_adv.detach(), grad, x, alpha=alpha, eps=eps, lo=lo, hi=hi)
+            x_adv = step(x_adv.detach(), grad, x, params=params)
         return x_adv.detach()
 
 
