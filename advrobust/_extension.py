@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch  # noqa: F401  (loads libc10/libtorch, which advrobust._C links against)
+
 try:
     from advrobust import _C  # noqa: F401  (registers torch.ops.advrobust.*)
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install

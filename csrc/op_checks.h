@@ -121,6 +121,14 @@ inline void check_de_trial_args(const at::Tensor& pop, const at::Tensor& donors,
                 op, ": lower/upper must be (D,) = (", D, ",) of population's dtype and device, got ", b->sizes());
   }
   TORCH_CHECK(P >= 4 || B == 0, op, ": DE/rand/1 needs a population of at least 4, got ", P);
+  // Donor indices address memory and may come from users: check their range (on a GPU this
+  // copies two numbers to the host, a synchronisation).
+  if (donors.numel() > 0) {
+    const auto min_max = at::stack({donors.min(), donors.max()}).cpu();
+    const int64_t lo = min_max[0].item<int64_t>(), hi = min_max[1].item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < P, op, ": donors must lie in [0, P) = [0, ", P, "), got values in [", lo, ", ",
+                hi, "]");
+  }
 }
 
 inline void check_de_build_args(const at::Tensor& images, const at::Tensor& candidates) {

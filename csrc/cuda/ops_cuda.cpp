@@ -60,12 +60,6 @@ at::Tensor de_trial_cuda(const at::Tensor& population, const at::Tensor& donors,
   const auto pop_c = population.contiguous(), don_c = donors.contiguous(), cu_c = cross_u.contiguous();
   const auto cj_c = cross_j.contiguous(), ru_c = resample_u.contiguous();
   const auto lo_c = lower.contiguous(), hi_c = upper.contiguous();
-  // Donor indices come from users too and address memory: validate them as the CPU does,
-  // with one device-to-host copy (a synchronisation) of their min and max.
-  const auto min_max = at::stack({don_c.min(), don_c.max()}).cpu();
-  const int64_t* mm = min_max.const_data_ptr<int64_t>();
-  TORCH_CHECK(mm[0] >= 0 && mm[1] < P, "de_trial: donors must lie in [0, P) = [0, ", P, "), got values in [",
-              mm[0], ", ", mm[1], "]");
   AT_DISPATCH_FLOATING_TYPES(population.scalar_type(), "de_trial_cuda", [&] {
     gpu::DeTrialArgs<scalar_t> args{};
     args.population = pop_c.const_data_ptr<scalar_t>();
