@@ -51,16 +51,20 @@ std::tuple<at::Tensor, at::Tensor> mk_mmd_backward(const at::Tensor& grad_out, c
   const at::Tensor z = at::cat({x, y}).contiguous();
   const at::Tensor norms = (z * z).sum(1);
   const int64_t N = setup.n_total, T = block_rows(N);
-  at::Tensor grad_z = at::empty_like(z);
+  // grad z_i = sum_j W_ij (z_i - z_j) over all j != i. Each tile holds every pair (i < j)
+  // once, so it feeds both ends: rows i get rowsum_i z_i - (W z)_i, columns j get
+  // colsum_j z_j - (W^T z)_j. That is 3 products of the upper triangle per block instead
+  // of 2 of the full matrix (a quarter fewer flops), with the same memory.
+  at::Tensor grad_z = at::zeros_like(z);
   at::Tensor row_sums = at::empty({T}, z.options());
   for (int64_t i0 = 0; i0 < N; i0 += T) {
-    const int64_t rows = std::min(T, N - i0);
-    const at::Tensor z_block = z.narrow(0, i0, rows);
-    at::Tensor weights = at::mm(z_block, z.t());
+    const int64_t rows = std::min(T, N - i0), cols = N - i0;
+    const at::Tensor z_block = z.narrow(0, i0, rows), z_cols = z.narrow(0, i0, cols);
+    at::Tensor weights = at::mm(z_block, z_cols.t());
     at::Tensor sums = row_sums.narrow(0, 0, rows);
     tile(weights, norms, i0, setup, sums);
-    // grad z_i = sum_j W_ij (z_i - z_j) = rowsum_i z_i - (W z)_i
-    grad_z.narrow(0, i0, rows).copy_(at::addmm(z_block * sums.unsqueeze(1), weights, z, 1.0, -1.0));
+    grad_z.narrow(0, i0, rows).add_(z_block * sums.unsqueeze(1)).addmm_(weights, z_cols, 1.0, -1.0);
+    grad_z.narrow(0, i0, cols).add_(z_cols * weights.sum(0).unsqueeze(1)).addmm_(weights.t(), z_block, 1.0, -1.0);
   }
   grad_z.mul_(grad_out.reshape({}).to(z.scalar_type()));
   return {grad_z.narrow(0, 0, setup.n_x).clone(), grad_z.narrow(0, setup.n_x, N - setup.n_x).clone()};

@@ -20,8 +20,10 @@ constexpr int64_t kTileElements = int64_t(1) << 22;
 // row_out[row0 + r] (float64), mult = 2 off the diagonal, 1 (biased) or 0 on it.
 using MmdForwardTileFn = void (*)(const at::Tensor& dots, const at::Tensor& norms, int64_t row0,
                                   const MmdSetup& setup, at::Tensor& row_out);
-// Backward tile: `dots` (rows, n_total) holds z_i . z_j for i = row0 + r and all j; it is
-// overwritten with W_ij = 2 a(i,j) w(d_ij) (W_ii = 0), and row_sums[r] = sum_j W_ij.
+// Backward tile: `dots` (rows, n_total - row0) holds z_i . z_j for i = row0 + r and
+// j = row0 + c (the upper triangle, as in the forward). It is overwritten with the pair
+// weights W_ij = 2 a(i,j) w(d_ij) for j > i and 0 for j <= i (each pair once; the driver
+// applies W and its transpose), and row_sums[r] = sum_j W_ij.
 using MmdBackwardTileFn = void (*)(at::Tensor& dots, const at::Tensor& norms, int64_t row0,
                                    const MmdSetup& setup, at::Tensor& row_sums);
 

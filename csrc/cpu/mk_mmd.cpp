@@ -76,22 +76,25 @@ void forward_tile_cpu(const at::Tensor& dots, const at::Tensor& norms, int64_t r
 
 void backward_tile_cpu(at::Tensor& dots, const at::Tensor& norms, int64_t row0, const MmdSetup& s,
                        at::Tensor& row_sums) {
-  const int64_t rows = dots.size(0), N = s.n_total;
+  const int64_t rows = dots.size(0), cols = dots.size(1), N = s.n_total;
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "mk_mmd_backward_cpu", [&] {
     scalar_t* dp = dots.mutable_data_ptr<scalar_t>();
     const scalar_t* nz = norms.const_data_ptr<scalar_t>();
     scalar_t* sums = row_sums.mutable_data_ptr<scalar_t>();
-    parallel_over(rows, N * s.kernels.num_kernels, [&](int64_t begin, int64_t end) {
+    parallel_over(rows, cols * s.kernels.num_kernels, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t i = row0 + r;
         const bool i_in_x = i < s.n_x;
-        scalar_t* row = dp + r * N;
-        const auto beta_x = static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, true));
-        const auto beta_y = static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, false));
-        double total = fused_row<true>(row, nz, nz[i], s.n_x, s.kernels, beta_x) +
-                       fused_row<true>(row + s.n_x, nz + s.n_x, nz[i], N - s.n_x, s.kernels, beta_y);
-        total -= row[i];  // z_i - z_i = 0: drop the diagonal weight exactly
-        row[i] = scalar_t(0);
+        scalar_t* row = dp + r * cols - row0;  // row[j] for j >= row0
+        std::fill(row + row0, row + i + 1, scalar_t(0));  // pairs j <= i belong to earlier rows
+        const int64_t x_end = std::max(i + 1, s.n_x);  // [i+1, x_end) are x columns when i is in x
+        double total = 0;
+        if (i_in_x) {
+          total += fused_row<true>(row + i + 1, nz + i + 1, nz[i], s.n_x - i - 1, s.kernels,
+                                   static_cast<scalar_t>(2.0 * s.a_xx));
+        }
+        total += fused_row<true>(row + x_end, nz + x_end, nz[i], N - x_end, s.kernels,
+                                 static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, false)));
         sums[r] = static_cast<scalar_t>(total);
       }
     });

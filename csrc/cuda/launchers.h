@@ -94,11 +94,11 @@ cudaError_t launch_mmd_forward_tile(const MmdForwardTileArgs<T>& args, const Mmd
 
 template <typename T>
 struct MmdBackwardTileArgs {
-  T* dots;            // (rows, n_total): dots in, weights W out
+  T* dots;            // (rows, cols = n_total - row0): dots of j = row0 + c in, pair weights W out
   const T* norms;     // (n_total,)
   double* partials;   // scratch, rows * chunks
   T* row_sums;        // (rows,)
-  int64_t rows, row0, chunks;
+  int64_t rows, cols, row0, chunks;
 };
 
 template <typename T>

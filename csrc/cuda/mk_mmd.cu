@@ -107,8 +107,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Block (chunk, r): overwrites dots[r, j] with W_ij = 2 a(i, j) w(d_ij) (W_ii = 0) for the
-// columns j of this chunk, and writes their sum to partials[r * chunks + chunk].
+// Block (chunk, r): overwrites dots[r, c] (j = row0 + c) with W_ij = 2 a(i, j) w(d_ij) for
+// j > i and 0 for j <= i, for the columns of this chunk, and writes their sum to
+// partials[r * chunks + chunk].
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     mmd_backward_partials_kernel(const MmdBackwardTileArgs<T> p, int64_t chunk_len,
@@ -117,22 +118,22 @@ __global__ void __launch_bounds__(kThreads)
   load_coefficients(s, coef, coef2);
   const int nk = s.kernels.num_kernels;
   const int64_t chunk = blockIdx.x;
-  const int64_t N = s.n_total;
-  const int64_t begin = chunk * chunk_len, end = min_of(begin + chunk_len, N);
+  const int64_t begin = chunk * chunk_len, end = min_of(begin + chunk_len, p.cols);
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
     const int64_t i = p.row0 + r;
     const bool i_in_x = i < s.n_x;
     const T norm_i = p.norms[i];
     const T beta_x = static_cast<T>(2.0 * mmd_pair_weight(s, i_in_x, true));
     const T beta_y = static_cast<T>(2.0 * mmd_pair_weight(s, i_in_x, false));
-    T* row = p.dots + r * N;
+    T* row = p.dots + r * p.cols;
     double sums[1] = {0.0};
-    for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
-      T w = T(0);  // z_i - z_i = 0: the diagonal weight is dropped exactly
-      if (j != i) {
-        w = (j < s.n_x ? beta_x : beta_y) * weight_value(coef, coef2, nk, mmd_sq_dist(norm_i, p.norms[j], row[j]));
+    for (int64_t c = begin + threadIdx.x; c < end; c += blockDim.x) {
+      const int64_t j = p.row0 + c;
+      T w = T(0);  // each pair once: j <= i belongs to an earlier row (or is the diagonal)
+      if (j > i) {
+        w = (j < s.n_x ? beta_x : beta_y) * weight_value(coef, coef2, nk, mmd_sq_dist(norm_i, p.norms[j], row[c]));
       }
-      row[j] = w;
+      row[c] = w;
       sums[0] += w;
     }
     block_sum<1>(sums);
@@ -171,7 +172,7 @@ template <typename T>
 cudaError_t launch_mmd_backward_tile(const MmdBackwardTileArgs<T>& p, const MmdSetup& setup,
                                      cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  const int64_t chunk_len = (setup.n_total + p.chunks - 1) / p.chunks;
+  const int64_t chunk_len = (p.cols + p.chunks - 1) / p.chunks;
   const dim3 grid(static_cast<unsigned int>(p.chunks), static_cast<unsigned int>(min_of<int64_t>(p.rows, 65535)));
   mmd_backward_partials_kernel<T><<<grid, kThreads, 0, stream>>>(p, chunk_len, setup);
   const cudaError_t err = cudaGetLastError();

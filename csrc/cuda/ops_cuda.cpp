@@ -152,15 +152,17 @@ void forward_tile_cuda(const at::Tensor& dots, const at::Tensor& norms, int64_t 
 
 void backward_tile_cuda(at::Tensor& dots, const at::Tensor& norms, int64_t row0, const MmdSetup& s,
                         at::Tensor& row_sums) {
-  TORCH_CHECK(dots.is_contiguous() && dots.size(1) == s.n_total, "mk_mmd_backward: the weight tile must be a "
-              "contiguous (rows, ", s.n_total, ") tensor, got ", dots.sizes(), " with strides ", dots.strides());
+  TORCH_CHECK(dots.is_contiguous() && dots.size(1) == s.n_total - row0, "mk_mmd_backward: the weight tile must "
+              "be a contiguous (rows, ", s.n_total - row0, ") tensor, got ", dots.sizes(), " with strides ",
+              dots.strides());
   TORCH_CHECK(row_sums.is_contiguous() && row_sums.numel() == dots.size(0) &&
                   row_sums.scalar_type() == dots.scalar_type(),
               "mk_mmd_backward: row_sums must be contiguous with one value per tile row");
   const auto norms_c = norms.contiguous();
   const int64_t rows = dots.size(0);
   if (rows == 0) return;
-  const int64_t chunks = gpu::mmd_tile_chunks(s.n_total);
+  const int64_t cols = dots.size(1);
+  const int64_t chunks = gpu::mmd_tile_chunks(cols);
   const at::Tensor partials = at::empty({rows, chunks}, dots.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "mk_mmd_backward_cuda", [&] {
     gpu::MmdBackwardTileArgs<scalar_t> args{};
@@ -169,6 +171,7 @@ void backward_tile_cuda(at::Tensor& dots, const at::Tensor& norms, int64_t row0,
     args.partials = partials.mutable_data_ptr<double>();
     args.row_sums = row_sums.mutable_data_ptr<scalar_t>();
     args.rows = rows;
+    args.cols = cols;
     args.row0 = row0;
     args.chunks = chunks;
     C10_CUDA_CHECK(gpu::launch_mmd_backward_tile(args, s, current_stream()));
