@@ -56,7 +56,9 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"], "bench": ["torchattacks"]},
+    # torchattacks (benchmark peer only) is not an extra: its dependencies pull torchvision and
+    # another torch. Install it by hand with `pip install --no-deps torchattacks`.
+    extras_require={"test": ["pytest"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["advrobust=advrobust.cli:main"]},

@@ -22,6 +22,7 @@ if [ ! -x "$NVCC" ]; then
   exit 1
 fi
 echo "cuda_check: $("$NVCC" --version | tail -1)"
+mkdir -p "$BUILD/glue"  # before the logs below are written into build/ (absent in a fresh clone)
 
 # 1. nvcc, in the background
 (
@@ -34,7 +35,6 @@ nvcc_pid=$!
 # 2. the glue (-c, not only -fsyntax-only, so that step 3 can read its symbols)
 TORCH_INCLUDE=$("$PYTHON" -c "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'include'))")
 PY_INCLUDES=$("$PYTHON" -c "import sysconfig; print('-I' + sysconfig.get_paths()['include'])")
-mkdir -p "$BUILD/glue"
 glue_rc=0
 # C10_CUDA_NO_CMAKE_CONFIGURE_FILE: the CPU wheel lacks the generated c10/cuda/impl/cuda_cmake_macros.h.
 g++ -c -O0 -std=c++20 -Wall -Werror -DADVROBUST_WITH_CUDA -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE \
