@@ -11,7 +11,8 @@ from torch import nn
 
 from advrobust.attacks import (
     FGSM, PGD, PGDL2, OnePixel, OnePixelResult, PhotozObjective, eps_l2_equal_volume, fgsm, gaussian_noise,
-    one_pixel, pgd, pgd_l2, shorter_exposure, transfer_evaluate, uniform_noise, GaussianNoise,
+    PhotozDeltaZ, ShorterExposure, one_pixel, pgd, pgd_l2, shorter_exposure, transfer_evaluate, uniform_noise,
+    GaussianNoise, UniformNoise,
 )
 
 
@@ -355,6 +356,35 @@ def test_one_pixel_add_mode():
     assert res.success.all() and ((d != 0).any(1).flatten(1).sum(1) <= 1).all() and d.abs().max() <= 1.0
 
 
+def test_one_pixel_add_mode_respects_valid_range_and_records_applied_change():
+    x = torch.rand(4, 3, 10, 10) * 0.5 + 0.5
+    res = OnePixel(ThresholdPixel(), population=20, max_iter=5, add=True, add_range=5.0, lo=0.0, hi=1.0,
+                   seed=0)(x, torch.zeros(4, dtype=torch.long))
+    assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
+    b = torch.arange(4)
+    applied = (res.x_adv - x)[b, :, res.pixels[:, 0, 0], res.pixels[:, 0, 1]]
+    torch.testing.assert_close(res.values[:, 0], applied)
+
+
+def test_one_pixel_early_stop_drops_finished_images_from_the_forward():
+    """Image 0 is fooled by any candidate, image 1 never: after the initial population only image 1 is scored."""
+    x = torch.zeros(2, 1, 4, 4)
+    x[0, 0, 0, 0] = 2.0  # ThresholdPixel-like: image 0 is already "class 1" whatever the candidate
+    sizes = []
+
+    def objective(out, yy):
+        sizes.append(out.shape[0])
+        fooled = out[:, 0] > 1.5
+        return -out[:, 0], fooled
+
+    model = nn.Sequential(nn.Flatten(), nn.Identity())
+    model.forward = lambda t: t.flatten(1).amax(1, keepdim=True)  # noqa: E731  (max pixel value)
+    res = OnePixel(model, population=8, max_iter=3, objective=objective, lo=0.0, hi=1.0, seed=0)(
+        x, torch.zeros(2, dtype=torch.long))
+    assert sizes == [16, 8, 8, 8]
+    assert res.success.tolist() == [True, False] and res.iterations.tolist() == [0, 3]
+
+
 def test_one_pixel_custom_objective_one_forward_per_generation():
     model = small_cnn().eval()
     x, y = data(B=3)
@@ -410,6 +440,64 @@ def test_bad_inputs_give_clear_errors():
         OnePixel(model, F=(1.0, 0.5))
     with pytest.raises(TypeError, match="nn.Module"):
         PGD(lambda t: t)
+    with pytest.raises(ValueError, match="finite"):
+        PGD(model, eps=torch.tensor([0.1, float("inf"), 0.1, 0.1, 0.1, 0.1]))
+    with pytest.raises(ValueError, match="lo has NaN"):
+        PGD(model, lo=torch.tensor([0.0, float("nan"), 0.0]))(x, y)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        OnePixel(model, population=8)(x[None], y[:1])
+    with pytest.raises(ValueError, match="objective must return"):
+        OnePixel(model, population=8, max_iter=1, objective=lambda o, t: (o[:2, 0], o[:, 0] > 0))(x, y)
+
+
+def test_nan_in_labels_or_extra_inputs_is_named():
+    model = TinyPhotoz().eval()
+    x, ebv, z = torch.randn(3, 5, 8, 8), torch.rand(3) * 0.1, torch.rand(3)
+    bad_ebv, bad_z = ebv.clone(), z.clone()
+    bad_ebv[1], bad_z[2] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match=r"extra\[0\] has 1 NaN"):
+        PGDL2(model, eps=0.5, loss="photoz_dz")(x, z, bad_ebv)
+    with pytest.raises(ValueError, match="y has 1 NaN"):
+        PGD(model, loss="photoz_dz")(x, bad_z, ebv)
+    with pytest.raises(ValueError, match="y has 1 NaN"):
+        OnePixel(model, population=8, objective="photoz")(x, bad_z, ebv)
+
+
+def test_zero_steps_return_a_copy_and_model_mode_survives_an_exception():
+    model = small_cnn().train()
+    x, y = data()
+    out = PGD(model, eps=0.1, steps=0)(x, y)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+
+    class Boom(nn.Module):
+        def forward(self, t):
+            raise RuntimeError("boom")
+
+    boom = nn.Sequential(Boom()).train()
+    with pytest.raises(RuntimeError, match="boom"):
+        PGD(boom, eps=0.1)(x, y)
+    assert boom.training and boom[0].training
+
+
+def test_photoz_hook_objects_are_not_bound_in_place():
+    """One loss object reused on two models with different bins takes each model's own bins."""
+    loss = PhotozDeltaZ()
+    coarse, fine = TinyPhotoz(n_bins=10).eval(), TinyPhotoz(n_bins=20).eval()
+    x, ebv, z = torch.randn(2, 5, 8, 8), torch.rand(2) * 0.1, torch.rand(2)
+    PGD(coarse, eps=0.1, steps=1, loss=loss)(x, z, ebv)
+    assert loss.bin_centres is None
+    PGD(fine, eps=0.1, steps=1, loss=loss)(x, z, ebv)
+
+
+def test_transfer_checks_batch_size_and_precomputed_samples():
+    a = small_cnn().eval()
+    x, y = data()
+    with pytest.raises(ValueError, match="batch_size"):
+        transfer_evaluate(None, x, y, [a], x_adv=x, batch_size=0)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x_adv"):
+        transfer_evaluate(None, x, y, [a], x_adv=bad)
 
 
 # ------------------------------------------------------------------------ natural perturbations
@@ -424,6 +512,23 @@ def test_natural_noise():
     assert torch.equal(x, torch.zeros_like(x))
     mod = GaussianNoise(0.1)
     assert torch.equal(mod.eval()(x), x) and not torch.equal(mod.train()(x), x)
+
+
+def test_augmentation_modules_are_seeded_and_checked_at_construction():
+    x = torch.rand(4, 3, 6, 6) * 10
+    sky = torch.tensor([5.0, 10.0, 20.0])
+    for make in (lambda g: GaussianNoise(0.1, generator=g), lambda g: UniformNoise(0.1, generator=g),
+                 lambda g: ShorterExposure(sky=sky, exposure_ratio=0.1, generator=g)):
+        a = make(torch.Generator().manual_seed(5)).train()(x)
+        b = make(torch.Generator().manual_seed(5)).train()(x)
+        assert torch.equal(a, b) and not torch.equal(a, x)
+        assert torch.equal(make(None).eval()(x), x)
+    with pytest.raises(ValueError, match="exposure_ratio"):
+        ShorterExposure(sky=1.0, exposure_ratio=2.0)
+    with pytest.raises(ValueError, match="sky"):
+        ShorterExposure(sky=torch.tensor([1.0, -1.0]), exposure_ratio=0.5)
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianNoise(-0.1)
 
 
 @pytest.mark.parametrize("noisy_input", [True, False])

@@ -95,6 +95,10 @@ def check_inputs(name: str, model: nn.Module, x: Tensor, y: Optional[Tensor],
             raise ValueError(f"{name}: {what} must have first dimension B={B} like x, got shape {tuple(t.shape)}")
         if t.device != x.device:
             raise ValueError(f"{name}: {what} is on {t.device} but x is on {x.device}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{name}: {what} has {n_bad} NaN/Inf values; a NaN label or E(B-V) would "
+                             f"silently poison the attack of its sample")
 
 
 def check_scalar(name: str, what: str, v: float, *, integer: bool = False, positive: bool = False) -> float:
@@ -112,8 +116,8 @@ def check_radius(name: str, what: str, v: ScalarOrPerSample) -> ScalarOrPerSampl
         if v.dim() > 1 or not v.is_floating_point():
             raise ValueError(f"{name}: {what} must be a float or a 1-D float tensor (one value per sample), "
                              f"got shape {tuple(v.shape)} {v.dtype}")
-        if bool(torch.isnan(v).any()) or bool((v < 0).any()):
-            raise ValueError(f"{name}: {what} must be >= 0 for every sample, got {v.tolist()}")
+        if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
+            raise ValueError(f"{name}: {what} must be >= 0 and finite for every sample, got {v.tolist()}")
         return v.detach()
     return check_scalar(name, what, v)
 
@@ -142,6 +146,8 @@ def bound_for(name: str, what: str, v: Bound, x: Tensor) -> Bound:
                          f"(C={x.shape[1] if x.dim() > 1 else '?'}), got shape {tuple(v.shape)}")
     if v.device != x.device:
         raise ValueError(f"{name}: {what} is on {v.device} but x is on {x.device}")
+    if bool(torch.isnan(v).any()):
+        raise ValueError(f"{name}: {what} has NaN values, got {v.tolist()}")
     return v.reshape(-1).to(x.dtype)
 
 

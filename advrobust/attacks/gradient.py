@@ -105,7 +105,7 @@ class _GradientAttack(Attack):
         for _ in range(self.steps):
             grad = self._objective_grad(x_adv.detach(), y, extra, cl)
             x_adv = step(x_adv.detach(), grad, x, params=params)
-        return x_adv.detach()
+        return x.clone() if x_adv is x else x_adv.detach()  # steps=0: never hand back the caller's x
 
 
 class PGD(_GradientAttack):

@@ -23,6 +23,7 @@ Photo-z hooks need the bin centres; they take them from the model's ``bin_centre
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable, Optional, Tuple, Union
 
 import torch
@@ -54,15 +55,18 @@ class _NeedsBinCentres:
     bin_centres: Optional[Tensor]
 
     def bind(self, model: nn.Module) -> "_NeedsBinCentres":
-        """Take ``model.bin_centres`` when no centres were given; raise if there are none."""
-        if self.bin_centres is None:
-            centres = getattr(model, "bin_centres", None)
-            if not isinstance(centres, Tensor):
-                raise ValueError(
-                    f"{type(self).__name__}: the model ({type(model).__name__}) has no `bin_centres` "
-                    "buffer; pass bin_centres=<(n_bins,) tensor of redshift-bin centres> explicitly")
-            self.bin_centres = centres
-        return self
+        """This hook with ``model.bin_centres`` when no centres were given (a copy: the caller's object
+        is left unbound, so it can be reused on a model with other bins); raise if there are none."""
+        if self.bin_centres is not None:
+            return self
+        centres = getattr(model, "bin_centres", None)
+        if not isinstance(centres, Tensor):
+            raise ValueError(
+                f"{type(self).__name__}: the model ({type(model).__name__}) has no `bin_centres` "
+                "buffer; pass bin_centres=<(n_bins,) tensor of redshift-bin centres> explicitly")
+        bound = copy.copy(self)
+        bound.bin_centres = centres
+        return bound
 
     def _z_phot(self, logits: Tensor) -> Tensor:
         if self.bin_centres is None:
@@ -193,7 +197,7 @@ def resolve_loss(loss: Union[str, LossFn], model: nn.Module) -> LossFn:
     if not callable(loss):
         raise TypeError(f"loss must be a name or a callable (output, y) -> (B,) loss, got {type(loss).__name__}")
     if hasattr(loss, "bind"):
-        loss.bind(model)
+        loss = loss.bind(model)
     return loss
 
 
@@ -211,5 +215,5 @@ def resolve_objective(objective: Union[str, ObjectiveFn], model: nn.Module, *, t
     if not callable(objective):
         raise TypeError(f"objective must be a name or a callable, got {type(objective).__name__}")
     if hasattr(objective, "bind"):
-        objective.bind(model)
+        objective = objective.bind(model)
     return objective

@@ -127,46 +127,55 @@ def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: fl
 
 
 class _Augmentation(nn.Module):
-    def __init__(self, always: bool) -> None:
+    """Applies ``_fn(x, **settings, generator=generator)`` in training mode, or always with ``always=True``.
+
+    The settings are checked once, at construction, by a call of ``_fn`` on a one-element image.
+    """
+
+    _fn = None  # the perturbation function
+
+    def __init__(self, *, always: bool, generator: Optional[torch.Generator], **settings) -> None:
         super().__init__()
         self.always = bool(always)
+        self.generator = generator
+        self.settings = settings
+        channels = settings["sky"].numel() if isinstance(settings.get("sky"), Tensor) else 1
+        type(self)._fn(torch.ones(1, channels, 1, 1), **settings)
 
-    def _active(self) -> bool:
-        return self.training or self.always
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training or self.always):
+            return x
+        return type(self)._fn(x, **self.settings, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.settings.items()) + f", always={self.always}"
 
 
 class GaussianNoise(_Augmentation):
-    """Module form of :func:`gaussian_noise` (noise in training mode, or always with ``always=True``)."""
+    """Module form of :func:`gaussian_noise`: ``GaussianNoise(sigma, always=False, generator=None)``."""
 
-    def __init__(self, sigma: float, *, always: bool = False) -> None:
-        super().__init__(always)
-        self.sigma = check_scalar("GaussianNoise", "sigma", sigma)
+    _fn = staticmethod(gaussian_noise)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return gaussian_noise(x, self.sigma) if self._active() else x
+    def __init__(self, sigma: float, *, always: bool = False, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(always=always, generator=generator, sigma=sigma)
 
 
 class UniformNoise(_Augmentation):
-    """Module form of :func:`uniform_noise`."""
+    """Module form of :func:`uniform_noise`: ``UniformNoise(eps, always=False, generator=None)``."""
 
-    def __init__(self, eps: float, *, always: bool = False) -> None:
-        super().__init__(always)
-        self.eps = check_scalar("UniformNoise", "eps", eps)
+    _fn = staticmethod(uniform_noise)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return uniform_noise(x, self.eps) if self._active() else x
+    def __init__(self, eps: float, *, always: bool = False, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(always=always, generator=generator, eps=eps)
 
 
 class ShorterExposure(_Augmentation):
     """Module form of :func:`shorter_exposure` (e.g. ``ShorterExposure(sky=..., exposure_ratio=0.1)``)."""
 
-    def __init__(self, *, sky: float, exposure_ratio: float, gain: float = 1.0, noisy_input: bool = True,
-                 always: bool = False) -> None:
-        super().__init__(always)
-        self.sky, self.exposure_ratio, self.gain, self.noisy_input = sky, exposure_ratio, gain, noisy_input
+    _fn = staticmethod(shorter_exposure)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self._active():
-            return x
-        return shorter_exposure(x, sky=self.sky, exposure_ratio=self.exposure_ratio, gain=self.gain,
-                                noisy_input=self.noisy_input)
+    def __init__(self, *, sky: Union[float, Tensor], exposure_ratio: float, gain: float = 1.0,
+                 noisy_input: bool = True, always: bool = False,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(always=always, generator=generator, sky=sky, exposure_ratio=exposure_ratio, gain=gain,
+                         noisy_input=noisy_input)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, Bound, check_scalar
+from advrobust.attacks.base import Attack, Bound, check_scalar, clamp_range
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 
 __all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
@@ -100,11 +100,15 @@ class OnePixel(Attack):
         threshold: ``|dz|`` success cut of the photo-z objective (default 0.05).
         add: add the values to the pixels instead of replacing them (002 replaces).
         lo, hi: range of the replacing values: float or per-channel ``(C,)``; default the
-            per-channel min / max of the attacked batch.
+            per-channel min / max of the attacked batch (the whole batch, so an image's search
+            range depends on the other images in its batch: pass lo/hi to make it per-survey).
+            With ``add``, the valid range the changed images are clamped to (default: no clamp).
         add_range: with ``add``, the added values lie in ``[-add_range, add_range]`` (float or
             per-channel ``(C,)``); default the per-channel data range ``max - min`` of the batch.
         resample: redraw out-of-bounds mutant genes uniformly (True) or clip them.
-        memory_budget: bytes of candidate images built and scored per forward chunk. Default:
+        memory_budget: bytes of candidate images built and scored per forward chunk (a chunk holds
+            whole populations of several images, or, when one population exceeds the budget, a
+            slice of one image's population). Default:
             256 MiB on a GPU; 16 MiB (about 136 images of 3x100x100 float32) on the CPU, where
             ConvNet's forward runs about twice as fast per image on ~100-image chunks as on
             ~2000-image ones (cache; measured in bench/RESULTS_attacks.md).
@@ -201,8 +205,15 @@ class OnePixel(Attack):
             return per_chunk // P, P
         return 1, per_chunk
 
+    def _build(self, x: Tensor, cand: Tensor, lo: Bound, hi: Bound) -> Tensor:
+        """The (n, P, C, H, W) candidate images; with ``add``, clamped to the valid range lo/hi."""
+        imgs = ops.de_build(x, cand, add=self.add)
+        if self.add and (lo is not None or hi is not None):
+            imgs = clamp_range(imgs.flatten(0, 1), lo, hi).view_as(imgs)
+        return imgs
+
     @torch.no_grad()
-    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...],
+    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...], lo: Bound, hi: Bound,
                channels_last: bool) -> Tuple[Tensor, Tensor]:
         """Fitness and success (n, P) of candidates (n, P, D) on images x (n, C, H, W)."""
         n, P, _ = cand.shape
@@ -216,18 +227,24 @@ class OnePixel(Attack):
             for p0 in range(0, P, npc):
                 p1 = min(P, p0 + npc)
                 c = cand4[b0:b1, p0:p1]
-                imgs = ops.de_build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), add=self.add)
+                imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
                 m = p1 - p0
                 inp = imgs.flatten(0, 1)
                 if channels_last:
                     inp = inp.contiguous(memory_format=torch.channels_last)
                 out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
+                if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == inp.shape[0]):
+                    raise ValueError(f"OnePixel: the objective must return (fitness (N,), success (N,)) for the "
+                                     f"N={inp.shape[0]} candidate images it is given, got shapes "
+                                     f"{getattr(f, 'shape', type(f).__name__)} and {getattr(s, 'shape', type(s).__name__)}")
                 fit[b0:b1, p0:p1] = f.view(b1 - b0, m)
                 succ[b0:b1, p0:p1] = s.view(b1 - b0, m)
         return fit, succ
 
     def _check_y(self, x: Tensor, y: Optional[Tensor]) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"OnePixel: x must be an image batch (B, C, H, W), got shape {tuple(x.shape)}")
         if y is None:
             raise ValueError("OnePixel: y is required (true classes, target classes or redshifts)")
         if isinstance(self.objective, ClassifierObjective):
@@ -257,7 +274,7 @@ class OnePixel(Attack):
         xs, ys, es = x, y, extra
         pop = lower + torch.rand((B, P, D), dtype=dt, device=dev, generator=gen) * (upper - lower)
         cl = self._use_channels_last(x)
-        fit, succ = self._score(xs, pop, ys, es, cl)
+        fit, succ = self._score(xs, pop, ys, es, lo, hi, cl)
         cand, cand_fit = pop, fit
         pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
 
@@ -296,7 +313,7 @@ class OnePixel(Attack):
                 donors[:, :, 0] = fit.argmin(dim=1, keepdim=True)
                 draws = draws._replace(donors=donors)
             trial = ops.de_trial(pop, draws, lower, upper, F=factors[it - 1], CR=self.CR, resample=self.resample)
-            trial_fit, succ = self._score(xs, trial, ys, es, cl)
+            trial_fit, succ = self._score(xs, trial, ys, es, lo, hi, cl)
             cand, cand_fit = trial, trial_fit
             ops.de_select_(pop, fit, trial, trial_fit)
             if bar is not None:
@@ -312,12 +329,16 @@ class OnePixel(Attack):
             best_fit[active] = fit[r, j]
 
         best4 = best.view(B, 1, k, 2 + C)
-        x_adv = ops.de_build(x, best4, add=self.add).squeeze(1)
+        x_adv = self._build(x, best4, lo, hi).squeeze(1)
         rows = best4[:, 0, :, 0].floor().clamp(0, H - 1).long()
         cols = best4[:, 0, :, 1].floor().clamp(0, W - 1).long()
+        values = best4[:, 0, :, 2:].clone()
+        if self.add:  # the change actually applied, after the lo/hi clamp: (B, k, C)
+            b = torch.arange(B, device=dev)[:, None]
+            values = (x_adv - x)[b, :, rows, cols]
         return OnePixelResult(
             x_adv=x_adv, success=success, iterations=iterations,
-            pixels=torch.stack([rows, cols], dim=-1), values=best4[:, 0, :, 2:].clone(), fitness=best_fit,
+            pixels=torch.stack([rows, cols], dim=-1), values=values, fitness=best_fit,
         )
 
 
