@@ -6,11 +6,13 @@ import torch
 
 from advrobust import models
 from advrobust.data import (
+    asinh_stretch,
     SurveyDataset,
     load_arrays,
     load_catalogue,
     load_images,
     load_survey,
+    percentile_clip,
     random_dihedral,
     save_arrays,
     simulate_morphology,
@@ -60,6 +62,16 @@ def test_same_sed_is_redder_at_higher_redshift():
     assert np.corrcoef(colour, data["z_spec"])[0, 1] > 0.8
 
 
+def test_galaxies_are_fainter_and_smaller_at_higher_redshift():
+    """Same template, z ~ 0.075 vs z ~ 0.75: i-band flux falls by the distance dimming, sizes shrink."""
+    near = simulate_photoz(30, seed=3, z_range=(0.05, 0.1), templates=("E",), n_workers=1)["images"][:, 3]
+    far = simulate_photoz(30, seed=3, z_range=(0.7, 0.8), templates=("E",), n_workers=1)["images"][:, 3]
+    flux = [np.median(im[:, 22:42, 22:42].sum(axis=(1, 2))) for im in (near, far)]
+    extent = [np.median((im > 0.25 * im.max(axis=(1, 2), keepdims=True)).sum(axis=(1, 2))) for im in (near, far)]
+    assert flux[1] < flux[0] / 20
+    assert extent[1] < 0.8 * extent[0]
+
+
 def test_reddening_reddens():
     clean = photometry.apparent_magnitudes("Sbc", 0.3, -21.0, ("g", "r"))
     reddened = photometry.apparent_magnitudes("Sbc", 0.3, -21.0, ("g", "r"), ebv=0.1)
@@ -97,6 +109,19 @@ def test_morphology_preprocessing_range():
     for key in ("images_y10", "images_y1"):
         assert data[key].min() >= 0.0 and data[key].max() <= 1.0
         assert np.allclose(data[key].max(axis=(1, 2, 3)), 1.0)
+
+
+def test_asinh_stretch_keeps_band_ratios_and_clips_percentiles():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(1.0, 2.0, size=(2, 3, 8, 8))
+    images[:, 1] = 2.0 * images[:, 0]  # band 1 twice band 0, pixel by pixel
+    images[1] *= 1000.0  # a bright galaxy: the stretch is logarithmic there, ratios must still hold
+    out = asinh_stretch(images, percentiles=(0.0, 100.0))
+    np.testing.assert_allclose(out[:, 1] / out[:, 0], 2.0, rtol=1e-5)
+    assert np.allclose(out.max(axis=(1, 2, 3)), 1.0) and out.min() > 0
+    images[0, 2, 3, 3] = 1e6  # one hot pixel among 192 values: the 99th percentile removes it
+    clipped = percentile_clip(images, (0.0, 99.0))
+    assert clipped[0].max() == pytest.approx(np.percentile(images[0], 99.0)) and clipped[0].max() < 10
 
 
 def test_simulator_argument_errors():
@@ -174,18 +199,43 @@ def test_nan_policies(photoz):
     images[3, 2, 10, 10] = np.nan
     z = photoz["z_spec"].copy()
     z[7] = np.nan
-    with pytest.raises(ValueError, match=r"2 objects have NaN .*\[3, 7\]"):
+    with pytest.raises(ValueError, match=r"2 objects have NaN/Inf .*\[3, 7\]"):
         SurveyDataset(images, {"z_spec": z})
     kept = SurveyDataset(images, {"z_spec": z}, nan_policy="reject")
     assert len(kept) == 10 and not any(torch.isnan(kept[i]["image"]).any() for i in range(10))
     filled = SurveyDataset(images, {"z_spec": photoz["z_spec"]}, nan_policy="fill", fill_value=-1.0)
     assert filled[3]["image"][2, 10, 10] == -1.0
-    with pytest.raises(ValueError, match="NaN values"):
+    with pytest.raises(ValueError, match="NaN/Inf values"):
         SurveyDataset(images, {"z_spec": z}, nan_policy="fill")
     with pytest.raises(ValueError, match=r"shape \(12,\)"):
         SurveyDataset(images, {"z_spec": z[:5]})
     with pytest.raises(ValueError, match="nan_policy"):
         SurveyDataset(images, nan_policy="ignore")
+
+
+def test_infinite_pixels_and_values_count_as_bad(photoz):
+    images = photoz["images"].copy()
+    images[2, 0, 5, 5] = np.inf
+    z = photoz["z_spec"].copy()
+    z[4] = -np.inf
+    with pytest.raises(ValueError, match=r"2 objects have NaN/Inf .*\[2, 4\]"):
+        SurveyDataset(images, {"z_spec": z})
+    assert len(SurveyDataset(images, {"z_spec": z}, nan_policy="reject")) == 10
+    filled = SurveyDataset(images, nan_policy="fill", fill_value=-1.0)
+    assert filled[2]["image"][0, 5, 5] == -1.0
+
+
+def test_fits_image_key_must_exist_and_several_cubes_need_one(tmp_path):
+    cube = np.zeros((2, 3, 4, 4), np.float32)
+    path = tmp_path / "two.fits"
+    save_arrays(path, {"images_y10": cube, "images_y1": cube + 1, "labels": np.arange(2)})
+    np.testing.assert_array_equal(load_images(path, key="images_y1"), cube + 1)
+    with pytest.raises(ValueError, match="no image HDU 'images_y1_typo'; its image HDUs: IMAGES_Y10, IMAGES_Y1"):
+        load_images(path, key="images_y1_typo")
+    with pytest.raises(ValueError, match="2 3-D/4-D image HDUs"):
+        load_images(path)
+    with pytest.raises(ValueError, match="lengths differ"):
+        save_arrays(tmp_path / "bad.npz", {"images": cube, "z_spec": np.zeros(3)})
 
 
 def test_dihedral_augmentation_covers_the_eight_symmetries():
@@ -213,7 +263,7 @@ def _fit_small_photoz_model() -> tuple[float, float]:
     n_train = 220
     model = models.create("photoz_small")
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(6):
+    for _ in range(10):
         order = torch.randperm(n_train)
         for start in range(0, n_train, 20):
             batch = order[start : start + 20]

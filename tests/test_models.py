@@ -46,11 +46,26 @@ def test_table_a2_layer_sizes():
     assert maps.shape == (1, 128, 10, 10)
 
 
-def test_pasquet_initialisation():
-    model = models.create("pasquet_inception")
-    assert torch.all(model.fc0.bias == 0.1) and torch.all(model.conv0[0].bias == 0.1)
-    bound = (6 / (model.fc1.in_features + model.fc1.out_features)) ** 0.5
-    assert model.fc1.weight.abs().max() <= bound
+@pytest.mark.parametrize("name", ["pasquet_inception", "campagne_cnn"])
+def test_photoz_initialisation_and_layer_types(name):
+    """001: Xavier-uniform weights and bias 0.1; average pooling (parameter counts cannot tell it from max)."""
+    model = models.create(name)
+    linears = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(torch.all(m.bias == 0.1) for m in linears)
+    for m in linears:
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+        assert m.weight.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.AvgPool2d in kinds and torch.nn.MaxPool2d not in kinds
+    # Table A1 counts PReLU parameters (one per channel after each convolution); Table A2 none
+    assert (torch.nn.PReLU in kinds) == (name == "pasquet_inception")
+
+
+def test_redshift_bins():
+    model = models.create("photoz_small", n_bins=4, z_max=0.4)
+    torch.testing.assert_close(model.bin_centres, torch.tensor([0.05, 0.15, 0.25, 0.35]))
+    z = torch.tensor([-0.1, 0.0, 0.0999, 0.1, 0.39, 0.4, 2.0])
+    assert model.redshift_to_bin(z).tolist() == [0, 0, 0, 1, 3, 3, 3]
 
 
 @pytest.mark.parametrize("ebv_shape", [(2,), (2, 1)])
@@ -141,3 +156,21 @@ def test_load_rejects_foreign_files(tmp_path):
         models.load(path)
     with pytest.raises(TypeError, match="create"):
         models.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
+def test_save_takes_numpy_arguments_and_load_names_mismatched_tensors(tmp_path):
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = models.create("photoz_small", fc_width=np.int64(16), z_max=np.float32(0.5))
+    path = tmp_path / "small.safetensors"
+    models.save(model, path)
+    assert models.load(path).config["fc_width"] == 16
+    with safe_open(str(path), framework="pt") as handle:  # same header, a tensor of another shape
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    tensors["head.weight"] = torch.zeros(3, 3)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=metadata)
+    with pytest.raises(ValueError, match="tensors do not match photoz_small"):
+        models.load(tmp_path / "bad.safetensors")

@@ -37,10 +37,10 @@ class SurveyDataset(torch.utils.data.Dataset):
         images: ``(N, C, H, W)`` array or tensor (a memory-mapped array stays on disk).
         targets: name -> ``(N,)`` values, e.g. ``{"z_spec": ..., "ebv": ...}``.
         augment: apply a random flip / 90-degree rotation (:func:`random_dihedral`) to each item.
-        nan_policy: what to do with objects whose image has NaN pixels or whose values are NaN:
-            ``"raise"`` (ValueError naming them), ``"reject"`` (drop them), ``"fill"`` (NaN pixels
-            replaced by ``fill_value``; NaN values still raise).
-        fill_value: replacement of NaN pixels under ``"fill"``.
+        nan_policy: what to do with objects whose image has NaN or infinite pixels or whose values
+            are NaN or infinite: ``"raise"`` (ValueError naming them), ``"reject"`` (drop them),
+            ``"fill"`` (bad pixels replaced by ``fill_value``; bad values still raise).
+        fill_value: replacement of NaN / infinite pixels under ``"fill"``.
 
     Raises:
         ValueError: wrong shapes, lengths that differ, NaN under ``"raise"``, an unknown policy.
@@ -81,11 +81,11 @@ class SurveyDataset(torch.utils.data.Dataset):
         if "image" in values:
             raise ValueError("'image' is reserved for the cutouts; rename that target")
 
-        bad_pixels = np.array([np.isnan(images[i]).any() for i in range(n)], dtype=bool)
+        bad_pixels = np.array([not np.isfinite(images[i]).all() for i in range(n)], dtype=bool)
         bad_values = np.zeros(n, dtype=bool)
         for column in values.values():
             if column.dtype.kind == "f":
-                bad_values |= np.isnan(column)
+                bad_values |= ~np.isfinite(column)
         keep = np.ones(n, dtype=bool)
         if nan_policy == "reject":
             keep = ~(bad_pixels | bad_values)
@@ -94,7 +94,7 @@ class SurveyDataset(torch.utils.data.Dataset):
             if bad.any():
                 where = np.flatnonzero(bad)
                 raise ValueError(
-                    f"{where.size} objects have NaN {'values' if nan_policy == 'fill' else 'pixels or values'} "
+                    f"{where.size} objects have NaN/Inf {'values' if nan_policy == 'fill' else 'pixels or values'} "
                     f"(first indices {where[:10].tolist()}); pass nan_policy='reject' or 'fill'"
                 )
         self.indices = np.flatnonzero(keep)
@@ -110,7 +110,7 @@ class SurveyDataset(torch.utils.data.Dataset):
         index = int(self.indices[item])
         image = torch.from_numpy(np.array(self.images[index], dtype=np.float32))
         if self.fill_value is not None:
-            image = torch.nan_to_num(image, nan=self.fill_value)
+            image = torch.nan_to_num(image, nan=self.fill_value, posinf=self.fill_value, neginf=self.fill_value)
         if self.augment:
             image = random_dihedral(image)
         sample = {"image": image}
@@ -123,7 +123,7 @@ def load_survey(
     catalogue_path: str | os.PathLike | None = None,
     *,
     columns: Mapping[str, str] | Sequence[str] = (),
-    image_key: str = "images",
+    image_key: str | None = None,
     augment: bool = False,
     nan_policy: str = "raise",
     fill_value: float = 0.0,
@@ -135,7 +135,7 @@ def load_survey(
         catalogue_path: FITS table, CSV, Parquet, ``.npz`` or HDF5 (default: the image file itself).
         columns: catalogue columns to use, as names or as ``{item name: column name}``, e.g.
             ``{"z_spec": "ZSPEC", "ebv": "EBV"}``.
-        image_key: array / dataset / HDU holding the images.
+        image_key: array / dataset / HDU holding the images (default: see :func:`load_images`).
         augment, nan_policy, fill_value: see :class:`SurveyDataset`.
 
     Raises:

@@ -7,7 +7,7 @@ a table with one row per image, in the same order.
 |---|---|---|---|
 | NumPy | ``.npy``, ``.npz`` | the array / the member ``key`` | members of an ``.npz`` |
 | HDF5 | ``.h5``, ``.hdf5`` | the dataset ``key`` | 1-D datasets |
-| FITS | ``.fits``, ``.fit``, ``.fits.gz`` | the image HDU named ``key``, else the first 3-D/4-D one | first table HDU |
+| FITS | ``.fits``, ``.fit``, ``.fits.gz`` | the image HDU named ``key``, else (no key given) the only 3-D/4-D one | first table HDU |
 | CSV, Parquet | ``.csv``, ``.parquet``, ``.pq`` | | the table |
 """
 from __future__ import annotations
@@ -46,6 +46,9 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
     """
     suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "output")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    lengths = {key: len(value) for key, value in arrays.items() if value.ndim >= 1}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{path}: arrays of one survey must have one row per object; lengths differ: {lengths}")
     if suffix == ".npz":
         np.savez(path, **arrays)
     elif suffix in _HDF5:
@@ -91,11 +94,13 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_images(path: str | os.PathLike, key: str = "images") -> np.ndarray:
+def load_images(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """Read an image cube as a float32 ``(N, C, H, W)`` array.
 
     ``.npy`` files are memory-mapped when already float32; ``key`` names the member of an ``.npz``,
-    the HDF5 dataset or the FITS HDU (a FITS file without that HDU gives its first 3-D or 4-D image).
+    the HDF5 dataset or the FITS HDU. Without a key: ``"images"`` in ``.npz`` and HDF5; in FITS the
+    HDU named ``IMAGES``, else the file's only 3-D / 4-D image HDU (several raise: name one). A key
+    that is given must exist. A 3-D ``(N, H, W)`` cube is read as N single-band images.
 
     Raises:
         FileNotFoundError: no such file.
@@ -106,6 +111,7 @@ def load_images(path: str | os.PathLike, key: str = "images") -> np.ndarray:
     if suffix == ".npy":
         images = np.load(path, mmap_mode="r", allow_pickle=False)
     elif suffix == ".npz":
+        key = "images" if key is None else key
         with np.load(path, allow_pickle=False) as handle:
             if key not in handle.files:
                 raise ValueError(f"{path}: no array {key!r}; it holds {', '.join(handle.files)}")
@@ -113,6 +119,7 @@ def load_images(path: str | os.PathLike, key: str = "images") -> np.ndarray:
     elif suffix in _HDF5:
         import h5py
 
+        key = "images" if key is None else key
         with h5py.File(path, "r") as handle:
             if key not in handle:
                 raise ValueError(f"{path}: no dataset {key!r}; it holds {', '.join(handle)}")
@@ -121,11 +128,17 @@ def load_images(path: str | os.PathLike, key: str = "images") -> np.ndarray:
         from astropy.io import fits
 
         with fits.open(path) as hdus:
-            named = [hdu for hdu in hdus if hdu.name.lower() == key.lower() and hdu.data is not None]
-            cubes = named or [hdu for hdu in hdus if hdu.is_image and hdu.data is not None and hdu.data.ndim in (3, 4)]
-            if not cubes:
-                raise ValueError(f"{path}: no image HDU {key!r} and no 3-D or 4-D image HDU")
-            images = np.asarray(cubes[0].data)
+            wanted = "images" if key is None else key
+            named = [hdu for hdu in hdus if hdu.name.lower() == wanted.lower() and hdu.data is not None]
+            cubes = [hdu for hdu in hdus if hdu.is_image and hdu.data is not None and hdu.data.ndim in (3, 4)]
+            if not named and key is not None:
+                raise ValueError(f"{path}: no image HDU {key!r}; its image HDUs: "
+                                 f"{', '.join(hdu.name for hdu in cubes) or 'none'}")
+            if not named and len(cubes) != 1:
+                raise ValueError(f"{path}: {'no' if not cubes else len(cubes)} 3-D/4-D image HDUs"
+                                 f"{' (' + ', '.join(hdu.name for hdu in cubes) + ')' if cubes else ''}; "
+                                 "pass key=<HDU name>")
+            images = np.asarray((named or cubes)[0].data)
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:

@@ -38,7 +38,9 @@ def asinh_stretch(
     Per image: clip to ``percentiles`` (:func:`percentile_clip`); with ``I`` the mean over bands and
     ``s = softening * max(image)``, multiply every band by ``asinh(I / s) / (I / s)`` (Lupton et al.
     2004: the stretch depends on the intensity only, so the band ratios of each pixel are kept);
-    rescale linearly to [0, 1]. 002 gives the steps but not its constants; these are ours.
+    clip negative values (sky-noise troughs) to 0 and divide by the image's maximum, so that the
+    band ratios of every positive pixel survive into the [0, 1] output. 002 gives the steps but not
+    its constants; these are ours.
 
     Args:
         images: ``(N, C, H, W)`` fluxes.
@@ -56,8 +58,7 @@ def asinh_stretch(
     intensity = clipped.mean(axis=1, keepdims=True) / scale
     safe = np.where(np.abs(intensity) < 1e-8, 1.0, intensity)
     gain = np.where(np.abs(intensity) < 1e-8, 1.0, np.arcsinh(safe) / safe)
-    stretched = clipped * gain
-    low = stretched.min(axis=(1, 2, 3), keepdims=True)
-    span = stretched.max(axis=(1, 2, 3), keepdims=True) - low
-    span[span == 0] = 1.0
-    return ((stretched - low) / span).astype(np.float32)
+    stretched = np.clip(clipped * gain, 0.0, None)
+    peak = stretched.max(axis=(1, 2, 3), keepdims=True)
+    peak[peak == 0] = 1.0
+    return (stretched / peak).astype(np.float32)

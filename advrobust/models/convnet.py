@@ -84,6 +84,10 @@ class ConvNet(LatentModel):
         self.n_outputs = n_classes
 
     def features(self, image: Tensor) -> Tensor:
-        """Bottleneck output after its ReLU, shape ``(B, latent_dim)``."""
+        """Bottleneck output after its ReLU, shape ``(B, latent_dim)``.
+
+        002's Table 1 names no activation for the bottleneck; without one the bottleneck and the
+        output layer would be a single linear map, so a ReLU follows it here (the latent is >= 0).
+        """
         check_image(image, self.input_shape, type(self).__name__)
         return torch.relu(self.bottleneck(self.trunk(image).flatten(1)))

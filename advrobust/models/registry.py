@@ -69,6 +69,13 @@ def create(name: str, **kwargs: Any) -> LatentModel:
     return model
 
 
+def _plain(value):
+    """JSON form of the NumPy / torch scalars and arrays a caller may pass as constructor arguments."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"constructor argument {value!r} ({type(value).__name__}) cannot be stored as JSON")
+
+
 def save(model: LatentModel, path: str | os.PathLike) -> None:
     """Write ``model``'s parameters and buffers to a safetensors file with its constructor arguments.
 
@@ -80,7 +87,7 @@ def save(model: LatentModel, path: str | os.PathLike) -> None:
         raise TypeError(
             f"save() needs a model built by advrobust.models.create, got {type(model).__name__}"
         )
-    header = json.dumps({"name": name, "kwargs": model.config})
+    header = json.dumps({"name": name, "kwargs": model.config}, default=_plain)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(tensors, os.fspath(path), metadata={_METADATA_KEY: header})
 
@@ -98,7 +105,8 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LatentModel:
         header = json.loads(metadata[_METADATA_KEY])
         state = {key: handle.get_tensor(key) for key in handle.keys()}
     model = create(header["name"], **header["kwargs"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: tensors do not match {header['name']}: missing {missing}, unexpected {unexpected}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing / unexpected keys or shapes that differ
+        raise ValueError(f"{path}: tensors do not match {header['name']}{header['kwargs']}: {err}") from None
     return model.to(device)
