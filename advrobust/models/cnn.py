@@ -17,6 +17,27 @@ from advrobust.models.base import PhotozModel, xavier_init_
 __all__ = ["CampagneCNN", "SmallPhotozCNN"]
 
 
+def _record_config(model: PhotozModel, *, in_channels: int, image_size: int, channels: Sequence[int],
+                   fc_width: int, min_size: int) -> tuple[int, int, int]:
+    """Check the three-convolution widths and the image size; set ``model.config`` and ``input_shape``."""
+    if len(channels) != 3 or min(channels) < 1:
+        raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
+    if image_size < min_size:
+        raise ValueError(f"image_size must be at least {min_size}, got {image_size}")
+    model.config = {
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "channels": [int(c) for c in channels],
+        "fc_width": fc_width,
+        "n_bins": model.n_bins,
+        "z_max": model.z_max,
+        "input_softening": model.input_softening,
+    }
+    model.input_shape = (in_channels, image_size, image_size)
+    c0, c1, c2 = (int(c) for c in channels)
+    return c0, c1, c2
+
+
 class CampagneCNN(PhotozModel):
     """Three-convolution photo-z CNN of Table A2 of 001.
 
@@ -51,21 +72,8 @@ class CampagneCNN(PhotozModel):
         input_softening: float | None = None,
     ) -> None:
         super().__init__(n_bins, z_max, input_softening)
-        if len(channels) != 3 or min(channels) < 1:
-            raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
-        if image_size < 2:
-            raise ValueError(f"image_size must be at least 2, got {image_size}")
-        self.config = {
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "channels": [int(c) for c in channels],
-            "fc_width": fc_width,
-            "n_bins": n_bins,
-            "z_max": z_max,
-            "input_softening": input_softening,
-        }
-        self.input_shape = (in_channels, image_size, image_size)
-        c0, c1, c2 = channels
+        c0, c1, c2 = _record_config(self, in_channels=in_channels, image_size=image_size, channels=channels,
+                                    fc_width=fc_width, min_size=2)
         self.trunk = nn.Sequential(
             nn.Conv2d(in_channels, c0, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
             nn.Conv2d(c0, c1, 3, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
@@ -122,21 +130,8 @@ class SmallPhotozCNN(PhotozModel):
         input_softening: float | None = 0.01,
     ) -> None:
         super().__init__(n_bins, z_max, input_softening)
-        if len(channels) != 3 or min(channels) < 1:
-            raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
-        if image_size < 4:
-            raise ValueError(f"image_size must be at least 4, got {image_size}")
-        self.config = {
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "channels": [int(c) for c in channels],
-            "fc_width": fc_width,
-            "n_bins": n_bins,
-            "z_max": z_max,
-            "input_softening": input_softening,
-        }
-        self.input_shape = (in_channels, image_size, image_size)
-        c0, c1, c2 = channels
+        c0, c1, c2 = _record_config(self, in_channels=in_channels, image_size=image_size, channels=channels,
+                                    fc_width=fc_width, min_size=4)
         self.trunk = nn.Sequential(
             nn.Conv2d(in_channels, c0, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
             nn.Conv2d(c0, c1, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
