@@ -34,10 +34,15 @@ from advrobust.ops import reference as ref
 OPS = torch.ops.advrobust
 
 
-def measure(fn, min_run_time: float) -> tb.Measurement:
+def measure(fn, min_run_time: float, min_repeats: int = 5) -> tb.Measurement:
+    """blocked_autorange of ``fn`` after a warm-up; calls of a second or more (one block fills
+    ``min_run_time``) are topped up with single-call repeats, so no median rests on one sample."""
     fn()  # warm-up (and compilation, for compiled callables)
     timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time)
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    if len(m.times) < min_repeats:
+        m = tb.Measurement.merge([m] + [timer.timeit(1) for _ in range(min_repeats - len(m.times))])[0]
+    return m
 
 
 def fmt_ms(m: tb.Measurement) -> str:
