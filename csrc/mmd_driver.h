@@ -21,7 +21,7 @@ constexpr int64_t kTileElements = int64_t(1) << 22;
 using MmdForwardTileFn = void (*)(const at::Tensor& dots, const at::Tensor& norms, int64_t row0,
                                   const MmdSetup& setup, at::Tensor& row_out);
 // Backward tile: `dots` (rows, n_total - row0) holds z_i . z_j for i = row0 + r and
-// j = row0 + c (the upper triangle, as in the forward). It is overwritten with the pair
+// j = row0 + c (the upper triangle, as in the forward; run after it). It is overwritten with the pair
 // weights W_ij = 2 a(i,j) w(d_ij) for j > i and 0 for j <= i (each pair once; the driver
 // applies W and its transpose), and row_sums[r] = sum_j W_ij.
 using MmdBackwardTileFn = void (*)(at::Tensor& dots, const at::Tensor& norms, int64_t row0,
@@ -32,8 +32,13 @@ MmdSetup make_mmd_setup(int64_t n, int64_t m, at::ArrayRef<double> sigmas, bool 
 at::Tensor mk_mmd_forward(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
                           MmdForwardTileFn tile);
 
-std::tuple<at::Tensor, at::Tensor> mk_mmd_backward(const at::Tensor& grad_out, const at::Tensor& x,
-                                                   const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
-                                                   MmdBackwardTileFn tile);
+// MMD^2 and its gradient in x and y, from one walk over the tiles: each tile's dots come
+// from one matrix product, the forward tile reads them, the backward tile turns them into
+// pair weights, and two more products apply the weights (3 products per tile instead of the
+// 4 of a forward followed by a backward that recomputes the dots).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad(const at::Tensor& x, const at::Tensor& y,
+                                                                at::ArrayRef<double> sigmas, bool unbiased,
+                                                                MmdForwardTileFn forward_tile,
+                                                                MmdBackwardTileFn backward_tile);
 
 }  // namespace advrobust

@@ -264,6 +264,19 @@ def test_photoz_one_pixel_and_transfer():
     assert "| src |" in out.table()
 
 
+def test_photoz_one_pixel_targeted_pulls_toward_the_target_redshift():
+    model = TinyPhotoz().eval()
+    x, ebv = torch.randn(4, 5, 8, 8), torch.rand(4) * 0.1
+    target = torch.full((4,), 0.9)
+    objective = PhotozObjective(targeted=True, threshold=1e-9)  # no success: runs to the cap
+    res = OnePixel(model, population=24, max_iter=6, objective=objective, seed=0)(x, target, ebv)
+    with torch.no_grad():
+        zphot = lambda xx: torch.softmax(model(xx, ebv), 1) @ model.bin_centres  # noqa: E731
+        before, after = (zphot(x) - target).abs(), (zphot(res.x_adv) - target).abs()
+    assert torch.all(after <= before + 1e-6) and after.mean() < before.mean()
+    torch.testing.assert_close(res.fitness, after / (1 + target))
+
+
 def test_photoz_loss_needs_bin_centres():
     with pytest.raises(ValueError, match="bin_centres"):
         PGD(small_cnn(), loss="photoz_dz")

@@ -15,7 +15,7 @@ OPS = torch.ops.advrobust
 def test_extension_is_built():
     # Every other test here exercises the compiled kernels; a silent fallback would hide a broken build.
     assert advrobust.has_cpu_kernels()
-    assert hasattr(OPS, "linf_step") and hasattr(OPS, "mk_mmd_backward")
+    assert hasattr(OPS, "linf_step") and hasattr(OPS, "mk_mmd_with_grad")
 
 
 # ------------------------------------------------------------------ helpers
@@ -238,6 +238,29 @@ def test_mk_mmd_backward_equals_autograd_through_twin(device, unbiased):
     torch.testing.assert_close(gy, ry, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_mk_mmd_value_and_gradient_paths_agree(unbiased):
+    """ops.mk_mmd takes the fused value+gradient op under autograd and the value-only op otherwise;
+    the value-only op's own backward (a direct torch.ops call) recomputes the same gradient."""
+    gen = torch.Generator().manual_seed(14)
+    x = torch.randn(40, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(33, 5, generator=gen, dtype=torch.float64) + 0.4).requires_grad_()
+    sig = [0.5, 2.0, 8.0]
+    fused = ops.mk_mmd(x, y, sig, unbiased=unbiased)
+    with torch.no_grad():
+        value_only = ops.mk_mmd(x, y, sig, unbiased=unbiased)
+    assert fused.requires_grad and not value_only.requires_grad
+    torch.testing.assert_close(fused.detach(), value_only, rtol=1e-12, atol=1e-15)
+    value, gx, gy = OPS.mk_mmd_with_grad(x.detach(), y.detach(), sig, unbiased)
+    torch.testing.assert_close(value, value_only, rtol=1e-12, atol=1e-15)
+    direct = torch.autograd.grad(OPS.mk_mmd(x, y, sig, unbiased) * -2.0, (x, y))
+    torch.testing.assert_close(direct[0], -2.0 * gx, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(direct[1], -2.0 * gy, rtol=1e-12, atol=1e-15)
+    assert not gx.requires_grad  # first order only
+    with_grad = OPS.mk_mmd_with_grad(x, y, sig, unbiased)
+    assert with_grad[0].requires_grad and not with_grad[1].requires_grad and not with_grad[2].requires_grad
+
+
 def test_mk_mmd_gradcheck():
     gen = torch.Generator().manual_seed(12)
     x = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -298,8 +321,8 @@ def _opcheck_samples():
         (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6), pop.flip(1).contiguous(), torch.rand(2, 6))),
         (OPS.mk_mmd.default, (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),
                               torch.randn(5, 3, dtype=torch.float64, requires_grad=True), [0.5, 2.0], True)),
-        (OPS.mk_mmd_backward.default, (torch.tensor(1.0, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64),
-                                       torch.randn(5, 3, dtype=torch.float64), [0.5, 2.0], False)),
+        (OPS.mk_mmd_with_grad.default, (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),
+                                        torch.randn(5, 3, dtype=torch.float64, requires_grad=True), [0.5, 2.0], False)),
     ]
 
 

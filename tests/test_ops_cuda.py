@@ -221,7 +221,6 @@ def test_mk_mmd_cuda_forward_backward_equal_cpu(n, m, d, unbiased, dtype):
     x = torch.randn(n, d, generator=g, dtype=dtype)
     y = torch.randn(m, d, generator=g, dtype=dtype) * 1.3 + 0.4
     sigmas = ops.dan_sigmas(x, y) if n + m > 2 else [1.0, 3.0]
-    grad_out = torch.tensor(2.5, dtype=dtype)
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
 
     want = OPS.mk_mmd(x, y, sigmas, unbiased)
@@ -231,15 +230,16 @@ def test_mk_mmd_cuda_forward_backward_equal_cpu(n, m, d, unbiased, dtype):
     if n + m < 1000:
         torch.testing.assert_close(got, ref.mk_mmd_reference(x.cuda(), y.cuda(), sigmas, unbiased), **tol)
 
-    gx_want, gy_want = OPS.mk_mmd_backward(grad_out, x, y, sigmas, unbiased)
-    gx, gy = OPS.mk_mmd_backward(grad_out.cuda(), x.cuda(), y.cuda(), sigmas, unbiased)
+    v_want, gx_want, gy_want = OPS.mk_mmd_with_grad(x, y, sigmas, unbiased)
+    v, gx, gy = OPS.mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
+    torch.testing.assert_close(v.cpu(), v_want, **tol)
     # gradients are sums of signed terms: compare against their scale, not element by element
     scale = max(gx_want.abs().max().item(), gy_want.abs().max().item(), 1e-30)
     gtol = dict(rtol=tol["rtol"], atol=tol["rtol"] * scale)
     torch.testing.assert_close(gx.cpu(), gx_want, **gtol)
     torch.testing.assert_close(gy.cpu(), gy_want, **gtol)
-    again = OPS.mk_mmd_backward(grad_out.cuda(), x.cuda(), y.cuda(), sigmas, unbiased)
-    assert torch.equal(again[0], gx) and torch.equal(again[1], gy)  # deterministic
+    again = OPS.mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
+    assert torch.equal(again[1], gx) and torch.equal(again[2], gy)  # deterministic
 
 
 def test_mk_mmd_cuda_gradcheck():
@@ -282,8 +282,8 @@ def _opcheck_samples():
         (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6, device="cuda"), pop.flip(1).contiguous(),
                                   torch.rand(2, 6, device="cuda"))),
         (OPS.mk_mmd.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0], True)),
-        (OPS.mk_mmd_backward.default, (torch.tensor(1.0, dtype=torch.float64, device="cuda"), x64, y64,
-                                       [0.5, 2.0], False)),
+        (OPS.mk_mmd_with_grad.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0],
+                                        False)),
     ]
 
 

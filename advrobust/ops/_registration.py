@@ -1,8 +1,10 @@
 """Fake (meta) kernels and autograd formulas of the ``torch.ops.advrobust`` ops.
 
 Fake kernels give output shapes without computing, so the ops work under
-``torch.compile`` and ``torch.library.opcheck``; ``mk_mmd``'s backward is itself a
-custom op (``mk_mmd_backward``) that recomputes the kernel tiles instead of saving them.
+``torch.compile`` and ``torch.library.opcheck``. MMD: ``mk_mmd_with_grad`` returns the value
+and its gradient in x and y from one walk over the kernel tiles; its backward only scales
+the saved gradient. ``mk_mmd`` (value only, for inference) gets its backward from
+``mk_mmd_with_grad`` too, recomputing the tiles instead of saving them.
 """
 from __future__ import annotations
 
@@ -41,9 +43,9 @@ def _mk_mmd_fake(x, y, sigmas, unbiased):
     return x.new_empty(())
 
 
-@torch.library.register_fake("advrobust::mk_mmd_backward")
-def _mk_mmd_backward_fake(grad_out, x, y, sigmas, unbiased):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), \
+@torch.library.register_fake("advrobust::mk_mmd_with_grad")
+def _mk_mmd_with_grad_fake(x, y, sigmas, unbiased):
+    return x.new_empty(()), torch.empty_like(x, memory_format=torch.contiguous_format), \
         torch.empty_like(y, memory_format=torch.contiguous_format)
 
 
@@ -55,8 +57,21 @@ def _mk_mmd_setup_context(ctx, inputs, output):
 
 def _mk_mmd_backward(ctx, grad_out: Tensor):
     x, y = ctx.saved_tensors
-    gx, gy = torch.ops.advrobust.mk_mmd_backward(grad_out, x, y, ctx.sigmas, ctx.unbiased)
-    return gx, gy, None, None
+    _, gx, gy = torch.ops.advrobust.mk_mmd_with_grad(x, y, ctx.sigmas, ctx.unbiased)
+    return grad_out * gx, grad_out * gy, None, None
+
+
+def _mk_mmd_with_grad_setup_context(ctx, inputs, output):
+    _, gx, gy = output
+    ctx.mark_non_differentiable(gx, gy)  # the gradient outputs are first-order only
+    ctx.save_for_backward(gx, gy)
+
+
+def _mk_mmd_with_grad_backward(ctx, grad_value: Tensor, grad_gx, grad_gy):
+    gx, gy = ctx.saved_tensors
+    return grad_value * gx, grad_value * gy, None, None
 
 
 torch.library.register_autograd("advrobust::mk_mmd", _mk_mmd_backward, setup_context=_mk_mmd_setup_context)
+torch.library.register_autograd("advrobust::mk_mmd_with_grad", _mk_mmd_with_grad_backward,
+                                setup_context=_mk_mmd_with_grad_setup_context)

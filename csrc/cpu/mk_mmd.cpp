@@ -105,17 +105,16 @@ at::Tensor mk_mmd_cpu(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<dou
   return mk_mmd_forward(x, y, sigmas, unbiased, &forward_tile_cpu);
 }
 
-std::tuple<at::Tensor, at::Tensor> mk_mmd_backward_cpu(const at::Tensor& grad_out, const at::Tensor& x,
-                                                       const at::Tensor& y, at::ArrayRef<double> sigmas,
-                                                       bool unbiased) {
-  return mk_mmd_backward(grad_out, x, y, sigmas, unbiased, &backward_tile_cpu);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad_cpu(const at::Tensor& x, const at::Tensor& y,
+                                                                    at::ArrayRef<double> sigmas, bool unbiased) {
+  return mk_mmd_with_grad(x, y, sigmas, unbiased, &forward_tile_cpu, &backward_tile_cpu);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(advrobust, CPU, m) {
   m.impl("mk_mmd", &mk_mmd_cpu);
-  m.impl("mk_mmd_backward", &mk_mmd_backward_cpu);
+  m.impl("mk_mmd_with_grad", &mk_mmd_with_grad_cpu);
 }
 
 }  // namespace advrobust

@@ -152,12 +152,12 @@ void forward_tile_cuda(const at::Tensor& dots, const at::Tensor& norms, int64_t 
 
 void backward_tile_cuda(at::Tensor& dots, const at::Tensor& norms, int64_t row0, const MmdSetup& s,
                         at::Tensor& row_sums) {
-  TORCH_CHECK(dots.is_contiguous() && dots.size(1) == s.n_total - row0, "mk_mmd_backward: the weight tile must "
+  TORCH_CHECK(dots.is_contiguous() && dots.size(1) == s.n_total - row0, "mk_mmd: the weight tile must "
               "be a contiguous (rows, ", s.n_total - row0, ") tensor, got ", dots.sizes(), " with strides ",
               dots.strides());
   TORCH_CHECK(row_sums.is_contiguous() && row_sums.numel() == dots.size(0) &&
                   row_sums.scalar_type() == dots.scalar_type(),
-              "mk_mmd_backward: row_sums must be contiguous with one value per tile row");
+              "mk_mmd: row_sums must be contiguous with one value per tile row");
   const auto norms_c = norms.contiguous();
   const int64_t rows = dots.size(0);
   if (rows == 0) return;
@@ -184,12 +184,11 @@ at::Tensor mk_mmd_cuda(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<do
   return mk_mmd_forward(x, y, sigmas, unbiased, &forward_tile_cuda);
 }
 
-std::tuple<at::Tensor, at::Tensor> mk_mmd_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
-                                                        const at::Tensor& y, at::ArrayRef<double> sigmas,
-                                                        bool unbiased) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad_cuda(const at::Tensor& x, const at::Tensor& y,
+                                                                     at::ArrayRef<double> sigmas, bool unbiased) {
   check_mmd_args(x, y, sigmas, unbiased);
   const c10::cuda::CUDAGuard guard(x.device());
-  return mk_mmd_backward(grad_out, x, y, sigmas, unbiased, &backward_tile_cuda);
+  return mk_mmd_with_grad(x, y, sigmas, unbiased, &forward_tile_cuda, &backward_tile_cuda);
 }
 
 }  // namespace
@@ -201,7 +200,7 @@ TORCH_LIBRARY_IMPL(advrobust, CUDA, m) {
   m.impl("de_build", &de_build_cuda);
   m.impl("de_select_", &de_select_cuda);
   m.impl("mk_mmd", &mk_mmd_cuda);
-  m.impl("mk_mmd_backward", &mk_mmd_backward_cuda);
+  m.impl("mk_mmd_with_grad", &mk_mmd_with_grad_cuda);
 }
 
 }  // namespace advrobust
