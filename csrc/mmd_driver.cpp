@@ -21,8 +21,13 @@ MmdSetup make_mmd_setup(int64_t n, int64_t m, at::ArrayRef<double> sigmas, bool 
 }
 
 namespace {
-int64_t block_rows(int64_t n_total) {
-  return std::max<int64_t>(16, std::min<int64_t>(n_total, kTileElements / std::max<int64_t>(1, n_total)));
+// Rows per tile: at most kTileElements / (n + m), at least 16; on the CPU also at most 256
+// (the diagonal blocks compute pairs twice, thin blocks waste fewer of them: 256 rows cut
+// the flops at n + m = 4096 by a tenth against 1024 and ran 1.2x faster on a 2-core CPU).
+// A GPU keeps the larger blocks, the larger matrix products suit it better.
+int64_t block_rows(int64_t n_total, bool on_cpu) {
+  const int64_t max_rows = on_cpu ? 256 : n_total;
+  return std::max<int64_t>(16, std::min({n_total, max_rows, kTileElements / std::max<int64_t>(1, n_total)}));
 }
 }  // namespace
 
@@ -32,7 +37,7 @@ at::Tensor mk_mmd_forward(const at::Tensor& x, const at::Tensor& y, at::ArrayRef
   const MmdSetup setup = make_mmd_setup(x.size(0), y.size(0), sigmas, unbiased);
   const at::Tensor z = at::cat({x, y}).contiguous();
   const at::Tensor norms = (z * z).sum(1);
-  const int64_t N = setup.n_total, T = block_rows(N);
+  const int64_t N = setup.n_total, T = block_rows(N, z.is_cpu());
   at::Tensor row_out = at::empty({N}, z.options().dtype(at::kDouble));
   for (int64_t i0 = 0; i0 < N; i0 += T) {
     const int64_t rows = std::min(T, N - i0);
@@ -50,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad(const at::Tensor
   const MmdSetup setup = make_mmd_setup(x.size(0), y.size(0), sigmas, unbiased);
   const at::Tensor z = at::cat({x, y}).contiguous();
   const at::Tensor norms = (z * z).sum(1);
-  const int64_t N = setup.n_total, T = block_rows(N);
+  const int64_t N = setup.n_total, T = block_rows(N, z.is_cpu());
   // grad z_i = sum_j W_ij (z_i - z_j) over all j != i. Each tile holds every pair (i < j)
   // once, so it feeds both ends: rows i get rowsum_i z_i - (W z)_i, columns j get
   // colsum_j z_j - (W^T z)_j.
