@@ -82,6 +82,21 @@ def test_l2_step_equals_twin(device, shape, dtype, per_sample, bounds, noncontig
     torch.testing.assert_close(got, want, **tol)
 
 
+def test_l2_step_same_bits_sample_by_sample_and_in_two_passes():
+    """The CPU kernel runs sample by sample when batch >= threads, else in two passes: same result."""
+    gen = torch.Generator().manual_seed(8)
+    args = _step_inputs((5, 3, 40, 40), torch.float32, "cpu", True, "channel", False, gen)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        by_sample = OPS.l2_step(*args)
+        torch.set_num_threads(8)  # 5 samples < 8 threads: the two-pass path
+        two_passes = OPS.l2_step(*args)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(by_sample, two_passes)
+
+
 def test_l2_step_geometry_by_hand():
     # One sample, d = u + alpha g/||g|| = (0, 0) + 2 * (3, 4)/5 = (1.2, 1.6), ||d|| = 2 > eps = 1
     x_nat = torch.zeros(1, 2)

@@ -1,5 +1,6 @@
-// l2_step on the CPU, two passes: per-sample sums (g.g, u.u, u.g with u = x_adv - x_nat,
-// accumulated in double), then one fused write pass with the per-sample step and scale.
+// l2_step on the CPU: per-sample sums (g.g, u.u, u.g with u = x_adv - x_nat, accumulated in
+// double), then a fused write with the per-sample step and scale; sample by sample (while the
+// sample is in cache) when there are at least as many samples as threads, else in two passes.
 #include <torch/library.h>
 
 #include <vector>
@@ -44,16 +45,16 @@ at::Tensor l2_step_cpu(const at::Tensor& x_adv, const at::Tensor& grad, const at
     const StepArgs<scalar_t> p = step_args<scalar_t>(in);
     const int64_t rows = p.batch * p.channels;
     std::vector<L2Sums> row_sums(rows);
-    parallel_over(rows, p.inner, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
+    std::vector<scalar_t> step(p.batch), scale(p.batch);
+    auto sums_of_rows = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
         const int64_t off = r * p.inner;
         row_sums[r] = l2_row_sums<scalar_t>(p.x_adv + off, p.grad + off, p.x_nat + off, p.inner);
       }
-    });
-    std::vector<scalar_t> step(p.batch), scale(p.batch);
-    for (int64_t b = 0; b < p.batch; ++b) {
+    };
+    auto coefficients_of_sample = [&](int64_t b) {
       L2Sums s;
-      for (int64_t c = 0; c < p.channels; ++c) {  // fixed order: deterministic
+      for (int64_t c = 0; c < p.channels; ++c) {  // fixed order: deterministic, the same on both paths
         const L2Sums& q = row_sums[b * p.channels + c];
         s.gg += q.gg, s.uu += q.uu, s.ug += q.ug;
       }
@@ -61,14 +62,30 @@ at::Tensor l2_step_cpu(const at::Tensor& x_adv, const at::Tensor& grad, const at
       l2_step_coefficients(s.gg, s.uu, s.ug, p.alpha_at(b), p.eps_at(b), &st, &sc);
       step[b] = static_cast<scalar_t>(st);
       scale[b] = static_cast<scalar_t>(sc);
-    }
-    parallel_over(rows, p.inner, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
+    };
+    auto write_rows = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / p.channels, c = r % p.channels, off = r * p.inner;
         l2_row<scalar_t>(p.x_adv + off, p.grad + off, p.x_nat + off, p.out + off, p.inner, step[b], scale[b],
                          p.lo_at(c), p.hi_at(c));
       }
-    });
+    };
+    if (p.batch >= at::get_num_threads()) {
+      // Samples spread over threads; each sample's sums and write back to back, so its inputs
+      // are read from memory once and re-read from cache (a 3x100x100 sample's three inputs
+      // take 360 KB): 4 tensors of traffic instead of 7.
+      parallel_over(p.batch, 2 * p.channels * p.inner, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          sums_of_rows(b * p.channels, (b + 1) * p.channels);
+          coefficients_of_sample(b);
+          write_rows(b * p.channels, (b + 1) * p.channels);
+        }
+      });
+    } else {  // fewer samples than threads: two passes, each split over all rows
+      parallel_over(rows, p.inner, sums_of_rows);
+      for (int64_t b = 0; b < p.batch; ++b) coefficients_of_sample(b);
+      parallel_over(rows, p.inner, write_rows);
+    }
   });
   return in.out;
 }
