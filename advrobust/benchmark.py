@@ -40,8 +40,13 @@ def measure(fn, min_run_time: float, min_repeats: int = 5) -> tb.Measurement:
     fn()  # warm-up (and compilation, for compiled callables)
     timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     m = timer.blocked_autorange(min_run_time=min_run_time)
-    if len(m.times) < min_repeats:
-        m = tb.Measurement.merge([m] + [timer.timeit(1) for _ in range(min_repeats - len(m.times))])[0]
+    if len(m.times) < min_repeats:  # single calls timed by hand (Timer.timeit adds warm-up calls)
+        extra = []
+        for _ in range(min_repeats - len(m.times)):
+            start = time.perf_counter()
+            fn()
+            extra.append(time.perf_counter() - start)
+        m = tb.Measurement.merge([m, tb.Measurement(1, extra, m.task_spec)])[0]
     return m
 
 

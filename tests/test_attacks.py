@@ -377,6 +377,12 @@ def test_one_pixel_add_mode_respects_valid_range_and_records_applied_change():
     b = torch.arange(4)
     applied = (res.x_adv - x)[b, :, res.pixels[:, 0, 0], res.pixels[:, 0, 1]]
     torch.testing.assert_close(res.values[:, 0], applied)
+    # pixels already outside [lo, hi] (e.g. negative sky) stay as they are: only the k pixels change
+    x = torch.rand(4, 3, 10, 10) * 3.0 - 1.0
+    never = lambda out, yy: (out[:, 1], torch.zeros(out.shape[0], dtype=torch.bool))  # noqa: E731
+    res = OnePixel(ThresholdPixel(), pixels=2, population=8, max_iter=2, add=True, add_range=0.1, lo=0.0, hi=1.0,
+                   objective=never, seed=0)(x, torch.zeros(4, dtype=torch.long))
+    assert ((res.x_adv != x).any(1).flatten(1).sum(1) <= 2).all()
 
 
 def test_one_pixel_early_stop_drops_finished_images_from_the_forward():
@@ -542,6 +548,13 @@ def test_augmentation_modules_are_seeded_and_checked_at_construction():
         ShorterExposure(sky=torch.tensor([1.0, -1.0]), exposure_ratio=0.5)
     with pytest.raises(ValueError, match="sigma"):
         GaussianNoise(-0.1)
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    GaussianNoise(0.1), UniformNoise(0.1), ShorterExposure(sky=sky, exposure_ratio=0.5)
+    assert torch.equal(torch.rand(3), want)  # building the modules draws nothing from the global RNG
+    per_sample = GaussianNoise(torch.tensor([0.0, 1.0]), always=True)
+    assert per_sample.sigma.shape == (2,) and torch.equal(per_sample(x[:2])[0], x[0])
 
 
 @pytest.mark.parametrize("noisy_input", [True, False])

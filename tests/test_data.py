@@ -234,8 +234,8 @@ def test_fits_image_key_must_exist_and_several_cubes_need_one(tmp_path):
         load_images(path, key="images_y1_typo")
     with pytest.raises(ValueError, match="2 3-D/4-D image HDUs"):
         load_images(path)
-    with pytest.raises(ValueError, match="lengths differ"):
-        save_arrays(tmp_path / "bad.npz", {"images": cube, "z_spec": np.zeros(3)})
+    with pytest.raises(ValueError, match="equal lengths"):
+        save_arrays(tmp_path / "bad.fits", {"images": cube, "z_spec": np.zeros(2), "zeropoints": np.zeros(3)})
 
 
 def test_dihedral_augmentation_covers_the_eight_symmetries():

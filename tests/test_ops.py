@@ -83,14 +83,14 @@ def test_l2_step_equals_twin(device, shape, dtype, per_sample, bounds, noncontig
 
 
 def test_l2_step_same_bits_sample_by_sample_and_in_two_passes():
-    """The CPU kernel runs sample by sample when batch >= threads, else in two passes: same result."""
+    """The CPU kernel runs sample by sample with >= 4 samples per thread, else in two passes: same bits."""
     gen = torch.Generator().manual_seed(8)
-    args = _step_inputs((5, 3, 40, 40), torch.float32, "cpu", True, "channel", False, gen)
+    args = _step_inputs((9, 3, 100, 100), torch.float32, "cpu", True, "channel", False, gen)
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
+        torch.set_num_threads(2)  # 9 samples >= 8: sample by sample, split over 2 threads
         by_sample = OPS.l2_step(*args)
-        torch.set_num_threads(8)  # 5 samples < 8 threads: the two-pass path
+        torch.set_num_threads(8)  # 9 < 32: two passes, 27 rows of 10,000 elements over 8 threads
         two_passes = OPS.l2_step(*args)
     finally:
         torch.set_num_threads(threads)
@@ -262,6 +262,7 @@ def test_mk_mmd_value_and_gradient_paths_agree(unbiased):
     y = (torch.randn(33, 5, generator=gen, dtype=torch.float64) + 0.4).requires_grad_()
     sig = [0.5, 2.0, 8.0]
     fused = ops.mk_mmd(x, y, sig, unbiased=unbiased)
+    assert "mk_mmd_with_grad" in type(fused.grad_fn).__name__
     with torch.no_grad():
         value_only = ops.mk_mmd(x, y, sig, unbiased=unbiased)
     assert fused.requires_grad and not value_only.requires_grad
@@ -274,6 +275,9 @@ def test_mk_mmd_value_and_gradient_paths_agree(unbiased):
     assert not gx.requires_grad  # first order only
     with_grad = OPS.mk_mmd_with_grad(x, y, sig, unbiased)
     assert with_grad[0].requires_grad and not with_grad[1].requires_grad and not with_grad[2].requires_grad
+    for value in (ops.mk_mmd(x, y, sig, unbiased=unbiased), OPS.mk_mmd(x, y, sig, unbiased)):
+        with pytest.raises(RuntimeError, match="differentiable once"):
+            torch.autograd.grad(value, x, create_graph=True)
 
 
 def test_mk_mmd_gradcheck():

@@ -70,7 +70,8 @@ class _NeedsBinCentres:
 
     def _z_phot(self, logits: Tensor) -> Tensor:
         if self.bin_centres is None:
-            raise ValueError(f"{type(self).__name__}: bin_centres unknown; pass them or call bind(model)")
+            raise ValueError(f"{type(self).__name__}: bin_centres unknown; pass them, or use the hook "
+                             "returned by bind(model)")
         if logits.dim() != 2 or logits.shape[1] != self.bin_centres.numel():
             raise ValueError(f"{type(self).__name__}: expected logits of shape (N, {self.bin_centres.numel()}) "
                              f"(one per redshift bin), got {tuple(logits.shape)}")
@@ -103,7 +104,8 @@ class PhotozBinCE(_NeedsBinCentres):
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
         if y.is_floating_point():
             if self.bin_centres is None:
-                raise ValueError("PhotozBinCE: float redshifts need bin_centres; pass them or call bind(model)")
+                raise ValueError("PhotozBinCE: float redshifts need bin_centres; pass them, or use the hook "
+                                 "returned by bind(model)")
             y = redshift_to_bin(y, self.bin_centres)
         return F.cross_entropy(logits, y, reduction="none")
 
@@ -197,7 +199,8 @@ def resolve_loss(loss: Union[str, LossFn], model: nn.Module) -> LossFn:
     if not callable(loss):
         raise TypeError(f"loss must be a name or a callable (output, y) -> (B,) loss, got {type(loss).__name__}")
     if hasattr(loss, "bind"):
-        loss = loss.bind(model)
+        bound = loss.bind(model)
+        loss = loss if bound is None else bound  # a user's hook may bind in place and return None
     return loss
 
 
@@ -215,5 +218,6 @@ def resolve_objective(objective: Union[str, ObjectiveFn], model: nn.Module, *, t
     if not callable(objective):
         raise TypeError(f"objective must be a name or a callable, got {type(objective).__name__}")
     if hasattr(objective, "bind"):
-        objective = objective.bind(model)
+        bound = objective.bind(model)
+        objective = objective if bound is None else bound
     return objective

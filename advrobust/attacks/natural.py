@@ -129,7 +129,8 @@ def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: fl
 class _Augmentation(nn.Module):
     """Applies ``_fn(x, **settings, generator=generator)`` in training mode, or always with ``always=True``.
 
-    The settings are checked once, at construction, by a call of ``_fn`` on a one-element image.
+    The settings are checked once, at construction, by a call of ``_fn`` on a one-pixel probe
+    image (with its own generator, so building the module leaves the global random state alone).
     """
 
     _fn = None  # the perturbation function
@@ -139,8 +140,12 @@ class _Augmentation(nn.Module):
         self.always = bool(always)
         self.generator = generator
         self.settings = settings
-        channels = settings["sky"].numel() if isinstance(settings.get("sky"), Tensor) else 1
-        type(self)._fn(torch.ones(1, channels, 1, 1), **settings)
+        for key, value in settings.items():
+            setattr(self, key, value)
+        sky = settings.get("sky")
+        per_sample = [v.numel() for k, v in settings.items() if isinstance(v, Tensor) and k != "sky"]
+        probe = torch.ones(max(per_sample, default=1), sky.numel() if isinstance(sky, Tensor) else 1, 1, 1)
+        type(self)._fn(probe, **settings, generator=torch.Generator())  # a throwaway generator: no global draw
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training or self.always):

@@ -206,10 +206,16 @@ class OnePixel(Attack):
         return 1, per_chunk
 
     def _build(self, x: Tensor, cand: Tensor, lo: Bound, hi: Bound) -> Tensor:
-        """The (n, P, C, H, W) candidate images; with ``add``, clamped to the valid range lo/hi."""
+        """The (n, P, C, H, W) candidate images; with ``add``, the changed pixels (only those)
+        clamped to the valid range lo/hi."""
         imgs = ops.de_build(x, cand, add=self.add)
         if self.add and (lo is not None or hi is not None):
-            imgs = clamp_range(imgs.flatten(0, 1), lo, hi).view_as(imgs)
+            n, P, C, H, W = imgs.shape
+            flat = imgs.view(n * P, C, H * W)
+            rows = cand[..., 0].floor().clamp(0, H - 1).long()
+            cols = cand[..., 1].floor().clamp(0, W - 1).long()
+            pix = (rows * W + cols).view(n * P, 1, -1).expand(-1, C, -1)  # (n P, C, k)
+            flat.scatter_(2, pix, clamp_range(flat.gather(2, pix), lo, hi))
         return imgs
 
     @torch.no_grad()

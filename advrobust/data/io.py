@@ -42,13 +42,13 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
     """Write named arrays (e.g. a simulator output) to ``.npz``, HDF5 or FITS, chosen by suffix.
 
     In FITS, arrays of two or more dimensions become image HDUs named by their key and the 1-D arrays
-    (of equal length) one binary table HDU named ``CATALOGUE``.
+    one binary table HDU named ``CATALOGUE`` (so they must have equal lengths: ValueError otherwise).
     """
     suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "output")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    lengths = {key: len(value) for key, value in arrays.items() if value.ndim >= 1}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"{path}: arrays of one survey must have one row per object; lengths differ: {lengths}")
+    lengths = {key: len(value) for key, value in arrays.items() if value.ndim == 1}
+    if suffix in _FITS and len(set(lengths.values())) > 1:
+        raise ValueError(f"{path}: the 1-D arrays form one FITS table and need equal lengths; got {lengths}")
     if suffix == ".npz":
         np.savez(path, **arrays)
     elif suffix in _HDF5:

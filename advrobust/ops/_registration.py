@@ -55,7 +55,16 @@ def _mk_mmd_setup_context(ctx, inputs, output):
     ctx.sigmas, ctx.unbiased = sigmas, unbiased
 
 
+def _first_order_only() -> None:
+    """The MMD gradients are computed, not traced: refuse create_graph rather than return a
+    second-order gradient that silently misses the MMD's own curvature."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("advrobust mk_mmd is differentiable once: double backward (create_graph=True) "
+                           "through it is not supported; use advrobust.ops.reference.mk_mmd_reference there")
+
+
 def _mk_mmd_backward(ctx, grad_out: Tensor):
+    _first_order_only()
     x, y = ctx.saved_tensors
     _, gx, gy = torch.ops.advrobust.mk_mmd_with_grad(x, y, ctx.sigmas, ctx.unbiased)
     return grad_out * gx, grad_out * gy, None, None
@@ -68,6 +77,7 @@ def _mk_mmd_with_grad_setup_context(ctx, inputs, output):
 
 
 def _mk_mmd_with_grad_backward(ctx, grad_value: Tensor, grad_gx, grad_gy):
+    _first_order_only()
     gx, gy = ctx.saved_tensors
     return grad_value * gx, grad_value * gy, None, None
 
