@@ -143,6 +143,22 @@ inline void check_de_build_args(const at::Tensor& images, const at::Tensor& cand
               ": candidates must have the images' dtype and device");
 }
 
+// de_build's output follows the images' memory format: channels-last images (a contiguous
+// (B, H, W, C) block; C > 1) give (B, P, C, H, W) candidates whose (B*P, C, H, W) view is
+// channels-last too, so a model that runs channels-last gets them without a copy.
+inline bool de_build_channels_last(const at::Tensor& images) {
+  return images.size(1) > 1 && !images.is_contiguous() &&
+         images.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+inline at::Tensor de_build_output(const at::Tensor& images, int64_t P) {
+  const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
+  if (de_build_channels_last(images)) {
+    return at::empty_strided({B, P, C, H, W}, {P * C * H * W, C * H * W, 1, W * C, C}, images.options());
+  }
+  return at::empty({B, P, C, H, W}, images.options());
+}
+
 inline void check_de_select_args(const at::Tensor& pop, const at::Tensor& fit, const at::Tensor& trial,
                                  const at::Tensor& trial_fit) {
   constexpr const char* op = "de_select_";

@@ -163,14 +163,20 @@ def test_de_trial_equals_twin(device, dtype, F, CR, resample):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("add", [False, True])
 @pytest.mark.parametrize("k", [1, 3])
-def test_de_build_equals_twin(device, add, k):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_de_build_equals_twin(device, add, k, channels_last):
     pop, _, _, _, images = _de_problem(3, 6, k, 3, torch.float32, device, seed=4)
+    if channels_last:  # the output follows: its (B*P, C, H, W) view is channels-last, no copy needed
+        images = images.contiguous(memory_format=torch.channels_last)
     cand = pop.view(3, 6, k, 5).clone()
     cand[0, 0, :, :2] = torch.tensor([4.2, 3.9])  # all k pixels of one candidate coincide
     cand[1, 2, 0, :2] = torch.tensor([-3.0, 50.0])  # outside the image: clamped to its edge
     got = OPS.de_build(images, cand, add)
     want = ref.de_build_reference(images, cand, add)
     assert torch.equal(got, want)
+    batch = got.flatten(0, 1)
+    assert batch.data_ptr() == got.data_ptr()
+    assert batch.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     changed = (got != images.unsqueeze(1)).any(dim=2).flatten(2).sum(-1)
     assert (changed <= k).all()  # at most k pixels per image
 
@@ -337,6 +343,7 @@ def _opcheck_samples():
         (OPS.de_trial.default, (pop, draws.donors, draws.cross_u, draws.cross_j, draws.resample_u,
                                 lower, upper, 0.5, 0.9, True)),
         (OPS.de_build.default, (images, pop.view(2, 6, 1, 5), False)),
+        (OPS.de_build.default, (images.contiguous(memory_format=torch.channels_last), pop.view(2, 6, 1, 5), True)),
         (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6), pop.flip(1).contiguous(), torch.rand(2, 6))),
         (OPS.mk_mmd.default, (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),
                               torch.randn(5, 3, dtype=torch.float64, requires_grad=True), [0.5, 2.0], True)),
@@ -345,7 +352,7 @@ def _opcheck_samples():
     ]
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(9))
 def test_opcheck(case):
     op, args = _opcheck_samples()[case]
     torch.library.opcheck(op, args)

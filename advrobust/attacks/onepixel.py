@@ -211,16 +211,17 @@ class OnePixel(Attack):
         imgs = ops.de_build(x, cand, add=self.add)
         if self.add and (lo is not None or hi is not None):
             n, P, C, H, W = imgs.shape
-            flat = imgs.view(n * P, C, H * W)
-            rows = cand[..., 0].floor().clamp(0, H - 1).long()
-            cols = cand[..., 1].floor().clamp(0, W - 1).long()
-            pix = (rows * W + cols).view(n * P, 1, -1).expand(-1, C, -1)  # (n P, C, k)
-            flat.scatter_(2, pix, clamp_range(flat.gather(2, pix), lo, hi))
+            batch = imgs.flatten(0, 1)  # a view, in x's memory format
+            rows = cand[..., 0].floor().clamp(0, H - 1).long().view(n * P, -1)
+            cols = cand[..., 1].floor().clamp(0, W - 1).long().view(n * P, -1)
+            which = torch.arange(n * P, device=x.device)[:, None].expand_as(rows)
+            changed = batch[which, :, rows, cols]  # (n P, k, C)
+            batch[which, :, rows, cols] = clamp_range(changed.transpose(1, 2), lo, hi).transpose(1, 2)
         return imgs
 
     @torch.no_grad()
-    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...], lo: Bound, hi: Bound,
-               channels_last: bool) -> Tuple[Tensor, Tensor]:
+    def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...], lo: Bound,
+               hi: Bound) -> Tuple[Tensor, Tensor]:
         """Fitness and success (n, P) of candidates (n, P, D) on images x (n, C, H, W)."""
         n, P, _ = cand.shape
         C = x.shape[1]
@@ -235,9 +236,7 @@ class OnePixel(Attack):
                 c = cand4[b0:b1, p0:p1]
                 imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
                 m = p1 - p0
-                inp = imgs.flatten(0, 1)
-                if channels_last:
-                    inp = inp.contiguous(memory_format=torch.channels_last)
+                inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward)
                 out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
                 if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == inp.shape[0]):
@@ -280,7 +279,9 @@ class OnePixel(Attack):
         xs, ys, es = x, y, extra
         pop = lower + torch.rand((B, P, D), dtype=dt, device=dev, generator=gen) * (upper - lower)
         cl = self._use_channels_last(x)
-        fit, succ = self._score(xs, pop, ys, es, lo, hi, cl)
+        if cl:  # de_build then builds channels-last candidates: the model gets them without a copy
+            xs = x.contiguous(memory_format=torch.channels_last)
+        fit, succ = self._score(xs, pop, ys, es, lo, hi)
         cand, cand_fit = pop, fit
         pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
 
@@ -319,7 +320,7 @@ class OnePixel(Attack):
                 donors[:, :, 0] = fit.argmin(dim=1, keepdim=True)
                 draws = draws._replace(donors=donors)
             trial = ops.de_trial(pop, draws, lower, upper, F=factors[it - 1], CR=self.CR, resample=self.resample)
-            trial_fit, succ = self._score(xs, trial, ys, es, lo, hi, cl)
+            trial_fit, succ = self._score(xs, trial, ys, es, lo, hi)
             cand, cand_fit = trial, trial_fit
             ops.de_select_(pop, fit, trial, trial_fit)
             if bar is not None:

@@ -352,7 +352,9 @@ def de_build(images: Tensor, candidates: Tensor, *, add: bool = False) -> Tensor
         add: add the values to the pixels instead of replacing them (002 replaces).
 
     Returns:
-        (B, P, C, H, W); ``.flatten(0, 1)`` gives the model's batch.
+        (B, P, C, H, W); ``.flatten(0, 1)`` gives the model's batch, without a copy. The layout
+        follows ``images``: channels-last images give a channels-last batch (what oneDNN
+        convolutions prefer on the CPU), contiguous ones a contiguous batch.
     """
     _check_float("de_build", images, "images")
     _check_float("de_build", candidates, "candidates")

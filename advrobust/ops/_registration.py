@@ -30,7 +30,10 @@ def _de_trial_fake(population, donors, cross_u, cross_j, resample_u, lower, uppe
 @torch.library.register_fake("advrobust::de_build")
 def _de_build_fake(images, candidates, add):
     B, C, H, W = images.shape
-    return images.new_empty((B, candidates.shape[1], C, H, W))
+    P = candidates.shape[1]
+    if C > 1 and not images.is_contiguous() and images.is_contiguous(memory_format=torch.channels_last):
+        return images.new_empty_strided((B, P, C, H, W), (P * C * H * W, C * H * W, 1, W * C, C))
+    return images.new_empty((B, P, C, H, W))
 
 
 @torch.library.register_fake("advrobust::de_select_")

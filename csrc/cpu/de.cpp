@@ -53,9 +53,12 @@ at::Tensor de_build_cpu(const at::Tensor& images, const at::Tensor& candidates, 
   check_de_build_args(images, candidates);
   const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
   const int64_t P = candidates.size(1), K = candidates.size(2), G = C + 2, HW = H * W;
-  auto out = at::empty({B, P, C, H, W}, images.options());
+  auto out = de_build_output(images, P);
   if (out.numel() == 0) return out;
-  const auto img_c = images.contiguous(), cand_c = candidates.contiguous();
+  // Channel c of pixel p sits at c * HW + p in a (C, H, W) block, at p * C + c in an (H, W, C) one.
+  const bool nhwc = de_build_channels_last(images);
+  const int64_t pixel_stride = nhwc ? C : 1, channel_stride = nhwc ? 1 : HW;
+  const auto img_c = nhwc ? images : images.contiguous(), cand_c = candidates.contiguous();
   AT_DISPATCH_FLOATING_TYPES(images.scalar_type(), "de_build_cpu", [&] {
     const scalar_t* img = img_c.const_data_ptr<scalar_t>();
     const scalar_t* cand = cand_c.const_data_ptr<scalar_t>();
@@ -69,7 +72,7 @@ at::Tensor de_build_cpu(const at::Tensor& images, const at::Tensor& candidates, 
           const scalar_t* gene = cand + (bp * K + k) * G;
           const int64_t pix = de_pixel_index(gene[0], H) * W + de_pixel_index(gene[1], W);
           for (int64_t c = 0; c < C; ++c) {
-            scalar_t& v = dst[c * HW + pix];
+            scalar_t& v = dst[pix * pixel_stride + c * channel_stride];
             v = add ? v + gene[2 + c] : gene[2 + c];
           }
         }

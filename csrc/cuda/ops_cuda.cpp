@@ -86,14 +86,17 @@ at::Tensor de_build_cuda(const at::Tensor& images, const at::Tensor& candidates,
   const c10::cuda::CUDAGuard guard(images.device());
   const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
   const int64_t P = candidates.size(1), K = candidates.size(2);
-  auto out = at::empty({B, P, C, H, W}, images.options());
+  auto out = de_build_output(images, P);
   if (out.numel() == 0) return out;
+  // The kernel writes (C, H, W) blocks; channels-last images get their layout back with one copy.
+  const bool nhwc = de_build_channels_last(images);
+  at::Tensor built = nhwc ? at::empty({B, P, C, H, W}, images.options()) : out;
   const auto img_c = images.contiguous(), cand_c = candidates.contiguous();
   AT_DISPATCH_FLOATING_TYPES(images.scalar_type(), "de_build_cuda", [&] {
     gpu::DeBuildArgs<scalar_t> args{};
     args.images = img_c.const_data_ptr<scalar_t>();
     args.candidates = cand_c.const_data_ptr<scalar_t>();
-    args.out = out.mutable_data_ptr<scalar_t>();
+    args.out = built.mutable_data_ptr<scalar_t>();
     args.batch = B;
     args.pop_size = P;
     args.pixels = K;
@@ -103,6 +106,7 @@ at::Tensor de_build_cuda(const at::Tensor& images, const at::Tensor& candidates,
     args.add = add;
     C10_CUDA_CHECK(gpu::launch_de_build(args, current_stream()));
   });
+  if (nhwc) out.copy_(built);
   return out;
 }
 
