@@ -61,13 +61,17 @@ void forward_tile_cpu(const at::Tensor& dots, const at::Tensor& norms, int64_t r
       for (int64_t r = begin; r < end; ++r) {
         const int64_t i = row0 + r;
         const bool i_in_x = i < s.n_x;
-        const scalar_t* row = dp + r * cols - row0;  // row[j] = z_i . z_j for j >= row0
+        const scalar_t* row = dp + r * cols;  // row[j - row0] = z_i . z_j for j >= row0
         double total = 0;
-        if (!s.unbiased) total += mmd_pair_weight(s, i_in_x, i_in_x) * kernel_sum(row + i, nz + i, nz[i], 1, s.kernels);
+        if (!s.unbiased) {
+          total += mmd_pair_weight(s, i_in_x, i_in_x) * kernel_sum(row + (i - row0), nz + i, nz[i], 1, s.kernels);
+        }
         const int64_t x_end = std::max(i + 1, s.n_x);  // [i+1, x_end) are x columns when i is in x
-        if (i_in_x) total += 2.0 * s.a_xx * kernel_sum(row + i + 1, nz + i + 1, nz[i], s.n_x - i - 1, s.kernels);
+        if (i_in_x) {
+          total += 2.0 * s.a_xx * kernel_sum(row + (i + 1 - row0), nz + i + 1, nz[i], s.n_x - i - 1, s.kernels);
+        }
         total += 2.0 * mmd_pair_weight(s, i_in_x, false) *
-                 kernel_sum(row + x_end, nz + x_end, nz[i], s.n_total - x_end, s.kernels);
+                 kernel_sum(row + (x_end - row0), nz + x_end, nz[i], s.n_total - x_end, s.kernels);
         out[i] = total;
       }
     });
@@ -85,15 +89,15 @@ void backward_tile_cpu(at::Tensor& dots, const at::Tensor& norms, int64_t row0, 
       for (int64_t r = begin; r < end; ++r) {
         const int64_t i = row0 + r;
         const bool i_in_x = i < s.n_x;
-        scalar_t* row = dp + r * cols - row0;  // row[j] for j >= row0
-        std::fill(row + row0, row + i + 1, scalar_t(0));  // pairs j <= i belong to earlier rows
+        scalar_t* row = dp + r * cols;  // row[j - row0] for j >= row0
+        std::fill(row, row + (i + 1 - row0), scalar_t(0));  // pairs j <= i belong to earlier rows
         const int64_t x_end = std::max(i + 1, s.n_x);  // [i+1, x_end) are x columns when i is in x
         double total = 0;
         if (i_in_x) {
-          total += fused_row<true>(row + i + 1, nz + i + 1, nz[i], s.n_x - i - 1, s.kernels,
+          total += fused_row<true>(row + (i + 1 - row0), nz + i + 1, nz[i], s.n_x - i - 1, s.kernels,
                                    static_cast<scalar_t>(2.0 * s.a_xx));
         }
-        total += fused_row<true>(row + x_end, nz + x_end, nz[i], N - x_end, s.kernels,
+        total += fused_row<true>(row + (x_end - row0), nz + x_end, nz[i], N - x_end, s.kernels,
                                  static_cast<scalar_t>(2.0 * mmd_pair_weight(s, i_in_x, false)));
         sums[r] = static_cast<scalar_t>(total);
       }
