@@ -139,7 +139,7 @@ class _Augmentation(nn.Module):
         super().__init__()
         self.always = bool(always)
         self.generator = generator
-        self.settings = settings
+        self._setting_names = tuple(settings)  # the values live in attributes of those names
         for key, value in settings.items():
             setattr(self, key, value)
         sky = settings.get("sky")
@@ -147,13 +147,16 @@ class _Augmentation(nn.Module):
         probe = torch.ones(max(per_sample, default=1), sky.numel() if isinstance(sky, Tensor) else 1, 1, 1)
         type(self)._fn(probe, **settings, generator=torch.Generator())  # a throwaway generator: no global draw
 
+    def _settings(self) -> dict:
+        return {name: getattr(self, name) for name in self._setting_names}
+
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training or self.always):
             return x
-        return type(self)._fn(x, **self.settings, generator=self.generator)
+        return type(self)._fn(x, **self._settings(), generator=self.generator)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.settings.items()) + f", always={self.always}"
+        return ", ".join(f"{k}={v!r}" for k, v in self._settings().items()) + f", always={self.always}"
 
 
 class GaussianNoise(_Augmentation):

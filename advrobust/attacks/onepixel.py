@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from advrobust import ops
 from advrobust.attacks.base import Attack, Bound, check_scalar, clamp_range
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
+from advrobust.ops.reference import de_pixels
 
 __all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
 
@@ -212,8 +213,7 @@ class OnePixel(Attack):
         if self.add and (lo is not None or hi is not None):
             n, P, C, H, W = imgs.shape
             batch = imgs.flatten(0, 1)  # a view, in x's memory format
-            rows = cand[..., 0].floor().clamp(0, H - 1).long().view(n * P, -1)
-            cols = cand[..., 1].floor().clamp(0, W - 1).long().view(n * P, -1)
+            rows, cols = (t.view(n * P, -1) for t in de_pixels(cand, H, W))
             which = torch.arange(n * P, device=x.device)[:, None].expand_as(rows)
             changed = batch[which, :, rows, cols]  # (n P, k, C)
             batch[which, :, rows, cols] = clamp_range(changed.transpose(1, 2), lo, hi).transpose(1, 2)
@@ -337,8 +337,7 @@ class OnePixel(Attack):
 
         best4 = best.view(B, 1, k, 2 + C)
         x_adv = self._build(x, best4, lo, hi).squeeze(1)
-        rows = best4[:, 0, :, 0].floor().clamp(0, H - 1).long()
-        cols = best4[:, 0, :, 1].floor().clamp(0, W - 1).long()
+        rows, cols = de_pixels(best4[:, 0], H, W)
         values = best4[:, 0, :, 2:].clone()
         if self.add:  # the change actually applied, after the lo/hi clamp: (B, k, C)
             b = torch.arange(B, device=dev)[:, None]

@@ -46,9 +46,6 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
     """
     suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "output")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    lengths = {key: len(value) for key, value in arrays.items() if value.ndim == 1}
-    if suffix in _FITS and len(set(lengths.values())) > 1:
-        raise ValueError(f"{path}: the 1-D arrays form one FITS table and need equal lengths; got {lengths}")
     if suffix == ".npz":
         np.savez(path, **arrays)
     elif suffix in _HDF5:
@@ -64,6 +61,9 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
         hdus: list = [fits.PrimaryHDU()]
         hdus += [fits.ImageHDU(value, name=key) for key, value in arrays.items() if value.ndim > 1]
         columns = {key: value for key, value in arrays.items() if value.ndim == 1}
+        lengths = {key: len(value) for key, value in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{path}: the 1-D arrays form one FITS table and need equal lengths; got {lengths}")
         if columns:
             hdus.append(fits.table_to_hdu(Table(columns)))
             hdus[-1].name = "CATALOGUE"
@@ -108,28 +108,26 @@ def load_images(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """
     suffix = _suffix(path, _NUMPY + _HDF5 + _FITS, "image")
     _check_exists(path)
+    name = "images" if key is None else key
     if suffix == ".npy":
         images = np.load(path, mmap_mode="r", allow_pickle=False)
     elif suffix == ".npz":
-        key = "images" if key is None else key
         with np.load(path, allow_pickle=False) as handle:
-            if key not in handle.files:
-                raise ValueError(f"{path}: no array {key!r}; it holds {', '.join(handle.files)}")
-            images = handle[key]
+            if name not in handle.files:
+                raise ValueError(f"{path}: no array {name!r}; it holds {', '.join(handle.files)}")
+            images = handle[name]
     elif suffix in _HDF5:
         import h5py
 
-        key = "images" if key is None else key
         with h5py.File(path, "r") as handle:
-            if key not in handle:
-                raise ValueError(f"{path}: no dataset {key!r}; it holds {', '.join(handle)}")
-            images = handle[key][()]
+            if name not in handle:
+                raise ValueError(f"{path}: no dataset {name!r}; it holds {', '.join(handle)}")
+            images = handle[name][()]
     else:
         from astropy.io import fits
 
         with fits.open(path) as hdus:
-            wanted = "images" if key is None else key
-            named = [hdu for hdu in hdus if hdu.name.lower() == wanted.lower() and hdu.data is not None]
+            named = [hdu for hdu in hdus if hdu.name.lower() == name.lower() and hdu.data is not None]
             cubes = [hdu for hdu in hdus if hdu.is_image and hdu.data is not None and hdu.data.ndim in (3, 4)]
             if not named and key is not None:
                 raise ValueError(f"{path}: no image HDU {key!r}; its image HDUs: "
