@@ -2,7 +2,7 @@
 # Compile check of advrobust's CUDA side, without a GPU and without a CUDA torch:
 #  1. every csrc/cuda/*.cu through nvcc for sm_80 and sm_90 (CMake target cuda_compile_check,
 #     warnings as errors; the kernels include no torch headers);
-#  2. the torch glue csrc/cuda/ops_cuda.cpp compiled by g++ against the torch headers (the CPU
+#  2. the torch glue csrc/cuda/*_glue.cpp compiled by g++ against the torch headers (the CPU
 #     wheel ships ATen/cuda and c10/cuda) and the CUDA headers;
 #  3. every advrobust::gpu launcher the glue calls is defined by the .cu objects (so the
 #     explicit float/double instantiations match launchers.h).
@@ -37,23 +37,25 @@ TORCH_INCLUDE=$("$PYTHON" -c "import torch, os; print(os.path.join(os.path.dirna
 PY_INCLUDES=$("$PYTHON" -c "import sysconfig; print('-I' + sysconfig.get_paths()['include'])")
 glue_rc=0
 # C10_CUDA_NO_CMAKE_CONFIGURE_FILE: the CPU wheel lacks the generated c10/cuda/impl/cuda_cmake_macros.h.
-g++ -c -O0 -std=c++20 -Wall -Werror -DADVROBUST_WITH_CUDA -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE \
-  -isystem "$TORCH_INCLUDE" -isystem "$TORCH_INCLUDE/torch/csrc/api/include" -isystem "$CUDA_HOME/include" \
-  $PY_INCLUDES csrc/cuda/ops_cuda.cpp -o "$BUILD/glue/ops_cuda.o" || glue_rc=$?
+for glue in csrc/cuda/*.cpp; do
+  g++ -c -O0 -std=c++20 -Wall -Werror -DADVROBUST_WITH_CUDA -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE \
+    -isystem "$TORCH_INCLUDE" -isystem "$TORCH_INCLUDE/torch/csrc/api/include" -isystem "$CUDA_HOME/include" \
+    $PY_INCLUDES "$glue" -o "$BUILD/glue/$(basename "$glue" .cpp).o" || glue_rc=$?
+done
 
 nvcc_rc=0
 wait "$nvcc_pid" || nvcc_rc=$?
 cat "$BUILD.log"; echo
 [ "$nvcc_rc" -eq 0 ] || { echo "cuda_check: FAILED: nvcc compile of csrc/cuda/*.cu" >&2; exit 1; }
-[ "$glue_rc" -eq 0 ] || { echo "cuda_check: FAILED: g++ compile of csrc/cuda/ops_cuda.cpp" >&2; exit 1; }
+[ "$glue_rc" -eq 0 ] || { echo "cuda_check: FAILED: g++ compile of csrc/cuda/*.cpp" >&2; exit 1; }
 
 # 3. the launchers the glue needs vs the ones the kernels define
-needed=$(nm -C --undefined-only "$BUILD/glue/ops_cuda.o" | grep -o 'advrobust::gpu::.*' | sort -u)
+needed=$(nm -C --undefined-only "$BUILD"/glue/*.o | grep -o 'advrobust::gpu::.*' | sort -u)
 defined=$(nm -C --defined-only "$BUILD"/CMakeFiles/cuda_compile_check.dir/csrc/cuda/*.o | grep -E ' [TW] ' \
   | grep -o 'advrobust::gpu::.*' | sort -u)
 missing=$(comm -23 <(echo "$needed") <(echo "$defined"))
 if [ -n "$missing" ]; then
-  echo "cuda_check: FAILED: launchers used by ops_cuda.cpp but not defined in csrc/cuda/*.cu:" >&2
+  echo "cuda_check: FAILED: launchers used by csrc/cuda/*.cpp but not defined in csrc/cuda/*.cu:" >&2
   echo "$missing" >&2
   exit 1
 fi

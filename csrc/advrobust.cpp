@@ -12,7 +12,7 @@ TORCH_LIBRARY(advrobust, m) {
   m.def("de_build(Tensor images, Tensor candidates, bool add) -> Tensor");
   m.def("de_select_(Tensor(a!) population, Tensor(b!) fitness, Tensor trial, Tensor trial_fitness) -> ()");
   m.def("mk_mmd(Tensor x, Tensor y, float[] sigmas, bool unbiased) -> Tensor");
-  m.def("mk_mmd_with_grad(Tensor x, Tensor y, float[] sigmas, bool unbiased) -> (Tensor, Tensor, Tensor)");
+  m.def("_mk_mmd_with_grad(Tensor x, Tensor y, float[] sigmas, bool unbiased) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace {

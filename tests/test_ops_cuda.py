@@ -230,15 +230,15 @@ def test_mk_mmd_cuda_forward_backward_equal_cpu(n, m, d, unbiased, dtype):
     if n + m < 1000:
         torch.testing.assert_close(got, ref.mk_mmd_reference(x.cuda(), y.cuda(), sigmas, unbiased), **tol)
 
-    v_want, gx_want, gy_want = OPS.mk_mmd_with_grad(x, y, sigmas, unbiased)
-    v, gx, gy = OPS.mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
+    v_want, gx_want, gy_want = OPS._mk_mmd_with_grad(x, y, sigmas, unbiased)
+    v, gx, gy = OPS._mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
     torch.testing.assert_close(v.cpu(), v_want, **tol)
     # gradients are sums of signed terms: compare against their scale, not element by element
     scale = max(gx_want.abs().max().item(), gy_want.abs().max().item(), 1e-30)
     gtol = dict(rtol=tol["rtol"], atol=tol["rtol"] * scale)
     torch.testing.assert_close(gx.cpu(), gx_want, **gtol)
     torch.testing.assert_close(gy.cpu(), gy_want, **gtol)
-    again = OPS.mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
+    again = OPS._mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
     assert torch.equal(again[1], gx) and torch.equal(again[2], gy)  # deterministic
 
 
@@ -282,7 +282,7 @@ def _opcheck_samples():
         (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6, device="cuda"), pop.flip(1).contiguous(),
                                   torch.rand(2, 6, device="cuda"))),
         (OPS.mk_mmd.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0], True)),
-        (OPS.mk_mmd_with_grad.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0],
+        (OPS._mk_mmd_with_grad.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0],
                                         False)),
     ]
 

@@ -19,10 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import (
-    Attack, Bound, ScalarOrPerSample, broadcast_per_sample, check_radius, check_scalar, clamp_range,
-    radius_for,
-)
+from advrobust.attacks.base import Attack, clamp_range
+from advrobust.checks import Bound, ScalarOrPerSample, broadcast_per_sample, check_number, check_radius, per_sample
 from advrobust.attacks.losses import CrossEntropy, LossFn, PhotozBinCE, PhotozDeltaZ, resolve_loss
 
 __all__ = ["FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume"]
@@ -46,7 +44,7 @@ def eps_l2_equal_volume(eps_inf: float, n: int) -> float:
         >>> round(eps_l2_equal_volume(0.01, 64 * 64), 4)
         0.3096
     """
-    check_scalar("eps_l2_equal_volume", "eps_inf", eps_inf)
+    check_number("eps_l2_equal_volume", "eps_inf", eps_inf)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"eps_l2_equal_volume: n must be an integer >= 1, got {n!r}")
     return float(eps_inf) * math.sqrt(2.0 * n / (math.e * math.pi))
@@ -65,7 +63,7 @@ class _GradientAttack(Attack):
         name = type(self).__name__
         self.eps = check_radius(name, "eps", eps)
         self.alpha = None if alpha is None else check_radius(name, "alpha", alpha)
-        self.steps = int(check_scalar(name, "steps", steps, integer=True))
+        self.steps = int(check_number(name, "steps", steps, integer=True))
         self.random_start = bool(random_start)
         self.targeted = bool(targeted)
         self.loss = resolve_loss(loss, model)
@@ -73,8 +71,8 @@ class _GradientAttack(Attack):
 
     def _radii(self, x: Tensor) -> Tuple[ScalarOrPerSample, ScalarOrPerSample]:
         name = type(self).__name__
-        eps = radius_for(name, "eps", self.eps, x)
-        alpha = eps / 10.0 if self.alpha is None else radius_for(name, "alpha", self.alpha, x)
+        eps = per_sample(name, "eps", self.eps, x)
+        alpha = eps / 10.0 if self.alpha is None else per_sample(name, "alpha", self.alpha, x)
         return eps, alpha
 
     def _objective_grad(self, x_adv: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...],
@@ -176,7 +174,7 @@ class FGSM(PGD):
                          lo=lo, hi=hi, channels_last=channels_last)
 
     def _radii(self, x):
-        eps = radius_for(type(self).__name__, "eps", self.eps, x)
+        eps = per_sample(type(self).__name__, "eps", self.eps, x)
         return eps, eps
 
 

@@ -18,34 +18,21 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import check_scalar
+from advrobust.checks import (
+    ScalarOrPerSample, broadcast_per_sample, check_batch, check_float_tensor, check_number, per_sample,
+)
 
 __all__ = ["gaussian_noise", "uniform_noise", "shorter_exposure",
            "GaussianNoise", "UniformNoise", "ShorterExposure"]
 
-ScalarOrPerSample = Union[float, Tensor]
-
-
 def _check_x(name: str, x: Tensor) -> None:
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"{name}: x must be a floating-point tensor, got "
-                        f"{type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
-    if x.dim() < 1 or x.shape[0] == 0:
-        raise ValueError(f"{name}: x must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
+    check_float_tensor(name, x, "x")
+    check_batch(name, x)
 
 
-def _scale(name: str, what: str, v: ScalarOrPerSample, x: Tensor) -> Union[float, Tensor]:
+def _scale(name: str, what: str, v: ScalarOrPerSample, x: Tensor) -> ScalarOrPerSample:
     """A float >= 0, or a (B,) tensor broadcast to (B, 1, ..., 1)."""
-    if isinstance(v, Tensor):
-        if v.dim() > 1 or v.numel() not in (1, x.shape[0]):
-            raise ValueError(f"{name}: {what} must be a float or a (B,) tensor with B={x.shape[0]}, "
-                             f"got shape {tuple(v.shape)}")
-        if v.device != x.device:
-            raise ValueError(f"{name}: {what} is on {v.device} but x is on {x.device}")
-        if bool(torch.isnan(v).any()) or bool((v < 0).any()):
-            raise ValueError(f"{name}: {what} must be >= 0, got {v.tolist()}")
-        return v.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
-    return check_scalar(name, what, v)
+    return broadcast_per_sample(per_sample(name, what, v, x), x)
 
 
 def gaussian_noise(x: Tensor, sigma: ScalarOrPerSample, *, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -104,10 +91,10 @@ def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: fl
     """
     name = "shorter_exposure"
     _check_x(name, x)
-    r = check_scalar(name, "exposure_ratio", exposure_ratio, positive=True)
+    r = check_number(name, "exposure_ratio", exposure_ratio, positive=True)
     if r > 1:
         raise ValueError(f"{name}: exposure_ratio = t_short / t_long must be in (0, 1], got {r}")
-    g = check_scalar(name, "gain", gain, positive=True)
+    g = check_number(name, "gain", gain, positive=True)
     if isinstance(sky, Tensor):
         if sky.dim() > 1 or (sky.numel() != 1 and (x.dim() < 2 or sky.numel() != x.shape[1])):
             raise ValueError(f"{name}: sky must be a float or a per-channel (C,) tensor, got shape {tuple(sky.shape)}")
@@ -115,7 +102,7 @@ def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: fl
             raise ValueError(f"{name}: sky must be >= 0, got {sky.tolist()}")
         sky_b = sky.to(device=x.device, dtype=x.dtype).reshape((1, -1) + (1,) * (x.dim() - 2))
     else:
-        sky_b = check_scalar(name, "sky", sky)
+        sky_b = check_number(name, "sky", sky)
     counts = ((x + sky_b) * g).clamp_min(0.0)
     if noisy_input:
         if r == 1.0:

@@ -28,9 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, Bound, check_scalar, clamp_range
+from advrobust.attacks.base import Attack, clamp_range
+from advrobust.checks import Bound, check_number
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
-from advrobust.ops.reference import de_pixels
+from advrobust.ops.de import de_pixels
 
 __all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
 
@@ -141,23 +142,23 @@ class OnePixel(Attack):
                  channels_last: Optional[bool] = None) -> None:
         super().__init__(model, lo=lo, hi=hi, channels_last=channels_last)
         name = "OnePixel"
-        self.pixels = int(check_scalar(name, "pixels", pixels, integer=True, positive=True))
-        self.population = int(check_scalar(name, "population", population, integer=True))
+        self.pixels = int(check_number(name, "pixels", pixels, integer=True, positive=True))
+        self.population = int(check_number(name, "population", population, integer=True))
         if self.population < 4:
             raise ValueError(f"{name}: population must be >= 4 (DE/rand/1 needs 3 donors), got {population}")
-        self.max_iter = int(check_scalar(name, "max_iter", max_iter, integer=True))
+        self.max_iter = int(check_number(name, "max_iter", max_iter, integer=True))
         if strategy not in ("best1", "rand1"):
             raise ValueError(f"{name}: strategy must be 'best1' or 'rand1', got {strategy!r}")
         self.strategy = strategy
         if isinstance(F, (tuple, list)):
             if len(F) != 2:
                 raise ValueError(f"{name}: F must be a float or a (low, high) pair, got {F!r}")
-            self.F = (check_scalar(name, "F[0]", F[0]), check_scalar(name, "F[1]", F[1]))
+            self.F = (check_number(name, "F[0]", F[0]), check_number(name, "F[1]", F[1]))
             if self.F[0] > self.F[1]:
                 raise ValueError(f"{name}: F = (low, high) needs low <= high, got {F!r}")
         else:
-            self.F = check_scalar(name, "F", F)
-        self.CR = check_scalar(name, "CR", CR)
+            self.F = check_number(name, "F", F)
+        self.CR = check_number(name, "CR", CR)
         if self.CR > 1:
             raise ValueError(f"{name}: CR must be in [0, 1], got {CR}")
         self.targeted = bool(targeted)
@@ -166,7 +167,7 @@ class OnePixel(Attack):
         self.add_range = add_range
         self.resample = bool(resample)
         self.memory_budget = None if memory_budget is None else \
-            int(check_scalar(name, "memory_budget", memory_budget, integer=True, positive=True))
+            int(check_number(name, "memory_budget", memory_budget, integer=True, positive=True))
         self.seed = seed
         self.generator = generator
         self.progress = bool(progress)

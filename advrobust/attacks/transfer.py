@@ -11,7 +11,8 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import check_inputs, check_scalar, eval_mode
+from advrobust.attacks.base import eval_mode
+from advrobust.checks import check_model_inputs, check_number
 from advrobust.attacks.onepixel import OnePixelResult
 
 __all__ = ["TransferResult", "transfer_evaluate"]
@@ -88,9 +89,9 @@ def transfer_evaluate(attack: Optional[Callable], x: Tensor, y: Tensor, targets:
         targets = {f"model{i}": m for i, m in enumerate(targets)}
     if not targets:
         raise ValueError("transfer_evaluate: give at least one target model")
-    batch_size = int(check_scalar("transfer_evaluate", "batch_size", batch_size, integer=True, positive=True))
+    batch_size = int(check_number("transfer_evaluate", "batch_size", batch_size, integer=True, positive=True))
     for name, m in targets.items():
-        check_inputs(f"transfer_evaluate[{name}]", m, x, y, extra)
+        check_model_inputs(f"transfer_evaluate[{name}]", m, x, y, extra)
     if x_adv is None:
         if attack is None:
             raise ValueError("transfer_evaluate: give an attack or precomputed x_adv")
@@ -101,7 +102,7 @@ def transfer_evaluate(attack: Optional[Callable], x: Tensor, y: Tensor, targets:
         raise ValueError(f"transfer_evaluate: x_adv must have x's shape {tuple(x.shape)}, got "
                          f"{tuple(x_adv.shape) if isinstance(x_adv, Tensor) else type(x_adv).__name__}")
     for name, m in targets.items():  # device, dtype and NaN of x_adv (precomputed, or from a user callable)
-        check_inputs(f"transfer_evaluate[{name}] (x_adv)", m, x_adv, y, extra)
+        check_model_inputs(f"transfer_evaluate[{name}] (x_adv)", m, x_adv, y, extra)
     result = TransferResult(x_adv=x_adv.detach())
     for name, model in targets.items():
         clean = _predict(model, x, extra, batch_size)

@@ -1,10 +1,10 @@
 """Fake (meta) kernels and autograd formulas of the ``torch.ops.advrobust`` ops.
 
 Fake kernels give output shapes without computing, so the ops work under
-``torch.compile`` and ``torch.library.opcheck``. MMD: ``mk_mmd_with_grad`` returns the value
+``torch.compile`` and ``torch.library.opcheck``. MMD: ``_mk_mmd_with_grad`` returns the value
 and its gradient in x and y from one walk over the kernel tiles; its backward only scales
 the saved gradient. ``mk_mmd`` (value only, for inference) gets its backward from
-``mk_mmd_with_grad`` too, recomputing the tiles instead of saving them.
+``_mk_mmd_with_grad`` too, recomputing the tiles instead of saving them.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _mk_mmd_fake(x, y, sigmas, unbiased):
     return x.new_empty(())
 
 
-@torch.library.register_fake("advrobust::mk_mmd_with_grad")
+@torch.library.register_fake("advrobust::_mk_mmd_with_grad")
 def _mk_mmd_with_grad_fake(x, y, sigmas, unbiased):
     return x.new_empty(()), torch.empty_like(x, memory_format=torch.contiguous_format), \
         torch.empty_like(y, memory_format=torch.contiguous_format)
@@ -69,7 +69,7 @@ def _first_order_only() -> None:
 def _mk_mmd_backward(ctx, grad_out: Tensor):
     _first_order_only()
     x, y = ctx.saved_tensors
-    _, gx, gy = torch.ops.advrobust.mk_mmd_with_grad(x, y, ctx.sigmas, ctx.unbiased)
+    _, gx, gy = torch.ops.advrobust._mk_mmd_with_grad(x, y, ctx.sigmas, ctx.unbiased)
     return grad_out * gx, grad_out * gy, None, None
 
 
@@ -86,5 +86,5 @@ def _mk_mmd_with_grad_backward(ctx, grad_value: Tensor, grad_gx, grad_gy):
 
 
 torch.library.register_autograd("advrobust::mk_mmd", _mk_mmd_backward, setup_context=_mk_mmd_setup_context)
-torch.library.register_autograd("advrobust::mk_mmd_with_grad", _mk_mmd_with_grad_backward,
+torch.library.register_autograd("advrobust::_mk_mmd_with_grad", _mk_mmd_with_grad_backward,
                                 setup_context=_mk_mmd_with_grad_setup_context)

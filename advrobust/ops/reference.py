@@ -23,7 +23,6 @@ __all__ = [
     "linf_step_reference",
     "l2_step_reference",
     "de_trial_reference",
-    "de_pixels",
     "de_build_reference",
     "de_select_reference",
     "mk_mmd_reference",
@@ -113,14 +112,6 @@ def de_trial_reference(
     return torch.where(take_mutant, mutant, population)
 
 
-def de_pixels(candidates: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
-    """Pixel (row, col) of each gene group, int64 of shape ``candidates.shape[:-1]``: the
-    continuous row and column genes floored and clamped into the H x W image, as de_build does."""
-    rows = candidates[..., 0].floor().clamp(0, H - 1).long()
-    cols = candidates[..., 1].floor().clamp(0, W - 1).long()
-    return rows, cols
-
-
 def de_build_reference(images: Tensor, candidates: Tensor, add: bool) -> Tensor:
     """The B*P perturbed images of one DE generation.
 
@@ -133,6 +124,7 @@ def de_build_reference(images: Tensor, candidates: Tensor, add: bool) -> Tensor:
     P, k = candidates.shape[1], candidates.shape[2]
     out = images.unsqueeze(1).expand(B, P, C, H, W).clone()
     flat = out.view(B * P, C, H * W)
+    from advrobust.ops.de import de_pixels  # the one gene -> pixel rule, shared with OnePixel
     rows, cols = de_pixels(candidates, H, W)
     pix = (rows * W + cols).view(B * P, k)
     values = candidates[..., 2:].reshape(B * P, k, C)

@@ -118,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad_cpu(const at::Te
 
 TORCH_LIBRARY_IMPL(advrobust, CPU, m) {
   m.impl("mk_mmd", &mk_mmd_cpu);
-  m.impl("mk_mmd_with_grad", &mk_mmd_with_grad_cpu);
+  m.impl("_mk_mmd_with_grad", &mk_mmd_with_grad_cpu);
 }
 
 }  // namespace advrobust

@@ -1,0 +1,219 @@
+"""Argument checks and type aliases shared by the ops, the attacks and everything built on them.
+
+One home for each rule, so every entry point says the same thing about the same mistake. Every
+check takes ``name`` (the public function or class the user called, e.g. ``"PGD"`` or
+``"linf_step"``), which starts its message, and ``what`` (the argument's name), and raises a
+``TypeError`` for a value of the wrong kind and a ``ValueError`` for a value out of range.
+
+Type aliases:
+
+* :data:`ScalarOrPerSample` -- a radius or step (``eps``, ``alpha``, ``sigma``): a number, or a
+  ``(B,)`` tensor with one value per sample, in the units of the images;
+* :data:`Bound` -- a valid-range bound (``lo``, ``hi``): ``None`` (no bound), a number, or a
+  ``(C,)`` tensor with one value per channel (dimension 1 of the images).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "ScalarOrPerSample", "Bound", "FLOAT_DTYPES",
+    "check_number", "check_float_tensor", "check_like", "check_batch", "check_finite",
+    "check_radius", "per_sample", "per_channel", "check_lo_le_hi", "broadcast_per_sample",
+    "check_model", "model_device", "model_dtype", "check_model_inputs",
+]
+
+ScalarOrPerSample = Union[float, Tensor]
+Bound = Union[None, float, Tensor]
+
+#: The floating dtypes the kernels compute in.
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+# ------------------------------------------------------------------ numbers
+
+def check_number(name: str, what: str, v, *, integer: bool = False, positive: bool = False,
+                 nonnegative: bool = True, finite: bool = True) -> float:
+    """A real number (int or float, never a bool or a string), returned as float.
+
+    Args:
+        integer: must be a whole number. positive: must be > 0. nonnegative: must be >= 0
+            (default). finite: NaN and +-inf are refused (default); NaN is refused always.
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{name}: {what} must be {kind}, got {v!r} ({type(v).__name__})")
+    v = float(v)
+    if math.isnan(v) or (finite and not math.isfinite(v)):
+        raise ValueError(f"{name}: {what} must be a finite number, got {v}")
+    if (positive and not v > 0) or (nonnegative and v < 0):
+        raise ValueError(f"{name}: {what} must be {'> 0' if positive else '>= 0'}, got {v}")
+    return v
+
+
+# ------------------------------------------------------------------ tensors
+
+def check_float_tensor(name: str, t, what: str) -> None:
+    """``t`` is a float32 or float64 tensor (what the kernels compute in)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: {what} must be float32 or float64, got {t.dtype}")
+
+
+def check_like(name: str, ref: Tensor, ref_what: str, others: Mapping[str, Tensor]) -> None:
+    """Every tensor of ``others`` has ``ref``'s shape, dtype and device."""
+    for what, t in others.items():
+        if t.shape != ref.shape:
+            raise ValueError(f"{name}: {what} has shape {tuple(t.shape)}, expected {tuple(ref.shape)} like {ref_what}")
+        if t.dtype != ref.dtype:
+            raise TypeError(f"{name}: {what} is {t.dtype}, expected {ref.dtype} like {ref_what}")
+        if t.device != ref.device:
+            raise ValueError(f"{name}: {what} is on {t.device}, expected {ref.device} like {ref_what}")
+
+
+def check_batch(name: str, x: Tensor, what: str = "x", *, min_dim: int = 1) -> None:
+    """``x`` has at least ``min_dim`` dimensions and a non-empty batch dimension 0."""
+    if x.dim() < min_dim:
+        raise ValueError(f"{name}: {what} must have at least {min_dim} dimensions (B, ...), got shape {tuple(x.shape)}")
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"{name}: {what} must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+
+
+def check_finite(name: str, t: Tensor, what: str, hint: str = "") -> None:
+    """No NaN or Inf in a floating tensor (one reduction; synchronises a GPU)."""
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = ~torch.isfinite(t)
+        rows = bad.flatten(1).any(1) if t.dim() > 1 else bad
+        idx = torch.nonzero(rows).flatten()[:8].tolist()
+        raise ValueError(f"{name}: {what} has {int(bad.sum())} NaN/Inf values (samples {idx}"
+                         f"{', ...' if int(rows.sum()) > 8 else ''}){'; ' + hint if hint else ''}")
+
+
+# ------------------------------------------------------------------ radii and bounds
+
+def check_radius(name: str, what: str, v: ScalarOrPerSample) -> ScalarOrPerSample:
+    """A radius or step given at construction: a finite number >= 0, or a 1-D float tensor of
+    finite values >= 0 (one per sample; its length is checked against x by :func:`per_sample`)."""
+    if isinstance(v, Tensor):
+        if v.dim() > 1 or not v.is_floating_point():
+            raise TypeError(f"{name}: {what} must be a number or a 1-D float tensor (one value per sample), "
+                            f"got shape {tuple(v.shape)} {v.dtype}")
+        if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
+            raise ValueError(f"{name}: {what} must be >= 0 and finite for every sample, got {v.tolist()}")
+        return v.detach()
+    return check_number(name, what, v)
+
+
+def per_sample(name: str, what: str, v: ScalarOrPerSample, x: Tensor, *, as_tensor: bool = False) -> ScalarOrPerSample:
+    """A radius or step for the batch ``x`` (B, ...), checked as :func:`check_radius`.
+
+    Returns a float (``as_tensor=False`` and a number given), else a 1-D tensor of ``x``'s dtype
+    and device: ``(1,)`` for a number, ``(B,)`` for a tensor (a ``(1,)`` tensor is broadcast).
+    """
+    v = check_radius(name, what, v)
+    if not isinstance(v, Tensor):
+        return torch.full((1,), v, dtype=x.dtype, device=x.device) if as_tensor else v
+    if v.numel() not in (1, x.shape[0]):
+        raise ValueError(f"{name}: {what} has {v.numel()} values but the batch has B={x.shape[0]} samples")
+    if v.device != x.device:
+        raise ValueError(f"{name}: {what} is on {v.device} but x is on {x.device}")
+    return v.reshape(-1).expand(x.shape[0]).to(x.dtype).contiguous()
+
+
+def per_channel(name: str, what: str, v: Bound, x: Tensor, *, as_tensor: bool = False) -> Bound:
+    """A valid-range bound for ``x`` (B, C, ...): None, a number (not NaN; +-inf allowed) or a
+    ``(1,)``/``(C,)`` tensor without NaN on ``x``'s device.
+
+    Returns None, a float (``as_tensor=False``) or a 1-D tensor of ``x``'s dtype: ``(1,)`` or ``(C,)``.
+    """
+    if v is None:
+        return None
+    if not isinstance(v, Tensor):
+        v = check_number(name, what, v, nonnegative=False, finite=False)
+        return torch.full((1,), v, dtype=x.dtype, device=x.device) if as_tensor else v
+    C = x.shape[1] if x.dim() > 1 else None
+    if v.dim() > 1 or (v.numel() != 1 and v.numel() != C):
+        raise ValueError(f"{name}: {what} must be None, a number or a 1-D tensor with one value per channel "
+                         f"(dim 1 of x, C={C if C is not None else 'absent'}), got shape {tuple(v.shape)}")
+    if not v.is_floating_point():
+        v = v.double()
+    if v.device != x.device:
+        raise ValueError(f"{name}: {what} is on {v.device} but x is on {x.device}")
+    if bool(torch.isnan(v).any()):
+        raise ValueError(f"{name}: {what} has NaN values, got {v.tolist()}")
+    return v.detach().reshape(-1).to(x.dtype).contiguous()
+
+
+def check_lo_le_hi(name: str, lo: Bound, hi: Bound) -> None:
+    """lo <= hi wherever both are given (numbers or broadcastable tensors)."""
+    if lo is None or hi is None:
+        return
+    if bool((torch.as_tensor(lo) > torch.as_tensor(hi).to(torch.as_tensor(lo).device)).any()):
+        show = (lambda b: b.tolist() if isinstance(b, Tensor) else b)
+        raise ValueError(f"{name}: lo must be <= hi, got lo={show(lo)} hi={show(hi)}")
+
+
+def broadcast_per_sample(v: ScalarOrPerSample, x: Tensor) -> ScalarOrPerSample:
+    """(B,) -> (B, 1, ..., 1) against ``x``; a float stays a float."""
+    if isinstance(v, Tensor):
+        return v.view((-1,) + (1,) * (x.dim() - 1))
+    return v
+
+
+# ------------------------------------------------------------------ models and their inputs
+
+def check_model(name: str, model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name}: model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def model_device(model: nn.Module) -> Optional[torch.device]:
+    """Device of the model's first parameter (or buffer); None for a model without either."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return None
+
+
+def model_dtype(model: nn.Module) -> Optional[torch.dtype]:
+    """dtype of the model's first floating parameter; None without one."""
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def check_model_inputs(name: str, model: nn.Module, x, y: Optional[Tensor], extra: Sequence, *,
+                       min_dim: int = 1) -> None:
+    """One up-front check of what a model is about to be called with (``model(x, *extra)``, labels
+    ``y``): float x with a non-empty batch on the model's device and dtype, no NaN/Inf in x, y or
+    extra, every tensor with x's batch size. Raises TypeError/ValueError saying what to change."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: x must be a floating-point tensor (float32/float64), got {x.dtype}")
+    check_batch(name, x, min_dim=min_dim)
+    dev = model_device(model)
+    if dev is not None and dev != x.device:
+        raise ValueError(f"{name}: the model is on {dev} but x is on {x.device}; move one of them "
+                         f"(e.g. x = x.to('{dev}'))")
+    mdt = model_dtype(model)
+    if mdt is not None and mdt != x.dtype:
+        raise TypeError(f"{name}: the model's parameters are {mdt} but x is {x.dtype}; "
+                        f"use x.to({mdt}) or model.to({x.dtype})")
+    check_finite(name, x, "x", "clean or mask the images first")
+    B = x.shape[0]
+    for what, t in ([("y", y)] if y is not None else []) + [(f"extra[{i}]", e) for i, e in enumerate(extra)]:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() == 0 or t.shape[0] != B:
+            raise ValueError(f"{name}: {what} must have first dimension B={B} like x, got shape {tuple(t.shape)}")
+        if t.device != x.device:
+            raise ValueError(f"{name}: {what} is on {t.device} but x is on {x.device}")
+        check_finite(name, t, what, "a NaN label or E(B-V) would silently poison the attack of its sample")
