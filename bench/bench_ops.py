@@ -1,13 +1,10 @@
-"""Kernel benchmarks from the repository: `python bench/bench_ops.py [--quick] [--no-compile]`.
-
-Same as `advrobust bench`, with the report written to bench/RESULTS.md.
-"""
+"""`python bench/bench_ops.py [options]` is `advrobust bench ops [options]` (as the older results name it)."""
 import os
 import sys
 
-from advrobust.benchmark import main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from advrobust.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
-    args = sys.argv[1:]
-    main(args if "--out" in args else args + ["--out", out], prog="bench/bench_ops.py")
+    main(["bench", "ops", *sys.argv[1:]])

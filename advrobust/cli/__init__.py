@@ -1,0 +1,48 @@
+"""The ``advrobust`` command line: ``advrobust <command> [options]``; ``advrobust <command> -h`` for help.
+
+One module of this package per command, ``advrobust/cli/<command>.py``, with
+
+    def main(argv: list, prog: str) -> None
+
+``argv``: the arguments after the command's name; ``prog``: ``"advrobust <command>"``, for its
+argparse parser. Errors go out as ``SystemExit``: argparse's usage errors (exit 2), or
+``sys.exit("message")`` (exit 1). The module is imported only when its command runs, so
+``advrobust -h`` stays fast and one command's imports cost the others nothing.
+
+Adding a command (``demo``, ``train``, ``attack``, ``certify``, ``scan`` are planned) is the whole
+of: write its module, and add its name and one-line help to :data:`COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> the one line ``advrobust -h`` shows for it; the code is advrobust.cli.<name>
+COMMANDS = {
+    "bench": "time the fused kernels (ops, the default) and the attacks (attacks, against torchattacks)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="advrobust", description="Adversarial robustness of image models on astronomical survey data.",
+        epilog="commands:\n" + "\n".join(f"  {name:<10} {help_}" for name, help_ in COMMANDS.items())
+        + "\n\n`advrobust <command> -h` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", help="one of the commands below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's options")
+    return parser
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``advrobust`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv:
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    args = parser.parse_args(argv)
+    if args.command not in COMMANDS:
+        parser.error(f"unknown command {args.command!r}; the commands are: {', '.join(COMMANDS)}")
+    importlib.import_module(f"advrobust.cli.{args.command}").main(args.args, prog=f"advrobust {args.command}")

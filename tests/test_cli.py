@@ -1,0 +1,131 @@
+"""The `advrobust` command line and the benchmark harness, on smoke sizes (seconds, never a timed test)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import advrobust
+from advrobust.bench import harness
+from advrobust.cli import COMMANDS, main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: smoke runs check the plumbing, and a shared, loaded machine makes a
+    second OpenMP thread wait for a core (milliseconds per op)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(capsys, *argv):
+    """(exit code, stdout, stderr) of `advrobust *argv` run in this process; ``sys.exit("message")``
+    gives 1 with the message on stderr, as in a real run."""
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        code = e.code
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
+    out, err = capsys.readouterr()
+    return code or 0, out, err
+
+
+def test_help_lists_the_commands(capsys):
+    code, out, _ = run_cli(capsys, "-h")
+    assert code == 0
+    assert all(name in out for name in COMMANDS) and "bench" in out
+
+
+@pytest.mark.parametrize("argv", [("bench", "-h"), ("bench", "ops", "-h"), ("bench", "attacks", "-h")])
+def test_bench_help(capsys, argv):
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    assert "--device" in out or "attacks" in out
+    assert "usage: advrobust " + " ".join(a for a in argv if a != "-h") in out
+
+
+def test_unknown_command_and_no_command_exit_2(capsys):
+    code, _, err = run_cli(capsys, "frobnicate")
+    assert code == 2
+    assert "unknown command 'frobnicate'" in err and "bench" in err
+    code, _, err = run_cli(capsys)
+    assert code == 2 and "usage: advrobust" in err
+
+
+@pytest.mark.skipif(not advrobust.has_cpu_kernels(), reason="advrobust._C is not built")
+def test_bench_ops_quick_report(capsys, tmp_path):
+    out = tmp_path / "ops.md"
+    argv = ("bench", "ops", "--quick", "--no-compile", "--skip-mmd", "--device", "cpu", "--out", str(out))
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0 and f"wrote {out}" in stdout
+    report = out.read_text()
+    assert report.startswith("# advrobust kernel benchmarks (CPU)")
+    assert "- machine: " in report and f"torch {torch.__version__}" in report
+    assert "- command: `advrobust bench " + " ".join(argv[1:]) + "`" in report
+    for row in ("| linf_step | 8x3x16x16 |", "| l2_step | 8x3x16x16 |", "| de_build | B=4 P=50 k=1 3x20x20 |",
+                "| de_trial | B=4 P=50 D=5 |"):
+        assert row in report
+    assert "Copy bandwidth" in report and "MMD" not in report
+
+
+def test_bare_bench_means_bench_ops(capsys, monkeypatch):
+    from advrobust.bench import ops
+    seen = {}
+    monkeypatch.setattr(ops, "run", lambda args, command: seen.update(args=args, command=command))
+    code, _, _ = run_cli(capsys, "bench", "--quick", "--skip-mmd")
+    assert code == 0 and seen["command"] == "advrobust bench ops --quick --skip-mmd"
+    assert seen["args"].quick and seen["args"].skip_mmd and not seen["args"].no_compile
+
+
+@pytest.mark.skipif(not advrobust.has_cpu_kernels(), reason="advrobust._C is not built")
+def test_mmd_case_runs_in_a_child_process():
+    from advrobust.bench import ops
+    row = ops.run_mmd_case_in_child("kernel", 32, 8, 5, 2, torch.device("cpu"), timeout=120)
+    assert "error" not in row, row
+    assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["repeats"] == 2 and row["peak_extra_mib"] >= 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+@pytest.mark.parametrize("suite", ["ops", "attacks"])
+def test_device_cuda_without_cuda_is_a_clear_error(capsys, suite):
+    code, _, err = run_cli(capsys, "bench", suite, "--device", "cuda")
+    assert code == 2
+    assert "no CUDA device is visible" in err and "Traceback" not in err
+
+
+def test_default_report_path(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert harness.default_out("RESULTS.md", quick=False) == "advrobust_RESULTS.md"
+    checkout = Path(advrobust.__file__).resolve().parent.parent
+    if (checkout / "bench").is_dir() and (checkout / "setup.py").is_file():
+        monkeypatch.chdir(checkout)
+        assert harness.default_out("RESULTS.md", quick=False) == str(checkout / "bench" / "RESULTS.md")
+        assert harness.default_out("RESULTS.md", quick=True) == str(checkout / "bench" / "out" / "RESULTS.md")
+
+
+def test_bench_attacks_without_torchattacks_says_how_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # import torchattacks -> ImportError
+    code, _, err = run_cli(capsys, "bench", "attacks", "--quick", "--device", "cpu")
+    assert code == 1
+    assert "pip install --no-deps torchattacks" in err
+
+
+@pytest.mark.slow
+def test_bench_attacks_smoke(capsys, tmp_path):
+    torchattacks = pytest.importorskip("torchattacks", reason="the attack benchmark compares against torchattacks")
+    out = tmp_path / "attacks.md"
+    code, _, _ = run_cli(capsys, "bench", "attacks", "--quick", "--device", "cpu", "--n-grad", "1", "--n-onepixel", "1",
+                         "--onepixel-iters", "1", "--population", "8", "--train-steps", "1", "--n-test", "8",
+                         "--out", str(out))
+    assert code == 0
+    report = out.read_text()
+    assert report.startswith("# advrobust.attacks vs torchattacks (CPU)")
+    assert f"- torchattacks {torchattacks.__version__}" in report and "- machine: " in report
+    for row in ("| FGSM | advrobust |", "| PGD-Linf-10 | torchattacks |", "| PGD-L2-10 | advrobust |",
+                "| 1 | 1 | advrobust |", "| 1 | 1 | torchattacks |"):
+        assert row in report
