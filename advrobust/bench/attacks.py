@@ -5,7 +5,7 @@
     advrobust bench attacks --quick         # small sizes, a smoke test
     advrobust bench attacks --parts onepixel --onepixel-iters 10 --device cuda
 
-Model: the ConvNet of Ćiprijanović et al. 2023 (DeepAdversaries), ``advrobust.models.create("convnet")``,
+Model: the ConvNet of Ćiprijanović et al. 2022 (DeepAdversaries), ``advrobust.models.create("convnet")``,
 3x100x100 -> 3 classes, trained for a few dozen steps on synthetic 3-class blob images in [0, 1] (round /
 elongated / two blobs; torchattacks requires [0, 1] inputs and always clamps to it, so our
 attacks get lo=0, hi=1 too). Attacks run on test images the model classifies correctly.
