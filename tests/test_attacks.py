@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advrobust import redshift
 from advrobust.attacks import (
     FGSM, PGD, PGDL2, OnePixel, OnePixelResult, PhotozObjective, eps_l2_equal_volume, fgsm, gaussian_noise,
     PhotozDeltaZ, ShorterExposure, one_pixel, pgd, pgd_l2, shorter_exposure, transfer_evaluate, uniform_noise,
@@ -34,14 +35,15 @@ def small_cnn(C=3, H=8, W=8, n_classes=3, dtype=torch.float32) -> nn.Module:
 
 
 class TinyPhotoz(nn.Module):
-    """(image, ebv) -> logits over 20 redshift bins on [0, 1), with a bin_centres buffer."""
+    """(image, ebv) -> logits over 20 redshift bins on [0, 1], with bin_centres and bin_edges buffers."""
 
     def __init__(self, C=5, H=8, W=8, n_bins=20):
         super().__init__()
         torch.manual_seed(2)
         self.conv = nn.Conv2d(C, 4, 3, padding=1)
         self.fc = nn.Linear(4 * H * W + 1, n_bins)
-        self.register_buffer("bin_centres", (torch.arange(n_bins) + 0.5) / n_bins)
+        self.register_buffer("bin_centres", redshift.bin_centres(n_bins, 1.0).float())
+        self.register_buffer("bin_edges", redshift.bin_edges(n_bins, 1.0))
         self.seen_ebv = None
 
     def forward(self, image, ebv):
