@@ -1,5 +1,6 @@
 """Tests of advrobust.attacks: gradient attacks against plain PyTorch, bounds, one-pixel DE, photo-z path,
-natural noise, transfer evaluation and input checks. Small models only; nothing here takes long."""
+natural noise, the attack contract (a tensor from __call__, an AttackResult from .run) and input checks.
+Small models only; nothing here takes long."""
 from __future__ import annotations
 
 import math
@@ -9,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advrobust import redshift
 from advrobust.attacks import (
-    FGSM, PGD, PGDL2, OnePixel, OnePixelResult, PhotozObjective, eps_l2_equal_volume, fgsm, gaussian_noise,
-    PhotozDeltaZ, ShorterExposure, one_pixel, pgd, pgd_l2, shorter_exposure, transfer_evaluate, uniform_noise,
+    FGSM, PGD, PGDL2, AttackResult, OnePixel, OnePixelResult, PhotozObjective, eps_l2_equal_volume, fgsm,
+    gaussian_noise, PhotozDeltaZ, ShorterExposure, one_pixel, pgd, pgd_l2, shorter_exposure, uniform_noise,
     GaussianNoise, UniformNoise,
 )
 
@@ -34,14 +36,15 @@ def small_cnn(C=3, H=8, W=8, n_classes=3, dtype=torch.float32) -> nn.Module:
 
 
 class TinyPhotoz(nn.Module):
-    """(image, ebv) -> logits over 20 redshift bins on [0, 1), with a bin_centres buffer."""
+    """(image, ebv) -> logits over 20 redshift bins on [0, 1], with bin_centres and bin_edges buffers."""
 
     def __init__(self, C=5, H=8, W=8, n_bins=20):
         super().__init__()
         torch.manual_seed(2)
         self.conv = nn.Conv2d(C, 4, 3, padding=1)
         self.fc = nn.Linear(4 * H * W + 1, n_bins)
-        self.register_buffer("bin_centres", (torch.arange(n_bins) + 0.5) / n_bins)
+        self.register_buffer("bin_centres", redshift.bin_centres(n_bins, 1.0).float())
+        self.register_buffer("bin_edges", redshift.bin_edges(n_bins, 1.0))
         self.seen_ebv = None
 
     def forward(self, image, ebv):
@@ -244,24 +247,17 @@ def test_photoz_gradient_paths_end_to_end():
     PGDL2(model, eps=1.0, steps=2, loss="photoz_ce")(x, torch.randint(0, 20, (6,)), ebv)
 
 
-def test_photoz_one_pixel_and_transfer():
+def test_photoz_one_pixel():
     model = TinyPhotoz().eval()
-    other = TinyPhotoz().eval()
-    with torch.no_grad():
-        other.fc.weight.mul_(1.1)
     x = torch.randn(3, 5, 8, 8)
     ebv, z = torch.rand(3) * 0.1, torch.rand(3) * 0.9
-    res = OnePixel(model, population=16, max_iter=3, objective="photoz", threshold=0.5, seed=0)(x, z, ebv)
+    res = OnePixel(model, population=16, max_iter=3, objective="photoz", threshold=0.5, seed=0).run(x, z, ebv)
     assert isinstance(res, OnePixelResult) and res.x_adv.shape == x.shape and res.fitness.shape == (3,)
     with torch.no_grad():
         zp = torch.softmax(model(res.x_adv, ebv), 1) @ model.bin_centres
     dz = (zp - z).abs() / (1 + z)
     torch.testing.assert_close(-dz, res.fitness)
     assert torch.equal(res.success, dz > 0.5)
-    out = transfer_evaluate(FGSM(model, eps=0.1, loss="photoz_ce"), x, z, {"src": model, "other": other}, ebv,
-                            task="photoz")
-    assert set(out.scores) == {"src", "other"} and "adv_sigma_mad" in out.scores["other"]
-    assert "| src |" in out.table()
 
 
 def test_photoz_one_pixel_targeted_pulls_toward_the_target_redshift():
@@ -269,7 +265,7 @@ def test_photoz_one_pixel_targeted_pulls_toward_the_target_redshift():
     x, ebv = torch.randn(4, 5, 8, 8), torch.rand(4) * 0.1
     target = torch.full((4,), 0.9)
     objective = PhotozObjective(targeted=True, threshold=1e-9)  # no success: runs to the cap
-    res = OnePixel(model, population=24, max_iter=6, objective=objective, seed=0)(x, target, ebv)
+    res = OnePixel(model, population=24, max_iter=6, objective=objective, seed=0).run(x, target, ebv)
     with torch.no_grad():
         zphot = lambda xx: torch.softmax(model(xx, ebv), 1) @ model.bin_centres  # noqa: E731
         before, after = (zphot(x) - target).abs(), (zphot(res.x_adv) - target).abs()
@@ -309,7 +305,7 @@ def test_one_pixel_flips_planted_model_and_changes_at_most_k_pixels():
     x = torch.rand(5, 3, 10, 10) * 0.5
     y = torch.zeros(5, dtype=torch.long)
     for k in (1, 3):
-        res = OnePixel(ThresholdPixel(), pixels=k, population=30, max_iter=20, lo=0.0, hi=1.0, seed=1)(x, y)
+        res = OnePixel(ThresholdPixel(), pixels=k, population=30, max_iter=20, lo=0.0, hi=1.0, seed=1).run(x, y)
         assert res.success.all()
         assert (ThresholdPixel()(res.x_adv).argmax(1) == 1).all()
         changed = (res.x_adv != x).any(1).flatten(1).sum(1)
@@ -326,7 +322,7 @@ def test_one_pixel_finds_planted_best_pixel(strategy, F):
     torch.manual_seed(0)
     x = torch.rand(4, 2, 16, 16) * 0.1
     y = torch.zeros(4, dtype=torch.long)
-    res = OnePixel(PlantedPixel(), population=40, max_iter=60, strategy=strategy, F=F, lo=0.0, hi=1.0, seed=0)(x, y)
+    res = OnePixel(PlantedPixel(), population=40, max_iter=60, strategy=strategy, F=F, lo=0.0, hi=1.0, seed=0).run(x, y)
     assert res.success.all(), res.iterations
     assert torch.all(res.pixels[:, 0] == torch.tensor([11, 4]))
     assert torch.all(res.values[:, 0, 0] > 0.97)
@@ -337,24 +333,23 @@ def test_one_pixel_reproducible_and_chunked():
     model = small_cnn().eval()
     x, y = data(B=4)
     kw = dict(pixels=2, population=12, max_iter=4, seed=7)
-    a = OnePixel(model, **kw)(x, y)
-    b = one_pixel(model, x, y, **kw)
+    a = OnePixel(model, **kw).run(x, y)
+    torch.testing.assert_close(one_pixel(model, x, y, **kw), a.x_adv)
     # a memory budget of 5 images per chunk splits the population: same result
-    c = OnePixel(model, memory_budget=5 * x[0].numel() * 4, **kw)(x, y)
-    for r in (b, c):
-        torch.testing.assert_close(a.x_adv, r.x_adv)
-        assert torch.equal(a.iterations, r.iterations) and torch.equal(a.success, r.success)
-        assert torch.equal(a.pixels, r.pixels)
+    c = OnePixel(model, memory_budget=5 * x[0].numel() * 4, **kw).run(x, y)
+    torch.testing.assert_close(a.x_adv, c.x_adv)
+    assert torch.equal(a.iterations, c.iterations) and torch.equal(a.success, c.success)
+    assert torch.equal(a.pixels, c.pixels)
 
 
 def test_one_pixel_targeted_and_unsuccessful():
     x = torch.rand(3, 3, 10, 10) * 0.5
     # targeted toward class 1 of the threshold model: success
-    res = OnePixel(ThresholdPixel(), population=30, max_iter=20, targeted=True, lo=0.0, hi=1.0, seed=2)(
+    res = OnePixel(ThresholdPixel(), population=30, max_iter=20, targeted=True, lo=0.0, hi=1.0, seed=2).run(
         x, torch.ones(3, dtype=torch.long))
     assert res.success.all()
     # class 2 is unreachable: the search runs to the cap and reports failure
-    res = OnePixel(ThresholdPixel(), population=8, max_iter=3, targeted=True, lo=0.0, hi=1.0, seed=2)(
+    res = OnePixel(ThresholdPixel(), population=8, max_iter=3, targeted=True, lo=0.0, hi=1.0, seed=2).run(
         x, torch.full((3,), 2, dtype=torch.long))
     assert not res.success.any() and torch.all(res.iterations == 3)
     changed = (res.x_adv != x).any(1).flatten(1).sum(1)
@@ -363,7 +358,7 @@ def test_one_pixel_targeted_and_unsuccessful():
 
 def test_one_pixel_add_mode():
     x = torch.rand(2, 3, 10, 10) * 0.5
-    res = OnePixel(ThresholdPixel(), population=20, max_iter=10, add=True, add_range=1.0, seed=0)(
+    res = OnePixel(ThresholdPixel(), population=20, max_iter=10, add=True, add_range=1.0, seed=0).run(
         x, torch.zeros(2, dtype=torch.long))
     d = res.x_adv - x
     assert res.success.all() and ((d != 0).any(1).flatten(1).sum(1) <= 1).all() and d.abs().max() <= 1.0
@@ -372,7 +367,7 @@ def test_one_pixel_add_mode():
 def test_one_pixel_add_mode_respects_valid_range_and_records_applied_change():
     x = torch.rand(4, 3, 10, 10) * 0.5 + 0.5
     res = OnePixel(ThresholdPixel(), population=20, max_iter=5, add=True, add_range=5.0, lo=0.0, hi=1.0,
-                   seed=0)(x, torch.zeros(4, dtype=torch.long))
+                   seed=0).run(x, torch.zeros(4, dtype=torch.long))
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     b = torch.arange(4)
     applied = (res.x_adv - x)[b, :, res.pixels[:, 0, 0], res.pixels[:, 0, 1]]
@@ -381,7 +376,7 @@ def test_one_pixel_add_mode_respects_valid_range_and_records_applied_change():
     x = torch.rand(4, 3, 10, 10) * 3.0 - 1.0
     never = lambda out, yy: (out[:, 1], torch.zeros(out.shape[0], dtype=torch.bool))  # noqa: E731
     res = OnePixel(ThresholdPixel(), pixels=2, population=8, max_iter=2, add=True, add_range=0.1, lo=0.0, hi=1.0,
-                   objective=never, seed=0)(x, torch.zeros(4, dtype=torch.long))
+                   objective=never, seed=0).run(x, torch.zeros(4, dtype=torch.long))
     assert ((res.x_adv != x).any(1).flatten(1).sum(1) <= 2).all()
 
 
@@ -398,7 +393,7 @@ def test_one_pixel_early_stop_drops_finished_images_from_the_forward():
 
     model = nn.Sequential(nn.Flatten(), nn.Identity())
     model.forward = lambda t: t.flatten(1).amax(1, keepdim=True)  # noqa: E731  (max pixel value)
-    res = OnePixel(model, population=8, max_iter=3, objective=objective, lo=0.0, hi=1.0, seed=0)(
+    res = OnePixel(model, population=8, max_iter=3, objective=objective, lo=0.0, hi=1.0, seed=0).run(
         x, torch.zeros(2, dtype=torch.long))
     assert sizes == [16, 8, 8, 8]
     assert res.success.tolist() == [True, False] and res.iterations.tolist() == [0, 3]
@@ -413,7 +408,7 @@ def test_one_pixel_custom_objective_one_forward_per_generation():
         calls.append(out.shape[0])
         return out[:, 0], torch.zeros(out.shape[0], dtype=torch.bool)
 
-    res = OnePixel(model, population=10, max_iter=4, objective=never, seed=0)(x, y)
+    res = OnePixel(model, population=10, max_iter=4, objective=never, seed=0).run(x, y)
     assert calls == [30] * 5 and not res.success.any()  # initial population + 4 generations, batched
 
 
@@ -508,17 +503,6 @@ def test_photoz_hook_objects_are_not_bound_in_place():
     PGD(fine, eps=0.1, steps=1, loss=loss)(x, z, ebv)
 
 
-def test_transfer_checks_batch_size_and_precomputed_samples():
-    a = small_cnn().eval()
-    x, y = data()
-    with pytest.raises(ValueError, match="batch_size"):
-        transfer_evaluate(None, x, y, [a], x_adv=x, batch_size=0)
-    bad = x.clone()
-    bad[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="x_adv"):
-        transfer_evaluate(None, x, y, [a], x_adv=bad)
-
-
 # ------------------------------------------------------------------------ natural perturbations
 def test_natural_noise():
     x = torch.zeros(4000, 1, 4, 4)
@@ -575,20 +559,6 @@ def test_shorter_exposure_matches_poisson_variance(noisy_input):
         shorter_exposure(x, sky=sky, exposure_ratio=2.0)
 
 
-def test_transfer_classifier():
-    a, b = small_cnn().eval(), small_cnn(n_classes=3).eval()
-    with torch.no_grad():
-        b[0].weight.mul_(-1)
-    x, y = data(B=8)
-    out = transfer_evaluate(PGD(a, eps=0.5, steps=3), x, y, [a, b])
-    assert set(out.scores) == {"model0", "model1"}
-    assert set(out.scores["model0"]) == {"clean_accuracy", "adv_accuracy", "flip_rate"}
-    out2 = transfer_evaluate(None, x, y, {"b": b}, x_adv=out.x_adv)
-    assert out2.scores["b"] == out.scores["model1"]
-    out3 = transfer_evaluate(OnePixel(a, population=8, max_iter=1, seed=0), x, y, {"a": a})
-    assert out3.x_adv.shape == x.shape
-
-
 def test_channels_last_is_transparent():
     model = small_cnn(dtype=torch.float64).eval()
     x, y = data(dtype=torch.float64)
@@ -596,11 +566,56 @@ def test_channels_last_is_transparent():
     b = PGD(model, eps=0.05, steps=4, channels_last=False)(x, y)
     torch.testing.assert_close(a, b)
     assert a.is_contiguous() and x.is_contiguous()
-    ra = OnePixel(model, population=8, max_iter=2, seed=3, channels_last=True)(x, y)
+    ra = OnePixel(model, population=8, max_iter=2, seed=3, channels_last=True).run(x, y)
     rb = OnePixel(model, population=8, max_iter=2, seed=3, channels_last=False)(x, y)
-    torch.testing.assert_close(ra.x_adv, rb.x_adv)
+    torch.testing.assert_close(ra.x_adv, rb)
 
 
 def test_builtin_loss_needs_y():
     with pytest.raises(ValueError, match="y is required"):
         PGD(small_cnn())(torch.randn(2, 3, 8, 8))
+
+
+# ------------------------------------------------------------------------------ attack contract
+def test_every_attack_returns_a_tensor_when_called_and_a_result_from_run(trained_mlp):
+    model, x, y = trained_mlp
+    for atk in (FGSM(model, eps=0.5), PGD(model, eps=0.5, steps=3), PGDL2(model, eps=2.0, steps=3),
+                OnePixel(model, population=8, max_iter=2, seed=0)):
+        x_adv = atk(x, y)
+        assert isinstance(x_adv, torch.Tensor) and x_adv.shape == x.shape
+        res = atk.run(x, y)
+        assert isinstance(res, AttackResult) and res.success.shape == (x.shape[0],)
+        assert res.success.dtype == torch.bool and 0.0 <= res.success_rate <= 1.0
+        torch.testing.assert_close(res.x_adv, x_adv)
+    assert isinstance(OnePixel(model, population=8, max_iter=2, seed=0).run(x, y), OnePixelResult)
+
+
+def test_gradient_attack_success_is_the_objective_rule(trained_mlp):
+    """Classifiers: untargeted success = prediction != y, targeted = prediction == y."""
+    model, x, y = trained_mlp
+    res = PGD(model, eps=1.0, steps=10).run(x, y)
+    with torch.no_grad():
+        pred = model(res.x_adv).argmax(1)
+    assert torch.equal(res.success, pred != y) and res.success.any()
+    target = (y + 1) % 3
+    res = PGD(model, eps=1.0, steps=10, targeted=True).run(x, target)
+    with torch.no_grad():
+        assert torch.equal(res.success, model(res.x_adv).argmax(1) == target)
+
+
+def test_photoz_gradient_attack_success_is_dz_beyond_the_outlier_cut():
+    model = TinyPhotoz().eval()
+    x, ebv, z = torch.randn(6, 5, 8, 8), torch.rand(6) * 0.1, torch.rand(6) * 0.9
+    for loss in ("photoz_ce", "photoz_dz"):
+        res = FGSM(model, eps=0.3, loss=loss).run(x, z, ebv)
+        with torch.no_grad():
+            zp = torch.softmax(model(res.x_adv, ebv), 1) @ model.bin_centres
+        assert torch.equal(res.success, (zp - z).abs() / (1 + z) > 0.05)
+    # the objective can be chosen: a custom loss has none by default
+    margin = lambda out, yy: out[:, 0]  # noqa: E731
+    with pytest.raises(ValueError, match="objective"):
+        PGD(model, eps=0.1, steps=1, loss=margin).run(x, z, ebv)
+    res = PGD(model, eps=0.1, steps=1, loss=margin, objective=PhotozObjective(threshold=0.5)).run(x, z, ebv)
+    with torch.no_grad():
+        zp = torch.softmax(model(res.x_adv, ebv), 1) @ model.bin_centres
+    assert torch.equal(res.success, (zp - z).abs() / (1 + z) > 0.5)

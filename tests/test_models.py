@@ -15,11 +15,11 @@ def n_trainable(model: torch.nn.Module) -> int:
 @pytest.mark.parametrize(
     "name, kwargs, expected",
     [
-        ("pasquet_inception", {}, 27_596_372),  # 001 Table A1
-        ("pasquet_inception", {"fc_widths": (2000, 1096)}, 48_722_852),  # 001 section 4.3
+        ("pasquet_inception", {}, 27_596_372),  # Campagne 2021, Table A1
+        ("pasquet_inception", {"fc_widths": (2000, 1096)}, 48_722_852),  # Campagne 2021, section 4.3
         ("pasquet_inception", {"cells": PASQUET_CELLS[:4] + ((92, 256, 0, 256),)}, 45_720_660),
-        ("campagne_cnn", {}, 13_461_008),  # 001 Table A2
-        ("convnet", {}, 1_187_203),  # 002 Table 1
+        ("campagne_cnn", {}, 13_461_008),  # Campagne 2021, Table A2
+        ("convnet", {}, 1_187_203),  # Ćiprijanović et al. 2022, Table 1
         ("resnet18", {}, 11_176_512 + 512 * 256 + 256 + 256 * 3 + 3),  # torchvision trunk + 256-d latent + 3
     ],
 )
@@ -48,7 +48,8 @@ def test_table_a2_layer_sizes():
 
 @pytest.mark.parametrize("name", ["pasquet_inception", "campagne_cnn"])
 def test_photoz_initialisation_and_layer_types(name):
-    """001: Xavier-uniform weights and bias 0.1; average pooling (parameter counts cannot tell it from max)."""
+    """Campagne 2021: Xavier-uniform weights and bias 0.1; average pooling (parameter counts cannot tell it
+    from max)."""
     model = models.create(name)
     linears = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert all(torch.all(m.bias == 0.1) for m in linears)

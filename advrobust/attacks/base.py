@@ -1,9 +1,23 @@
-"""The attack base class and the argument checks every attack shares.
+"""The attack base class, its result type and the conventions every attack shares.
+
+The contract (torchattacks-style, drop-in in training loops):
+
+* ``atk(x, y, *extra) -> Tensor``: the adversarial batch, like ``x``;
+* ``atk.run(x, y, *extra) -> AttackResult``: the adversarial batch, ``success`` per sample and
+  the attack's own fields (:class:`~advrobust.attacks.OnePixelResult` for the one-pixel attack).
+
+Success is judged by an *objective* of :mod:`advrobust.attacks.losses` (the one that scores the
+one-pixel candidates): for classifiers the prediction on ``x_adv`` differs from ``y`` (targeted:
+equals ``y``); for photo-z models ``|dz(x_adv)| > 0.05`` (targeted: ``< 0.05`` from the target).
 
 :class:`Attack` is a template method in the style of torchattacks' ``Attack.__call__``:
 remember the training flag of every sub-module of the model, switch to ``eval()``, check the
-inputs once, run :meth:`Attack.forward`, restore the flags (also when the attack raises).
-Subclasses implement ``forward(x, y, *extra)`` only.
+inputs once, run the attack, restore the flags (also when the attack raises). Subclasses
+implement :meth:`Attack.forward` (the tensor) and/or :meth:`Attack.forward_result` (the
+result); each has a default built on the other.
+
+The natural perturbations (:mod:`advrobust.attacks.natural`: noise, shorter exposure) are plain
+functions and modules, not attacks: they take no model and judge no success.
 
 Conventions shared by all attacks:
 
@@ -20,14 +34,34 @@ Conventions shared by all attacks:
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from advrobust.attacks.losses import resolve_objective
 from advrobust.checks import Bound, check_lo_le_hi, check_model, check_model_inputs, check_number, per_channel
 
-__all__ = ["Attack", "eval_mode", "clamp_range"]
+__all__ = ["Attack", "AttackResult", "eval_mode", "clamp_range"]
+
+
+@dataclass
+class AttackResult:
+    """What :meth:`Attack.run` returns.
+
+    Attributes:
+        x_adv: ``(B, ...)`` the adversarial batch, like ``x``, detached.
+        success: ``(B,)`` bool, the sample is fooled (see the module docstring for the rule).
+    """
+
+    x_adv: Tensor
+    success: Tensor
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of samples fooled, in [0, 1]."""
+        return float(self.success.float().mean())
 
 
 @contextlib.contextmanager
@@ -57,9 +91,14 @@ def clamp_range(x: Tensor, lo: Bound, hi: Bound) -> Tensor:
 class Attack:
     """Base class of the attacks: model-mode handling, input checks, the call protocol.
 
-    ``atk(x, y, *extra)`` runs the attack with the model in eval mode and restores every
+    ``atk(x, y, *extra)`` returns the adversarial tensor; ``atk.run(x, y, *extra)`` an
+    :class:`AttackResult`. Both run the attack with the model in eval mode and restore every
     sub-module's training flag afterwards. Model parameters are neither modified nor given
     gradients (``requires_grad`` is left as it is); inputs are never modified.
+
+    Subclasses set ``self.objective`` (a name or callable for
+    :func:`~advrobust.attacks.losses.resolve_objective`, or None when the attack cannot judge
+    success) and ``self.targeted``.
 
     Args:
         model: any ``nn.Module``; called as ``model(x, *extra)``.
@@ -74,6 +113,8 @@ class Attack:
 
     #: minimum number of dimensions of x (images: 4)
     _min_dim = 1
+    objective = None
+    targeted = False
 
     def __init__(self, model: nn.Module, *, lo: Bound = None, hi: Bound = None,
                  channels_last: Optional[bool] = None) -> None:
@@ -89,23 +130,49 @@ class Attack:
             check_lo_le_hi(name, lo, hi)
         self.lo, self.hi = lo, hi
 
-    def __call__(self, x: Tensor, y: Optional[Tensor] = None, *extra: Tensor):
+    def __call__(self, x: Tensor, y: Optional[Tensor] = None, *extra: Tensor) -> Tensor:
+        """The adversarial batch ``(B, ...)``, like ``x``, detached."""
+        return self._checked(self.forward, x, y, extra)
+
+    def run(self, x: Tensor, y: Optional[Tensor] = None, *extra: Tensor) -> AttackResult:
+        """The adversarial batch with ``success`` per sample and the attack's own fields."""
+        return self._checked(self.forward_result, x, y, extra)
+
+    def _checked(self, fn, x: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...]):
+        """``fn(x, y, lo, hi, extra)`` on checked, detached inputs, the model in eval mode."""
         name = type(self).__name__
         check_model_inputs(name, self.model, x, y, extra, min_dim=self._min_dim)
         lo, hi = per_channel(name, "lo", self.lo, x), per_channel(name, "hi", self.hi, x)
         check_lo_le_hi(name, lo, hi)
         with eval_mode(self.model):
-            return self.forward(x.detach(), None if y is None else y.detach(), lo, hi,
-                                tuple(e.detach() for e in extra))
+            return fn(x.detach(), None if y is None else y.detach(), lo, hi, tuple(e.detach() for e in extra))
 
     def _use_channels_last(self, x: Tensor) -> bool:
         if self.channels_last is not None:
             return bool(self.channels_last) and x.dim() == 4
         return x.dim() == 4 and x.device.type == "cpu" and self._has_conv2d
 
-    def forward(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound,
-                extra: Tuple[Tensor, ...]):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _model_input(self, x: Tensor, channels_last: bool) -> Tensor:
+        """``x`` as the model gets it: in channels-last memory format when asked."""
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    def forward(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound, extra: Tuple[Tensor, ...]) -> Tensor:
+        """The adversarial batch; default: :meth:`forward_result`'s ``x_adv``."""
+        return self.forward_result(x, y, lo, hi, extra).x_adv
+
+    def forward_result(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound,
+                       extra: Tuple[Tensor, ...]) -> AttackResult:
+        """Default: :meth:`forward`, then one forward pass of ``x_adv`` judged by ``self.objective``."""
+        if self.objective is None:
+            raise ValueError(f"{type(self).__name__}.run: cannot judge success with this loss; pass "
+                             "objective='classifier', 'photoz' or a callable (output, y) -> (fitness, success)")
+        if y is None:
+            raise ValueError(f"{type(self).__name__}.run: y is required to judge success")
+        objective = resolve_objective(self.objective, self.model, targeted=self.targeted)
+        x_adv = self.forward(x, y, lo, hi, extra)
+        with torch.no_grad():
+            _, success = objective(self.model(self._model_input(x_adv, self._use_channels_last(x)), *extra), y)
+        return AttackResult(x_adv=x_adv, success=success)
 
     def __repr__(self) -> str:
         keys = [k for k in vars(self) if k != "model" and not k.startswith("_")]

@@ -5,10 +5,16 @@ fused operator (:func:`advrobust.ops.linf_step` / :func:`advrobust.ops.l2_step`)
 step, the projection onto the eps-ball and the optional clamp in a single pass. Nothing else
 runs per step: no ``.item()``, no host sync, no extra copies.
 
+``atk(x, y, *extra)`` returns the adversarial batch (nothing more is computed);
+``atk.run(x, y, *extra)`` adds ``success`` from one more forward pass, judged by the objective
+that matches the loss (``"ce"``: prediction flipped; photo-z losses: ``|dz| > 0.05``; see
+:mod:`advrobust.attacks.losses`), or by ``objective=``.
+
 References:
     Goodfellow et al. (2014), FGSM; Kurakin et al. (2016), BIM; Madry et al. (2017), PGD;
-    001 (photo-z, sections 3.3-3.4: eps = 0.01, alpha = eps/10, L2 eps scaled by
-    sqrt(2n/(e pi))); 004 (PGD-inf and PGD-2, 10 steps, step 2/3 eps).
+    Campagne (2021) (photo-z, sections 3.3-3.4: eps = 0.01, alpha = eps/10, L2 eps scaled by
+    sqrt(2n/(e pi))); Mallam Garba, Susini and Kayo (student report; PGD-inf and PGD-2, 10
+    steps, step 2/3 eps).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from torch import Tensor, nn
 from advrobust import ops
 from advrobust.attacks.base import Attack, clamp_range
 from advrobust.checks import Bound, ScalarOrPerSample, broadcast_per_sample, check_number, check_radius, per_sample
-from advrobust.attacks.losses import CrossEntropy, LossFn, PhotozBinCE, PhotozDeltaZ, resolve_loss
+from advrobust.attacks.losses import CrossEntropy, LossFn, ObjectiveFn, PhotozBinCE, PhotozDeltaZ, resolve_loss
 
 __all__ = ["FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume"]
 
@@ -30,9 +36,9 @@ _BUILTIN_LOSSES = (CrossEntropy, PhotozBinCE, PhotozDeltaZ)
 
 
 def eps_l2_equal_volume(eps_inf: float, n: int) -> float:
-    """L2 radius matching an L-inf radius, ``eps_inf * sqrt(2 n / (e pi))`` (001, Table 1 caption).
+    """L2 radius matching an L-inf radius, ``eps_inf * sqrt(2 n / (e pi))`` (Campagne 2021, Table 1 caption).
 
-    001 scales eps by the change of eps-ball volume between the two norms in ``n``
+    Campagne (2021) scales eps by the change of eps-ball volume between the two norms in ``n``
     dimensions (Stirling's formula); it used ``n = 64**2`` (pixels per band) for its 5x64x64
     cubes.
 
@@ -58,7 +64,7 @@ class _GradientAttack(Attack):
     def __init__(self, model: nn.Module, *, eps: ScalarOrPerSample, alpha: Optional[ScalarOrPerSample],
                  steps: int, random_start: bool, loss: Union[str, LossFn], targeted: bool,
                  lo: Bound, hi: Bound, generator: Optional[torch.Generator],
-                 channels_last: Optional[bool] = None) -> None:
+                 objective: Union[str, ObjectiveFn, None], channels_last: Optional[bool]) -> None:
         super().__init__(model, lo=lo, hi=hi, channels_last=channels_last)
         name = type(self).__name__
         self.eps = check_radius(name, "eps", eps)
@@ -67,6 +73,7 @@ class _GradientAttack(Attack):
         self.random_start = bool(random_start)
         self.targeted = bool(targeted)
         self.loss = resolve_loss(loss, model)
+        self.objective = getattr(self.loss, "success_objective", None) if objective is None else objective
         self.generator = generator
 
     def _radii(self, x: Tensor) -> Tuple[ScalarOrPerSample, ScalarOrPerSample]:
@@ -80,8 +87,7 @@ class _GradientAttack(Attack):
         """Gradient of the (signed) summed loss with respect to x_adv only."""
         x_adv.requires_grad_(True)
         with torch.enable_grad():
-            inp = x_adv.contiguous(memory_format=torch.channels_last) if channels_last else x_adv
-            out = self.model(inp, *extra)
+            out = self.model(self._model_input(x_adv, channels_last), *extra)
             loss = self.loss(out, y).sum()
             if self.targeted:
                 loss = -loss
@@ -116,26 +122,31 @@ class PGD(_GradientAttack):
     Args:
         model: any ``nn.Module``, called as ``model(x_adv, *extra)``.
         eps: L-inf radius in image units, float or per-sample ``(B,)`` tensor, >= 0
-            (001 uses 0.01).
-        alpha: step size, float or ``(B,)``; default ``eps / 10`` as in 001 (section 3.4) —
-            torchattacks defaults to 2/255, 004 uses ``2 * eps / 3``.
-        steps: number of iterations (001: 10 to 40; 004: 10).
+            (Campagne 2021 uses 0.01).
+        alpha: step size, float or ``(B,)``; default ``eps / 10`` as in Campagne (2021, section 3.4) —
+            torchattacks defaults to 2/255, Mallam Garba, Susini and Kayo use ``2 * eps / 3``.
+        steps: number of iterations (Campagne 2021: 10 to 40; Mallam Garba, Susini and Kayo: 10).
         random_start: start from ``x + U[-eps, eps]`` (per sample eps; clamped to lo/hi).
         loss: ``"ce"``, ``"photoz_ce"``, ``"photoz_dz"`` or a callable ``(output, y) -> (B,)``
             (see :mod:`advrobust.attacks.losses`); ascended, or descended when ``targeted``.
         targeted: ``y`` holds targets; the attack minimises the loss toward them.
         lo, hi: valid range: None (no clamp, default), float or per-channel ``(C,)`` tensor.
         generator: ``torch.Generator`` for the random start (reproducibility).
+        objective: how :meth:`run` judges success: ``"classifier"``, ``"photoz"`` or a callable
+            ``(output, y) -> (fitness, success)`` (:mod:`advrobust.attacks.losses`); default the
+            loss's ``success_objective`` (``"ce"`` -> classifier, photo-z losses -> photoz).
         channels_last: model input memory format, see :class:`~advrobust.attacks.Attack`.
 
     Shape:
         x: ``(B, ...)`` float, any units; y: ``(B, ...)``; extra: tensors ``(B, ...)`` passed to
-        the model unperturbed (e.g. E(B-V)); returns ``(B, ...)`` like x, detached.
+        the model unperturbed (e.g. E(B-V)); ``atk(...)`` returns ``(B, ...)`` like x, detached;
+        ``atk.run(...)`` an :class:`~advrobust.attacks.AttackResult` (``x_adv``, ``success`` ``(B,)``).
 
     Example:
         >>> atk = PGD(model, eps=0.01, steps=10, random_start=True)
         >>> x_adv = atk(images, labels)
-        >>> x_adv = PGD(photoz_model, eps=0.01, loss="photoz_ce")(images, z_spec, ebv)
+        >>> res = PGD(photoz_model, eps=0.01, loss="photoz_ce").run(images, z_spec, ebv)
+        >>> res.success_rate  # fraction with |dz| > 0.05
     """
 
     _step_op = staticmethod(ops.linf_step)
@@ -143,9 +154,11 @@ class PGD(_GradientAttack):
     def __init__(self, model: nn.Module, eps: ScalarOrPerSample = 0.01, alpha: Optional[ScalarOrPerSample] = None,
                  steps: int = 10, random_start: bool = False, *, loss: Union[str, LossFn] = "ce",
                  targeted: bool = False, lo: Bound = None, hi: Bound = None,
-                 generator: Optional[torch.Generator] = None, channels_last: Optional[bool] = None) -> None:
+                 generator: Optional[torch.Generator] = None, objective: Union[str, ObjectiveFn, None] = None,
+                 channels_last: Optional[bool] = None) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, loss=loss,
-                         targeted=targeted, lo=lo, hi=hi, generator=generator, channels_last=channels_last)
+                         targeted=targeted, lo=lo, hi=hi, generator=generator, objective=objective,
+                         channels_last=channels_last)
 
     def _random_start(self, x, eps, lo, hi):
         u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=self.generator)
@@ -153,15 +166,15 @@ class PGD(_GradientAttack):
 
 
 class FGSM(PGD):
-    r"""Fast gradient sign method (Goodfellow et al. 2014; 001 section 3.3).
+    r"""Fast gradient sign method (Goodfellow et al. 2014; Campagne 2021, section 3.3).
 
     Distance: L-inf. One step from x: ``x_adv = clamp(x + eps * sign(grad_x loss), lo, hi)``,
     computed by :func:`advrobust.ops.linf_step` with ``alpha = eps``.
 
     Args:
         model: any ``nn.Module``, called as ``model(x, *extra)``.
-        eps: L-inf radius in image units, float or per-sample ``(B,)`` tensor (001: 0.01).
-        loss, targeted, lo, hi, channels_last: as :class:`PGD`.
+        eps: L-inf radius in image units, float or per-sample ``(B,)`` tensor (Campagne 2021: 0.01).
+        loss, targeted, lo, hi, objective, channels_last: as :class:`PGD`.
 
     Example:
         >>> x_adv = FGSM(model, eps=0.01)(images, labels)
@@ -169,9 +182,9 @@ class FGSM(PGD):
 
     def __init__(self, model: nn.Module, eps: ScalarOrPerSample = 0.01, *, loss: Union[str, LossFn] = "ce",
                  targeted: bool = False, lo: Bound = None, hi: Bound = None,
-                 channels_last: Optional[bool] = None) -> None:
+                 objective: Union[str, ObjectiveFn, None] = None, channels_last: Optional[bool] = None) -> None:
         super().__init__(model, eps=eps, alpha=None, steps=1, random_start=False, loss=loss, targeted=targeted,
-                         lo=lo, hi=hi, channels_last=channels_last)
+                         lo=lo, hi=hi, objective=objective, channels_last=channels_last)
 
     def _radii(self, x):
         eps = per_sample(type(self).__name__, "eps", self.eps, x)
@@ -179,7 +192,8 @@ class FGSM(PGD):
 
 
 class PGDL2(_GradientAttack):
-    r"""Projected gradient descent in the L2 ball (Madry et al.; 001 eq. 8; 004's PGD-2).
+    r"""Projected gradient descent in the L2 ball (Madry et al.; Campagne 2021, eq. 8; the PGD-2 of
+    Mallam Garba, Susini and Kayo).
 
     Distance: L2, per sample over all non-batch dimensions. Each step, fused in
     :func:`advrobust.ops.l2_step`::
@@ -192,12 +206,13 @@ class PGDL2(_GradientAttack):
     Args:
         model: any ``nn.Module``.
         eps: L2 radius in image units, float or ``(B,)`` tensor. To match an L-inf radius as
-            001 does, use :func:`eps_l2_equal_volume` (``eps_inf * sqrt(2n/(e pi))``).
-        alpha: L2 step length, default ``eps / 10`` (as the L-inf attack; 004 uses 2/3 eps).
-        steps: iterations (001 needed 40 for an L-inf-like effect; default 10).
+            Campagne (2021) does, use :func:`eps_l2_equal_volume` (``eps_inf * sqrt(2n/(e pi))``).
+        alpha: L2 step length, default ``eps / 10`` (as the L-inf attack; Mallam Garba, Susini and
+            Kayo use 2/3 eps).
+        steps: iterations (Campagne 2021 needed 40 for an L-inf-like effect; default 10).
         random_start: start from a point drawn uniformly in the eps-ball (direction Gaussian,
             radius ``eps * u**(1/n)``, n = elements per sample), then clamped to lo/hi.
-        loss, targeted, lo, hi, generator, channels_last: as :class:`PGD`.
+        loss, targeted, lo, hi, generator, objective, channels_last: as :class:`PGD`.
 
     Example:
         >>> eps = eps_l2_equal_volume(0.01, 64 * 64)
@@ -209,9 +224,11 @@ class PGDL2(_GradientAttack):
     def __init__(self, model: nn.Module, eps: ScalarOrPerSample, alpha: Optional[ScalarOrPerSample] = None,
                  steps: int = 10, random_start: bool = False, *, loss: Union[str, LossFn] = "ce",
                  targeted: bool = False, lo: Bound = None, hi: Bound = None,
-                 generator: Optional[torch.Generator] = None, channels_last: Optional[bool] = None) -> None:
+                 generator: Optional[torch.Generator] = None, objective: Union[str, ObjectiveFn, None] = None,
+                 channels_last: Optional[bool] = None) -> None:
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start, loss=loss,
-                         targeted=targeted, lo=lo, hi=hi, generator=generator, channels_last=channels_last)
+                         targeted=targeted, lo=lo, hi=hi, generator=generator, objective=objective,
+                         channels_last=channels_last)
 
     def _random_start(self, x, eps, lo, hi):
         B, n = x.shape[0], x[0].numel()

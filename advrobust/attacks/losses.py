@@ -1,4 +1,4 @@
-"""Loss hooks of the gradient attacks and objectives of the one-pixel attack.
+"""Loss hooks of the gradient attacks and objectives that judge an attack's success.
 
 A gradient attack (:class:`~advrobust.attacks.FGSM`, :class:`~advrobust.attacks.PGD`,
 :class:`~advrobust.attacks.PGDL2`) *ascends* ``loss(output, y)`` (untargeted) or descends it
@@ -7,19 +7,21 @@ A gradient attack (:class:`~advrobust.attacks.FGSM`, :class:`~advrobust.attacks.
 accepted too). Built-ins, selectable by name:
 
 * ``"ce"`` — :class:`CrossEntropy`: classifiers, ``y`` class indices ``(B,)``;
-* ``"photoz_ce"`` — :class:`PhotozBinCE`: 001's training loss, cross-entropy of the redshift-bin
-  logits against the bin holding ``y`` (spectroscopic redshifts ``(B,)`` or bin indices);
+* ``"photoz_ce"`` — :class:`PhotozBinCE`: Campagne (2021)'s training loss, cross-entropy of the
+  redshift-bin logits against the bin holding ``y`` (spectroscopic redshifts ``(B,)`` or bin indices);
 * ``"photoz_dz"`` — :class:`PhotozDeltaZ`: ``|dz|`` with ``dz = (z_phot - z) / (1 + z)`` and
-  ``z_phot`` the p.d.f.-weighted mean of the bin centres (001, section 2).
+  ``z_phot`` the p.d.f.-weighted mean of the bin centres (Campagne 2021, section 2).
 
-The one-pixel attack instead scores candidates with an *objective*
-``objective(output, y) -> (fitness, success)``, both ``(N,)``: fitness lower is better (what
-:func:`advrobust.ops.de_select_` keeps), success a bool per candidate read from the same forward
-pass. Built-ins: ``"classifier"`` (:class:`ClassifierObjective`) and ``"photoz"``
-(:class:`PhotozObjective`).
+An *objective* ``objective(output, y) -> (fitness, success)``, both ``(N,)``, scores the
+candidates of the one-pixel attack (fitness, lower is better: what :func:`advrobust.ops.de_select_`
+keeps) and says, for every attack's :meth:`~advrobust.attacks.Attack.run`, which samples are
+fooled (success, a bool per sample). Built-ins: ``"classifier"`` (:class:`ClassifierObjective`)
+and ``"photoz"`` (:class:`PhotozObjective`, ``|dz| > 0.05``, the outlier cut of Pasquet et al.
+2019 and Campagne 2021). A loss names the objective that judges it in its ``success_objective``
+attribute (``"classifier"`` for ``"ce"``, ``"photoz"`` for the photo-z losses).
 
-Photo-z hooks need the bin centres; they take them from the model's ``bin_centres`` buffer
-(:class:`advrobust.models.PhotozModel`) through :meth:`bind`, or from the constructor.
+Photo-z hooks take the binning (:mod:`advrobust.redshift`) from the model's ``bin_centres``
+(and ``bin_edges``) through :meth:`bind`, or from the constructor.
 """
 from __future__ import annotations
 
@@ -30,57 +32,61 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from advrobust import redshift
+from advrobust.checks import check_number
+
 __all__ = [
     "CrossEntropy", "PhotozBinCE", "PhotozDeltaZ", "ClassifierObjective", "PhotozObjective",
-    "resolve_loss", "resolve_objective", "redshift_to_bin",
+    "resolve_loss", "resolve_objective",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 ObjectiveFn = Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
 
 
-def redshift_to_bin(z: Tensor, bin_centres: Tensor) -> Tensor:
-    """Index of the bin whose centre is nearest to each redshift, int64 of ``z``'s shape.
+class _PhotozHook:
+    """Mixin: photo-z hooks take their binning tensors from the constructor or from the model.
 
-    For 001's equal-width bins this is the bin holding ``z`` (clamped to the range).
+    ``_binning`` names the attributes a hook uses (``"bin_centres"`` ``(n_bins,)``,
+    ``"bin_edges"`` ``(n_bins + 1,)``); ``_required`` those :meth:`bind` must find.
     """
-    centres = bin_centres.to(device=z.device, dtype=z.dtype)
-    edges = 0.5 * (centres[1:] + centres[:-1])
-    return torch.bucketize(z.contiguous(), edges)
 
+    _binning: Tuple[str, ...] = ("bin_centres",)
+    _required: Tuple[str, ...] = ("bin_centres",)
+    success_objective = "photoz"
 
-class _NeedsBinCentres:
-    """Mixin: photo-z hooks take the bin centres from the constructor or from the model."""
-
-    bin_centres: Optional[Tensor]
-
-    def bind(self, model: nn.Module) -> "_NeedsBinCentres":
-        """This hook with ``model.bin_centres`` when no centres were given (a copy: the caller's object
-        is left unbound, so it can be reused on a model with other bins); raise if there are none."""
-        if self.bin_centres is not None:
-            return self
-        centres = getattr(model, "bin_centres", None)
-        if not isinstance(centres, Tensor):
+    def bind(self, model: nn.Module) -> "_PhotozHook":
+        """This hook with the model's binning tensors where none were given (a copy: the caller's
+        object is left unbound, so it can be reused on a model with other bins); raise if a
+        required one is missing."""
+        found = {k: getattr(model, k, None) for k in self._binning if getattr(self, k) is None}
+        found = {k: v for k, v in found.items() if isinstance(v, Tensor)}
+        missing = [k for k in self._required if getattr(self, k) is None and k not in found]
+        if missing:
             raise ValueError(
-                f"{type(self).__name__}: the model ({type(model).__name__}) has no `bin_centres` "
-                "buffer; pass bin_centres=<(n_bins,) tensor of redshift-bin centres> explicitly")
+                f"{type(self).__name__}: the model ({type(model).__name__}) has no `{missing[0]}`; pass "
+                f"{missing[0]}=<tensor> explicitly (see advrobust.redshift)")
+        if not found:
+            return self
         bound = copy.copy(self)
-        bound.bin_centres = centres
+        vars(bound).update(found)
         return bound
 
     def _z_phot(self, logits: Tensor) -> Tensor:
         if self.bin_centres is None:
             raise ValueError(f"{type(self).__name__}: bin_centres unknown; pass them, or use the hook "
                              "returned by bind(model)")
-        if logits.dim() != 2 or logits.shape[1] != self.bin_centres.numel():
-            raise ValueError(f"{type(self).__name__}: expected logits of shape (N, {self.bin_centres.numel()}) "
-                             f"(one per redshift bin), got {tuple(logits.shape)}")
-        centres = self.bin_centres.to(device=logits.device, dtype=logits.dtype)
-        return torch.softmax(logits, dim=1) @ centres
+        return redshift.z_phot(logits, self.bin_centres)
+
+    def _abs_dz(self, logits: Tensor, y: Tensor) -> Tensor:
+        """``|dz|`` of ``z_phot(logits)`` against the redshifts ``y``, shape ``(N,)``."""
+        return redshift.delta_z(self._z_phot(logits), y.to(logits.dtype)).abs()
 
 
 class CrossEntropy:
     """Per-sample cross-entropy of classifier logits ``(B, n_classes)`` against labels ``(B,)``."""
+
+    success_objective = "classifier"
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, reduction="none")
@@ -89,31 +95,37 @@ class CrossEntropy:
         return "CrossEntropy()"
 
 
-class PhotozBinCE(_NeedsBinCentres):
-    """001's photo-z loss: cross-entropy of the bin logits ``(B, n_bins)`` against the one-hot bin of ``y``.
+class PhotozBinCE(_PhotozHook):
+    """Campagne (2021)'s photo-z loss: cross-entropy of the bin logits ``(B, n_bins)`` against the
+    one-hot bin of ``y``.
 
     Args:
-        bin_centres: ``(n_bins,)`` redshift-bin centres; default: the model's ``bin_centres``.
+        bin_edges: ``(n_bins + 1,)`` redshift-bin edges; default: the model's ``bin_edges``
+            (:class:`advrobust.models.PhotozModel` has them).
 
-    ``y`` holds redshifts ``(B,)`` (float: converted to the nearest bin) or bin indices (int64).
+    ``y`` holds redshifts ``(B,)`` (float: the bin holding each, by
+    :func:`advrobust.redshift.redshift_to_bin`) or bin indices (int64, no edges needed).
     """
 
-    def __init__(self, bin_centres: Optional[Tensor] = None) -> None:
-        self.bin_centres = bin_centres
+    _binning = ("bin_edges",)
+    _required = ()
+
+    def __init__(self, bin_edges: Optional[Tensor] = None) -> None:
+        self.bin_edges = bin_edges
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
         if y.is_floating_point():
-            if self.bin_centres is None:
-                raise ValueError("PhotozBinCE: float redshifts need bin_centres; pass them, or use the hook "
-                                 "returned by bind(model)")
-            y = redshift_to_bin(y, self.bin_centres)
+            if self.bin_edges is None:
+                raise ValueError("PhotozBinCE: float redshifts need bin_edges; pass them, or use a model "
+                                 "with a `bin_edges` attribute (advrobust.models.PhotozModel), or int64 bins")
+            y = redshift.redshift_to_bin(y, self.bin_edges)
         return F.cross_entropy(logits, y, reduction="none")
 
     def __repr__(self) -> str:
         return "PhotozBinCE()"
 
 
-class PhotozDeltaZ(_NeedsBinCentres):
+class PhotozDeltaZ(_PhotozHook):
     """``|dz| = |z_phot - y| / (1 + y)`` per sample, ``z_phot`` = p.d.f.-weighted mean of bin centres.
 
     Untargeted, an attack maximises the redshift error against ``y = z_spec``; targeted
@@ -127,15 +139,14 @@ class PhotozDeltaZ(_NeedsBinCentres):
         self.bin_centres = bin_centres
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
-        z = y.to(logits.dtype)
-        return (self._z_phot(logits) - z).abs() / (1.0 + z)
+        return self._abs_dz(logits, y)
 
     def __repr__(self) -> str:
         return "PhotozDeltaZ()"
 
 
 class ClassifierObjective:
-    """One-pixel fitness for classifiers (Su et al.), lower is better.
+    """Fitness (one-pixel, Su et al.; lower is better) and success for classifiers.
 
     Untargeted: fitness = softmax probability of the true class ``y``, success = argmax != y.
     Targeted: fitness = -probability of the target ``y``, success = argmax == y.
@@ -153,11 +164,12 @@ class ClassifierObjective:
         return f"ClassifierObjective(targeted={self.targeted})"
 
 
-class PhotozObjective(_NeedsBinCentres):
-    """One-pixel fitness for photo-z p.d.f. models, lower is better.
+class PhotozObjective(_PhotozHook):
+    """Fitness (one-pixel; lower is better) and success for photo-z p.d.f. models.
 
     Untargeted (``y = z_spec``): fitness = -|dz| (maximise the redshift error), success when
-    ``|dz| > threshold`` — by default 0.05, the catastrophic-outlier cut of 001's eta.
+    ``|dz| > threshold`` — by default 0.05, the catastrophic-outlier cut of the outlier fraction
+    eta (Pasquet et al. 2019; Campagne 2021).
     Targeted (``y`` = target redshift): fitness = ``|z_phot - y| / (1 + y)``, success when it is
     below ``threshold``.
 
@@ -169,15 +181,12 @@ class PhotozObjective(_NeedsBinCentres):
 
     def __init__(self, bin_centres: Optional[Tensor] = None, *, targeted: bool = False,
                  threshold: float = 0.05) -> None:
-        if not threshold > 0:
-            raise ValueError(f"PhotozObjective: threshold must be > 0, got {threshold}")
         self.bin_centres = bin_centres
         self.targeted = bool(targeted)
-        self.threshold = float(threshold)
+        self.threshold = check_number("PhotozObjective", "threshold", threshold, positive=True)
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
-        z = y.to(logits.dtype)
-        dz = (self._z_phot(logits) - z).abs() / (1.0 + z)
+        dz = self._abs_dz(logits, y)
         if self.targeted:
             return dz, dz < self.threshold
         return -dz, dz > self.threshold
@@ -198,10 +207,7 @@ def resolve_loss(loss: Union[str, LossFn], model: nn.Module) -> LossFn:
         loss = _LOSSES[loss]()
     if not callable(loss):
         raise TypeError(f"loss must be a name or a callable (output, y) -> (B,) loss, got {type(loss).__name__}")
-    if hasattr(loss, "bind"):
-        bound = loss.bind(model)
-        loss = loss if bound is None else bound  # a user's hook may bind in place and return None
-    return loss
+    return _bind(loss, model)
 
 
 def resolve_objective(objective: Union[str, ObjectiveFn], model: nn.Module, *, targeted: bool,
@@ -217,7 +223,10 @@ def resolve_objective(objective: Union[str, ObjectiveFn], model: nn.Module, *, t
                              "(output, y) -> (fitness (N,), success (N,) bool), fitness lower is better")
     if not callable(objective):
         raise TypeError(f"objective must be a name or a callable, got {type(objective).__name__}")
-    if hasattr(objective, "bind"):
-        bound = objective.bind(model)
-        objective = objective if bound is None else bound
-    return objective
+    return _bind(objective, model)
+
+
+def _bind(hook, model: nn.Module):
+    """``hook.bind(model)`` where the hook has one (a user's hook may bind in place and return None)."""
+    bound = hook.bind(model) if hasattr(hook, "bind") else None
+    return hook if bound is None else bound

@@ -1,9 +1,10 @@
 """Natural (non-adversarial) perturbations, as functions and as augmentation modules.
 
 * :func:`gaussian_noise` — ``x + N(0, sigma^2)``;
-* :func:`uniform_noise` — ``x + U[-eps, eps]``, 001's control (section 3.3: eps = 0.01 leaves
+* :func:`uniform_noise` — ``x + U[-eps, eps]``, Campagne (2021)'s control (section 3.3: eps = 0.01 leaves
   the photo-z metrics unchanged, 0.1 degrades them);
-* :func:`shorter_exposure` — the Poisson noise of a shorter exposure, e.g. 002's Y10 -> Y1
+* :func:`shorter_exposure` — the Poisson noise of a shorter exposure, e.g. the Y10 -> Y1 of
+  Ćiprijanović et al. (2022)
   (one year of observing instead of ten: ``exposure_ratio = 0.1``).
 
 Each function returns a new tensor (the input is not modified) and takes a ``generator`` for
@@ -47,7 +48,7 @@ def gaussian_noise(x: Tensor, sigma: ScalarOrPerSample, *, generator: Optional[t
 
 
 def uniform_noise(x: Tensor, eps: ScalarOrPerSample, *, generator: Optional[torch.Generator] = None) -> Tensor:
-    """``x + U[-eps, eps]`` per element (001's random control for its eps choice).
+    """``x + U[-eps, eps]`` per element (Campagne 2021's random control for its eps choice).
 
     Example:
         >>> x_noisy = uniform_noise(images, 0.01)
@@ -60,9 +61,9 @@ def uniform_noise(x: Tensor, eps: ScalarOrPerSample, *, generator: Optional[torc
 
 def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: float, gain: float = 1.0,
                      noisy_input: bool = True, generator: Optional[torch.Generator] = None) -> Tensor:
-    r"""Poisson noise of a shorter exposure, in the units of the long one (002: Y10 -> Y1).
+    r"""Poisson noise of a shorter exposure, in the units of the long one (Ćiprijanović et al. 2022: Y10 -> Y1).
 
-    ``x`` is a sky-subtracted image of the long exposure (e.g. Y10, 002 section 2.2) in ADU,
+    ``x`` is a sky-subtracted image of the long exposure (e.g. Y10, Ćiprijanović et al. 2022, section 2.2) in ADU,
     ``sky`` the subtracted sky level per pixel in the same units, ``gain`` electrons per ADU,
     ``exposure_ratio = t_short / t_long`` in (0, 1] (Y1 from Y10: 0.1). The result keeps the
     flux scale of ``x`` (what a model trained on the long exposure expects) with the noise of

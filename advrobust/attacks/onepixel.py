@@ -1,4 +1,5 @@
-"""One-pixel attack by differential evolution (Su et al. 2017/2019; 002 section 2.3), batched.
+"""One-pixel attack by differential evolution (Su et al. 2017/2019; Ćiprijanović et al. 2022
+(DeepAdversaries), section 2.3), batched.
 
 A candidate changes ``k`` pixels; its genes are, per pixel, ``(row, col, v_1, ..., v_C)``, so a
 candidate has ``D = k * (2 + C)`` genes. Rows/cols are continuous in ``[0, H)`` / ``[0, W)``
@@ -18,6 +19,9 @@ Every generation of the search is, for the whole batch at once:
 
 The initial population (uniform within the bounds) is scored once; an image that one of its
 random candidates already fools stops with ``iterations = 0``.
+
+``OnePixel(...)(x, y)`` returns the adversarial batch like every attack; ``.run(x, y)`` returns
+the :class:`OnePixelResult` with the success flags and the search record.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, clamp_range
+from advrobust.attacks.base import Attack, AttackResult, clamp_range
 from advrobust.checks import Bound, check_number
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 from advrobust.ops.de import de_pixels
@@ -39,8 +43,8 @@ _MiB = 1 << 20
 
 
 @dataclass
-class OnePixelResult:
-    """What :class:`OnePixel` returns.
+class OnePixelResult(AttackResult):
+    """What :meth:`OnePixel.run` returns: :class:`~advrobust.attacks.AttackResult` plus the search record.
 
     Attributes:
         x_adv: ``(B, C, H, W)`` the images with the best candidate applied (the first successful
@@ -53,17 +57,10 @@ class OnePixelResult:
         fitness: ``(B,)`` the objective's fitness of ``x_adv`` (lower is better).
     """
 
-    x_adv: Tensor
-    success: Tensor
     iterations: Tensor
     pixels: Tensor
     values: Tensor
     fitness: Tensor
-
-    @property
-    def success_rate(self) -> float:
-        """Fraction of images fooled."""
-        return float(self.success.float().mean())
 
 
 def _repeat_rows(t: Tensor, n: int) -> Tensor:
@@ -74,7 +71,8 @@ def _repeat_rows(t: Tensor, n: int) -> Tensor:
 class OnePixel(Attack):
     r"""Batched one-pixel (k-pixel) attack by differential evolution.
 
-    Distance: L0 (``k`` pixels, all channels of each). 002 caps the search at 80 generations and
+    Distance: L0 (``k`` pixels, all channels of each). Ćiprijanović et al. (2022) cap the search at
+    80 generations and
     its code uses a population of 400. The default DE variant is the one of scipy's
     ``differential_evolution`` that the public one-pixel implementations run (torchattacks,
     one-pixel-attack-keras): DE/best/1/bin with a mutation factor dithered uniformly in
@@ -85,8 +83,8 @@ class OnePixel(Attack):
     Args:
         model: any ``nn.Module``, called as ``model(images, *extra)`` on batches of candidates.
         pixels: ``k``, the number of pixels changed per image.
-        population: ``P``, candidates per image (>= 4; 002: 400).
-        max_iter: generation cap (002: 80).
+        population: ``P``, candidates per image (>= 4; Ćiprijanović et al. 2022: 400).
+        max_iter: generation cap (Ćiprijanović et al. 2022: 80).
         strategy: ``"best1"`` (mutant = best + F (r2 - r3), default) or ``"rand1"``
             (r1 + F (r2 - r3), Su et al.).
         F: differential weight, a float, or ``(low, high)`` to draw it uniformly per generation
@@ -100,7 +98,7 @@ class OnePixel(Attack):
             (fitness (N,), success (N,) bool)``, lower fitness better. See
             :mod:`advrobust.attacks.losses`.
         threshold: ``|dz|`` success cut of the photo-z objective (default 0.05).
-        add: add the values to the pixels instead of replacing them (002 replaces).
+        add: add the values to the pixels instead of replacing them (Ćiprijanović et al. 2022 replace).
         lo, hi: range of the replacing values: float or per-channel ``(C,)``; default the
             per-channel min / max of the attacked batch (the whole batch, so an image's search
             range depends on the other images in its batch: pass lo/hi to make it per-survey).
@@ -121,13 +119,15 @@ class OnePixel(Attack):
     Shape:
         x: ``(B, C, H, W)`` float; y: ``(B,)`` int64 classes (``"classifier"``) or float
         redshifts (``"photoz"``); extra: ``(B, ...)`` tensors repeated per candidate, never
-        perturbed. Returns an :class:`OnePixelResult`.
+        perturbed. ``atk(...)`` returns the adversarial batch ``(B, C, H, W)``; ``atk.run(...)`` an
+        :class:`OnePixelResult`.
 
     Example:
         >>> atk = OnePixel(model, pixels=1, population=400, max_iter=80, seed=0)
-        >>> res = atk(images, labels)
-        >>> res.success.float().mean(), res.iterations, res.pixels
-        >>> res = OnePixel(photoz_model, objective="photoz", max_iter=20)(images, z_spec, ebv)
+        >>> x_adv = atk(images, labels)
+        >>> res = atk.run(images, labels)
+        >>> res.success_rate, res.iterations, res.pixels
+        >>> res = OnePixel(photoz_model, objective="photoz", max_iter=20).run(images, z_spec, ebv)
     """
 
     _min_dim = 4
@@ -237,7 +237,7 @@ class OnePixel(Attack):
                 c = cand4[b0:b1, p0:p1]
                 imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
                 m = p1 - p0
-                inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward)
+                inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward_result)
                 out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
                 if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == inp.shape[0]):
@@ -260,7 +260,7 @@ class OnePixel(Attack):
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
-    def forward(self, x, y, lo, hi, extra) -> OnePixelResult:
+    def forward_result(self, x, y, lo, hi, extra) -> OnePixelResult:
         self._check_y(x, y)
         B, C, H, W = x.shape
         k, P, D = self.pixels, self.population, self.pixels * (2 + C)
@@ -349,6 +349,7 @@ class OnePixel(Attack):
         )
 
 
-def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *extra: Tensor, **kwargs) -> OnePixelResult:
-    """Functional :class:`OnePixel`: ``one_pixel(model, x, y, *extra, pixels=1, population=400, ...)``."""
+def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *extra: Tensor, **kwargs) -> Tensor:
+    """Functional :class:`OnePixel`: ``one_pixel(model, x, y, *extra, pixels=1, population=400, ...)``,
+    the adversarial batch (use ``OnePixel(...).run`` for the :class:`OnePixelResult`)."""
     return OnePixel(model, **kwargs)(x, y, *extra)

@@ -4,7 +4,7 @@
 * :func:`simulate_morphology` -- gri 100x100 spirals (0), ellipticals (1), mergers (2) at depths Y10 and Y1.
 * :func:`save_arrays` / :func:`load_arrays`, :func:`load_images`, :func:`load_catalogue` -- files.
 * :class:`SurveyDataset`, :func:`load_survey` -- a torch Dataset with flips and 90-degree rotations.
-* :func:`asinh_stretch`, :func:`percentile_clip` -- 002's preprocessing.
+* :func:`asinh_stretch`, :func:`percentile_clip` -- the preprocessing of Ćiprijanović et al. (2022).
 """
 from advrobust.data.dataset import SurveyDataset, load_survey, random_dihedral
 from advrobust.data.io import load_arrays, load_catalogue, load_images, save_arrays

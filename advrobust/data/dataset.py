@@ -16,7 +16,7 @@ _NAN_POLICIES = ("raise", "reject", "fill")
 
 
 def random_dihedral(image: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One of the 8 flips / 90-degree rotations of ``image`` ``(..., H, W)``, uniformly at random (001).
+    """One of the 8 flips / 90-degree rotations of ``image`` ``(..., H, W)``, uniformly at random (Campagne 2021).
 
     Square images only (rotations must keep the shape).
     """

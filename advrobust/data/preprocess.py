@@ -1,4 +1,5 @@
-"""Image preprocessing of 002 (section 2.2): percentile clipping and a colour-preserving arcsinh stretch."""
+"""Image preprocessing of Ćiprijanović et al. 2022 (DeepAdversaries, section 2.2): percentile clipping
+and a colour-preserving arcsinh stretch."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -33,13 +34,14 @@ def percentile_clip(images: np.ndarray, percentiles: Sequence[float] = (0.1, 99.
 def asinh_stretch(
     images: np.ndarray, percentiles: Sequence[float] = (0.1, 99.9), softening: float = 0.02
 ) -> np.ndarray:
-    """002's display transform: clip, arcsinh stretch preserving colours, rescale to [0, 1].
+    """The display transform of Ćiprijanović et al. (2022): clip, arcsinh stretch preserving colours,
+    rescale to [0, 1].
 
     Per image: clip to ``percentiles`` (:func:`percentile_clip`); with ``I`` the mean over bands and
     ``s = softening * max(image)``, multiply every band by ``asinh(I / s) / (I / s)`` (Lupton et al.
     2004: the stretch depends on the intensity only, so the band ratios of each pixel are kept);
     clip negative values (sky-noise troughs) to 0 and divide by the image's maximum, so that the
-    band ratios of every positive pixel survive into the [0, 1] output. 002 gives the steps but not
+    band ratios of every positive pixel survive into the [0, 1] output. The paper gives the steps but not
     its constants; these are ours.
 
     Args:

@@ -7,8 +7,8 @@ Photometry (SEDs, K-corrections, extinction, LSST zero points, sky and exposure)
 :mod:`advrobust.data.photometry`.
 
 Noise: the sky (dark-sky brightness of each band) is added, Poisson electrons are drawn for the
-total exposure, and the mean sky is subtracted, as in 002 (section 2.2). Images are in nanomaggies
-per pixel (AB magnitude 22.5 = 1 nanomaggy), pixels of 0.2 arcsec.
+total exposure, and the mean sky is subtracted, as in Ćiprijanović et al. 2022 (section 2.2).
+Images are in nanomaggies per pixel (AB magnitude 22.5 = 1 nanomaggy), pixels of 0.2 arcsec.
 
 Randomness: galaxy ``k`` of a call with ``seed`` uses its own generator
 ``numpy.random.default_rng([seed, k])``, so the output depends on ``(n, seed, arguments)`` only,
@@ -235,7 +235,7 @@ def simulate_photoz(
     Args:
         n: number of galaxies.
         seed: non-negative integer; equal seeds give bit-identical outputs.
-        z_range: ``(z_min, z_max)`` of the redshifts (001: within [0, 1); Pasquet et al.: [0, 0.4)).
+        z_range: ``(z_min, z_max)`` of the redshifts (Campagne 2021: within [0, 1); Pasquet et al. 2019: [0, 0.4)).
         templates: subset of ``("E", "Sbc", "Scd", "Im")`` to draw from (fractions renormalised).
         depth_years: LSST exposure in years (10: full depth).
         ebv_scale: mean E(B-V) in magnitudes.
@@ -294,7 +294,7 @@ def simulate_morphology(
     preprocess: bool = False,
     n_workers: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Simulate ``n`` galaxy-morphology cutouts in LSST g, r, i at two depths, as in 002.
+    """Simulate ``n`` galaxy-morphology cutouts in LSST g, r, i at two depths, as in Ćiprijanović et al. (2022).
 
     Classes (``labels``): 0 spiral (exponential disc + de Vaucouleurs bulge + star-forming knots,
     Sbc / E / Im colours), 1 elliptical (Sersic n in [3, 5.5], E colours), 2 merger (two Sersic
@@ -305,12 +305,13 @@ def simulate_morphology(
     Args:
         n: number of galaxies.
         seed: non-negative integer; equal seeds give bit-identical outputs.
-        redshift: common redshift of the colours (002 moves all galaxies to one effective redshift).
+        redshift: common redshift of the colours (Ćiprijanović et al. 2022 move all galaxies to one
+            effective redshift).
         r_mag_range: uniform range of the total r magnitude (AB).
         median_radius: median half-light radius in arcsec (log-normal, 0.25 in ln).
         seeing_range: uniform range of the atmospheric FWHM in arcsec.
         size: cutout side in pixels (100).
-        preprocess: apply 002's percentile clipping and arcsinh stretch
+        preprocess: apply Ćiprijanović et al. (2022)'s percentile clipping and arcsinh stretch
             (:func:`advrobust.data.preprocess.asinh_stretch`) to both depths.
         n_workers: processes; default: one per core for large ``n`` (1 below 512 galaxies).
 

@@ -1,6 +1,6 @@
-"""Photometric-redshift quality metrics (001, section 2).
+"""Photometric-redshift quality metrics (Campagne 2021, section 2).
 
-``dz = (z_phot - z_spec) / (1 + z_spec)``; ``bias = mean(dz)``;
+``dz = (z_phot - z_spec) / (1 + z_spec)`` (:func:`advrobust.redshift.delta_z`); ``bias = mean(dz)``;
 ``sigma_MAD = 1.4826 * median(|dz - median(dz)|)``; ``eta`` = fraction of outliers ``|dz| > 0.05``.
 Inputs are 1-D tensors or arrays of equal length; medians are the usual ones (the mean of the two
 middle values for an even count), computed in float64.
@@ -11,6 +11,8 @@ from typing import Union
 
 import numpy as np
 import torch
+
+from advrobust import redshift
 
 __all__ = ["delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "photoz_metrics"]
 
@@ -42,7 +44,7 @@ def delta_z(z_phot: ArrayLike, z_spec: ArrayLike) -> np.ndarray:
         raise ValueError(f"z_phot and z_spec must have the same length, got {zp.size} and {zs.size}")
     if np.any(zs <= -1):
         raise ValueError("z_spec must be greater than -1")
-    return (zp - zs) / (1.0 + zs)
+    return redshift.delta_z(zp, zs)
 
 
 def photoz_bias(dz: ArrayLike) -> float:
@@ -57,7 +59,7 @@ def sigma_mad(dz: ArrayLike) -> float:
 
 
 def outlier_fraction(dz: ArrayLike, threshold: float = 0.05) -> float:
-    """Fraction of ``|dz| > threshold`` (001: 0.05), in [0, 1]."""
+    """Fraction of ``|dz| > threshold`` (Campagne 2021: 0.05), in [0, 1]."""
     return float(np.mean(np.abs(_as_1d(dz, "dz")) > threshold))
 
 

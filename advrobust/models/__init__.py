@@ -7,10 +7,10 @@ Photo-z models (:class:`PhotozModel`) take ``(image, ebv)`` and add ``pdf``, ``z
 
 | name | paper | input | output | parameters |
 |---|---|---|---|---|
-| ``pasquet_inception`` | 001 Table A1 | (5, 64, 64) + ebv | 180 bins | 27,596,372 |
-| ``campagne_cnn`` | 001 Table A2 | (5, 64, 64) + ebv | 180 bins | 13,461,008 |
-| ``convnet`` | 002 Table 1 | (3, 100, 100) | 3 classes | 1,187,203 |
-| ``resnet18`` | 002 (He et al.) | (3, H, W) | 3 classes | 11,308,611 |
+| ``pasquet_inception`` | Campagne 2021, Table A1 | (5, 64, 64) + ebv | 180 bins | 27,596,372 |
+| ``campagne_cnn`` | Campagne 2021, Table A2 | (5, 64, 64) + ebv | 180 bins | 13,461,008 |
+| ``convnet`` | Ćiprijanović et al. 2022, Table 1 | (3, 100, 100) | 3 classes | 1,187,203 |
+| ``resnet18`` | Ćiprijanović et al. 2022 (He et al.) | (3, H, W) | 3 classes | 11,308,611 |
 | ``photoz_small`` | small CNN, asinh input | (5, 64, 64) + ebv | 180 bins | 28,500 |
 | ``morphology_small`` | small ``convnet`` | (3, 100, 100) | 3 classes | 78,035 |
 """

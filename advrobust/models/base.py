@@ -5,8 +5,9 @@ logits with a head (``model.head``): ``forward(*inputs) == head(features(*inputs
 the MMD domain adaptation and the latent-space plots rely on exactly this split.
 
 Photometric-redshift models (:class:`PhotozModel`) take ``(image, ebv)`` and return logits over
-``n_bins`` redshift bins of equal width over ``[0, z_max)``; :meth:`PhotozModel.pdf` is their softmax
-and :meth:`PhotozModel.z_phot` the p.d.f.-weighted mean of the bin centres (001, section 2).
+``n_bins`` redshift bins of equal width over ``[0, z_max]``; :meth:`PhotozModel.pdf` is their softmax
+and :meth:`PhotozModel.z_phot` the p.d.f.-weighted mean of the bin centres (Campagne 2021, section 2).
+The binning and the formulas live in :mod:`advrobust.redshift`.
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from advrobust import redshift
+
 __all__ = ["LatentModel", "PhotozModel", "xavier_init_"]
 
 
 def xavier_init_(module: nn.Module, bias: float = 0.1) -> None:
     """Xavier-uniform weights and a constant bias for every convolution and linear layer of ``module``.
 
-    This is the initialisation of Pasquet et al. (2019) that 001 (section 2) adopts for its models.
+    This is the initialisation of Pasquet et al. (2019) that Campagne (2021, section 2) adopts for its models.
     """
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
@@ -72,15 +75,19 @@ class PhotozModel(LatentModel):
     """Base of the photo-z models: inputs ``(image, ebv)``, logits over redshift bins.
 
     Args:
-        n_bins: number of redshift bins (001 and Pasquet et al.: 180).
-        z_max: upper edge of the redshift range ``[0, z_max)`` covered by the bins (001: 1.0,
-            Pasquet et al. on SDSS: 0.4).
+        n_bins: number of redshift bins (Campagne 2021 and Pasquet et al. 2019: 180).
+        z_max: upper edge of the redshift range ``[0, z_max]`` covered by the bins (Campagne 2021:
+            1.0, Pasquet et al. 2019 on SDSS: 0.4).
         input_softening: if given, images (fluxes) enter the network as ``asinh(image / input_softening)``,
             linear below ``input_softening`` and logarithmic above, so that colours become differences;
             None feeds the images unchanged (the papers' models).
 
     Attributes:
-        bin_centres: buffer of shape ``(n_bins,)``, the bin centres ``(k + 1/2) z_max / n_bins``.
+        bin_centres: float buffer of shape ``(n_bins,)``, the bin centres ``(k + 1/2) z_max / n_bins``.
+        bin_edges: float64 ``(n_bins + 1,)``, the bin edges ``k z_max / n_bins`` (a property).
+
+    The binning rule (half-open bins, the last one closed, outside clipped) is
+    :func:`advrobust.redshift.redshift_to_bin`'s.
     """
 
     bin_centres: Tensor
@@ -99,8 +106,7 @@ class PhotozModel(LatentModel):
         self.n_bins = int(n_bins)
         self.n_outputs = self.n_bins
         self.z_max = float(z_max)
-        centres = (torch.arange(self.n_bins, dtype=torch.float64) + 0.5) * (self.z_max / self.n_bins)
-        self.register_buffer("bin_centres", centres.float(), persistent=False)
+        self.register_buffer("bin_centres", redshift.bin_centres(self.n_bins, self.z_max).float(), persistent=False)
 
     def _prepare(self, image: Tensor, ebv: Tensor) -> tuple[Tensor, Tensor]:
         """Checked network inputs: the (optionally asinh-scaled) image and ebv as a (B, 1) column."""
@@ -129,10 +135,14 @@ class PhotozModel(LatentModel):
 
     def z_phot(self, image: Tensor, ebv: Tensor) -> Tensor:
         """Photometric redshift, the p.d.f.-weighted mean of the bin centres, shape ``(B,)``."""
-        pdf = self.pdf(image, ebv)
-        return pdf @ self.bin_centres.to(pdf.dtype)
+        return redshift.z_phot(self(image, ebv), self.bin_centres)
+
+    @property
+    def bin_edges(self) -> Tensor:
+        """Float64 bin edges ``(n_bins + 1,)`` on the model's device."""
+        return redshift.bin_edges(self.n_bins, self.z_max, device=self.bin_centres.device)
 
     def redshift_to_bin(self, z: Tensor) -> Tensor:
-        """Index of the bin holding each redshift (clamped to the range), int64 of ``z``'s shape."""
-        index = torch.floor(z / (self.z_max / self.n_bins)).long()
-        return index.clamp_(0, self.n_bins - 1)
+        """Index of the bin holding each redshift, int64 of ``z``'s shape (see
+        :func:`advrobust.redshift.redshift_to_bin`: half-open bins, outside clipped)."""
+        return redshift.redshift_to_bin(z, self.bin_edges)

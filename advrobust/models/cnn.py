@@ -1,9 +1,9 @@
-"""Campagne's simpler photo-z CNN, Table A2 of 001 (13,461,008 parameters), and a small fast photo-z CNN.
+"""Campagne's simpler photo-z CNN, Table A2 of Campagne 2021 (13,461,008 parameters), and a small fast photo-z CNN.
 
 Layout: ``conv0`` (5x5, padding 2) -> average pool /2 -> ``conv1`` (3x3, padding 2) -> average pool /2
 -> ``conv2`` (3x3, padding 2) -> average pool /2 (ceil mode: 19 -> 10) -> flatten, append E(B-V) ->
 ``fc0`` -> ``fc1`` (180 bins). Table A2 counts no PReLU parameters, so the activations are ReLU;
-initialisation as in 001: Xavier-uniform weights, bias 0.1.
+initialisation as in Campagne (2021): Xavier-uniform weights, bias 0.1.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _record_config(model: PhotozModel, *, in_channels: int, image_size: int, cha
 
 
 class CampagneCNN(PhotozModel):
-    """Three-convolution photo-z CNN of Table A2 of 001.
+    """Three-convolution photo-z CNN of Table A2 of Campagne (2021).
 
     Args:
         in_channels: image bands (5).
@@ -48,7 +48,7 @@ class CampagneCNN(PhotozModel):
         fc_width: output of ``fc0``, the latent vector (1024).
         n_bins: redshift bins of the output (180).
         z_max: redshift range ``[0, z_max)`` of the bins.
-        input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in 001).
+        input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in Campagne 2021).
 
     Shape:
         ``image`` (B, in_channels, image_size, image_size), ``ebv`` (B,) or (B, 1) -> logits (B, n_bins).

@@ -1,4 +1,5 @@
-"""DeepAdversaries ConvNet, Table 1 of 002: (3, 100, 100) -> 3 classes, 1,187,203 parameters.
+"""DeepAdversaries ConvNet, Table 1 of Ćiprijanović et al. 2022: (3, 100, 100) -> 3 classes, 1,187,203
+parameters.
 
 Three blocks of convolution -> ReLU -> batch normalisation -> 2x2 max pool (kernels 5, 3, 3 with
 'same' padding; widths 8, 16, 32), a 256-d bottleneck (the latent space, after its ReLU) and a
@@ -18,7 +19,7 @@ __all__ = ["ConvNet"]
 
 
 class ConvNet(LatentModel):
-    """Galaxy-morphology ConvNet of 002 (Table 1).
+    """Galaxy-morphology ConvNet of Ćiprijanović et al. 2022 (Table 1).
 
     Args:
         in_channels: image bands (3: g, r, i).
@@ -86,7 +87,7 @@ class ConvNet(LatentModel):
     def features(self, image: Tensor) -> Tensor:
         """Bottleneck output after its ReLU, shape ``(B, latent_dim)``.
 
-        002's Table 1 names no activation for the bottleneck; without one the bottleneck and the
+        Their Table 1 names no activation for the bottleneck; without one the bottleneck and the
         output layer would be a single linear map, so a ReLU follows it here (the latent is >= 0).
         """
         check_image(image, self.input_shape, type(self).__name__)

@@ -1,8 +1,8 @@
-"""The Inception photo-z model of Pasquet et al. (2019), as described in Table A1 of 001.
+"""The Inception photo-z model of Pasquet et al. (2019), as described in Table A1 of Campagne (2021).
 
 Layout (Table A1): ``conv0`` (5x5, PReLU) -> average pool /2 -> cells ``i0, i1`` -> pool /2 ->
 ``i2, i3`` -> pool /2 -> ``i4`` -> flatten, append E(B-V) -> ``fc0`` -> ``fc1`` -> ``fc2`` (180 bins).
-Convolutions are followed by a per-channel PReLU, the fully connected layers by ReLU (001, section 2).
+Convolutions are followed by a per-channel PReLU, the fully connected layers by ReLU (Campagne 2021, section 2).
 
 An inception cell has up to four branches, concatenated in the order of the table:
 ``s2_2`` (1x1 on the input), ``s2_1(s1_1)`` (1x1 reduction then 5x5), ``s2_0(s1_0)`` (1x1 reduction
@@ -81,7 +81,7 @@ class InceptionCell(nn.Module):
 
 
 class PasquetInception(PhotozModel):
-    """Inception photo-z model, Table A1 of 001 (Pasquet et al. 2019): 27,596,372 parameters.
+    """Inception photo-z model, Table A1 of Campagne 2021 (Pasquet et al. 2019): 27,596,372 parameters.
 
     Args:
         in_channels: image bands (5: u, g, r, i, z).
@@ -94,10 +94,10 @@ class PasquetInception(PhotozModel):
         fc_widths: outputs of ``fc0`` and ``fc1`` ((1096, 1096)); ``fc1``'s output (after ReLU) is the
             latent vector and ``head`` is the table's ``fc2``.
         n_bins: redshift bins of the output (180).
-        z_max: redshift range ``[0, z_max)`` of the bins (001: 1.0).
-        input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in 001).
+        z_max: redshift range ``[0, z_max)`` of the bins (Campagne 2021: 1.0).
+        input_softening: optional asinh input scaling (see :class:`PhotozModel`; None, as in Campagne 2021).
 
-    001's variants (section 4.3) are one argument away::
+    Campagne (2021)'s variants (section 4.3) are one argument away::
 
         create("pasquet_inception", fc_widths=(2000, 1096))                         # 48,722,852
         create("pasquet_inception", cells=PASQUET_CELLS[:4] + ((92, 256, 0, 256),))  # 45,720,660

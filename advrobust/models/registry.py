@@ -44,8 +44,9 @@ def create(name: str, **kwargs: Any) -> LatentModel:
     """Build a model by name.
 
     Args:
-        name: one of :func:`available_models`: ``"pasquet_inception"`` (001 Table A1),
-            ``"campagne_cnn"`` (001 Table A2), ``"convnet"`` (002 Table 1), ``"resnet18"`` (002),
+        name: one of :func:`available_models`: ``"pasquet_inception"`` (Campagne 2021, Table A1),
+            ``"campagne_cnn"`` (Campagne 2021, Table A2), ``"convnet"`` (Ćiprijanović et al. 2022,
+            Table 1), ``"resnet18"`` (Ćiprijanović et al. 2022),
             ``"photoz_small"``, ``"morphology_small"``.
         **kwargs: constructor arguments of the model class, overriding the preset ones.
 

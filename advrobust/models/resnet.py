@@ -1,4 +1,5 @@
-"""ResNet18 (He et al. 2016) with a 256-d latent layer and 3 outputs, as used in 002.
+"""ResNet18 (He et al. 2016) with a 256-d latent layer and 3 outputs, as used in Ćiprijanović et al. 2022
+(DeepAdversaries).
 
 The standard ImageNet ResNet18 trunk (7x7/2 stem, 3x3/2 max pool, four stages of two basic blocks,
 widths 64-128-256-512, global average pool) is followed by a 512 -> 256 linear layer with ReLU (the
@@ -44,7 +45,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(LatentModel):
-    """ResNet18 classifier with a latent layer (002: 256-d, 3 classes).
+    """ResNet18 classifier with a latent layer (Ćiprijanović et al. 2022: 256-d, 3 classes).
 
     Args:
         in_channels: image bands (3).

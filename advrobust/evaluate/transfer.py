@@ -1,7 +1,8 @@
 """Transfer (black-box) evaluation: adversarial samples crafted on one model, scored on several.
 
-001 (Table 1) crafts FGSM/PGD samples on its reference Inception model and scores them on four
-twins and on a different CNN; :func:`transfer_evaluate` does that in one call.
+Campagne (2021, Table 1) crafts FGSM/PGD samples on its reference Inception model and scores them
+on four twins and on a different CNN; :func:`transfer_evaluate` does that in one call, for any
+attack (every :class:`~advrobust.attacks.Attack` returns the adversarial tensor when called).
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from advrobust import redshift
 from advrobust.attacks.base import eval_mode
 from advrobust.checks import check_model_inputs, check_number
-from advrobust.attacks.onepixel import OnePixelResult
+from advrobust.metrics import photoz_metrics
 
 __all__ = ["TransferResult", "transfer_evaluate"]
 
@@ -55,7 +57,7 @@ def _z_phot(model: nn.Module, logits: Tensor) -> Tensor:
     if not isinstance(centres, Tensor):
         raise ValueError(f"transfer_evaluate: task='photoz' needs models with a `bin_centres` buffer; "
                          f"{type(model).__name__} has none")
-    return torch.softmax(logits, dim=1) @ centres.to(logits.dtype)
+    return redshift.z_phot(logits, centres)
 
 
 def transfer_evaluate(attack: Optional[Callable], x: Tensor, y: Tensor, targets: Union[Mapping[str, nn.Module],
@@ -65,8 +67,7 @@ def transfer_evaluate(attack: Optional[Callable], x: Tensor, y: Tensor, targets:
 
     Args:
         attack: an attack instance (e.g. ``PGD(source_model, eps=0.01)``) or any callable
-            ``(x, y, *extra) -> x_adv`` (an :class:`OnePixelResult` is unpacked); ``None`` when
-            ``x_adv`` is given.
+            ``(x, y, *extra) -> x_adv`` tensor; ``None`` when ``x_adv`` is given.
         x: ``(B, ...)`` clean inputs; y: ``(B,)`` labels (classifier) or spectroscopic
             redshifts (photo-z); extra: further model inputs (e.g. E(B-V)), not perturbed.
         targets: ``{name: model}`` (or a sequence, named ``model0``, ``model1``, ...). Include
@@ -96,8 +97,6 @@ def transfer_evaluate(attack: Optional[Callable], x: Tensor, y: Tensor, targets:
         if attack is None:
             raise ValueError("transfer_evaluate: give an attack or precomputed x_adv")
         x_adv = attack(x, y, *extra)
-        if isinstance(x_adv, OnePixelResult):
-            x_adv = x_adv.x_adv
     if not isinstance(x_adv, Tensor) or x_adv.shape != x.shape:
         raise ValueError(f"transfer_evaluate: x_adv must have x's shape {tuple(x.shape)}, got "
                          f"{tuple(x_adv.shape) if isinstance(x_adv, Tensor) else type(x_adv).__name__}")
@@ -115,7 +114,6 @@ def transfer_evaluate(attack: Optional[Callable], x: Tensor, y: Tensor, targets:
                 "flip_rate": float((pa != pc).float().mean()),
             }
         else:
-            from advrobust.metrics import photoz_metrics
             zc, za = _z_phot(model, clean), _z_phot(model, adv)
             mc, ma = photoz_metrics(zc, y), photoz_metrics(za, y)
             s = {f"clean_{k}": v for k, v in mc.items()}
