@@ -1,16 +1,20 @@
 """Builds advrobust._C: the CPU kernels always, the CUDA kernels when a GPU is visible or
-FORCE_CUDA=1 (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0").
+FORCE_CUDA=1 (architectures from TORCH_CUDA_ARCH_LIST; unset: the visible GPU's, or
+build_config.DEFAULT_ARCH_LIST without one). Compiler flags: build_config.py as well.
 
 Install with the torch you already have:  pip install --no-build-isolation -e .
 """
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension, CUDA_HOME
 import torch
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)  # pip's build backend runs this file without its folder on sys.path
+import build_config  # noqa: E402
 
 
 def _want_cuda() -> bool:
@@ -20,22 +24,24 @@ def _want_cuda() -> bool:
 
 def _extension():
     cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp", "-fopenmp-simd"]  # torch adds its C++ standard (C++20 for 2.13)
+    cxx = build_config.CXX_FLAGS  # torch adds its C++ standard (C++20 for 2.13)
     if _want_cuda():
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        arch = build_config.cuda_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST"), torch.cuda.is_available())
+        if arch is not None:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch
         sources = cpu_sources + sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
-        print(f"advrobust: building CPU + CUDA kernels for sm {os.environ['TORCH_CUDA_ARCH_LIST']} "
+        print(f"advrobust: building CPU + CUDA kernels for sm {arch or 'of the visible GPU'} "
               f"({len(sources)} sources)")
         return CUDAExtension(
             "advrobust._C", sources,
             define_macros=[("ADVROBUST_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math"]},
-            extra_link_args=["-fopenmp"],
+            extra_compile_args={"cxx": cxx, "nvcc": build_config.NVCC_FLAGS},
+            extra_link_args=build_config.LINK_FLAGS,
         )
     print(f"advrobust: building CPU kernels only ({len(cpu_sources)} sources); "
           "set FORCE_CUDA=1 with a CUDA torch to add the CUDA kernels")
     return CppExtension("advrobust._C", cpu_sources, extra_compile_args={"cxx": cxx},
-                        extra_link_args=["-fopenmp"])
+                        extra_link_args=build_config.LINK_FLAGS)
 
 
 setup(

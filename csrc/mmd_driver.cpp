@@ -1,5 +1,7 @@
 #include "mmd_driver.h"
 
+#include <ATen/Context.h>
+
 #include <algorithm>
 
 #include "op_checks.h"
@@ -31,9 +33,16 @@ int64_t block_rows(int64_t n_total, bool on_cpu) {
 }
 }  // namespace
 
+// Both walks below hold an at::NoTF32Guard: with torch.backends.cuda.matmul.allow_tf32 or
+// set_float32_matmul_precision("high"), cuBLAS would round float32 inputs to TF32 (10-bit
+// mantissa), ||a||^2 + ||b||^2 - 2 a.b would then lose the distances that are small next to
+// the norms, and the CUDA value would drift from the CPU's. The guard is thread-local and
+// changes nothing for the CPU's products.
+
 at::Tensor mk_mmd_forward(const at::Tensor& x, const at::Tensor& y, at::ArrayRef<double> sigmas, bool unbiased,
                           MmdForwardTileFn tile) {
   check_mmd_args(x, y, sigmas, unbiased);
+  const at::NoTF32Guard full_precision_products;
   const MmdSetup setup = make_mmd_setup(x.size(0), y.size(0), sigmas, unbiased);
   const at::Tensor z = at::cat({x, y}).contiguous();
   const at::Tensor norms = (z * z).sum(1);
@@ -52,6 +61,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad(const at::Tensor
                                                                 MmdForwardTileFn forward_tile,
                                                                 MmdBackwardTileFn backward_tile) {
   check_mmd_args(x, y, sigmas, unbiased);
+  const at::NoTF32Guard full_precision_products;
   const MmdSetup setup = make_mmd_setup(x.size(0), y.size(0), sigmas, unbiased);
   const at::Tensor z = at::cat({x, y}).contiguous();
   const at::Tensor norms = (z * z).sum(1);
