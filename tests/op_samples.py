@@ -322,6 +322,14 @@ def samples(op: str, *, cuda_only: Optional[bool] = None, opcheck: Optional[bool
             if (cuda_only is None or s.cuda_only == cuda_only) and (opcheck is None or s.opcheck == opcheck)]
 
 
+def sample(op: str, id: str) -> Sample:
+    """The sample of ``op`` named ``id`` (its id without the op's name)."""
+    found = [s for s in _REGISTRY[op] if s.id == id]
+    if not found:
+        raise KeyError(f"no {op} sample {id!r}; known: {[s.id for s in _REGISTRY[op]]}")
+    return found[0]
+
+
 def params(op: str, **flags) -> list:
     """``samples(op, **flags)`` as ``pytest.param``s with readable ids."""
     return [s.param() for s in samples(op, **flags)]
