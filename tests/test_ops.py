@@ -1,13 +1,16 @@
 """The fused operators against their pure-PyTorch twins, opcheck, gradcheck and bad input."""
 import math
+import warnings
 
 import pytest
 import torch
 
 import advrobust
 from advrobust import ops
+from advrobust.ops import _backend
 from advrobust.ops import reference as ref
-from conftest import DEVICES
+import op_samples
+from conftest import DEVICES, cuda_test_policy
 
 OPS = torch.ops.advrobust
 
@@ -18,74 +21,104 @@ def test_extension_is_built():
     assert hasattr(OPS, "linf_step") and hasattr(OPS, "_mk_mmd_with_grad")
 
 
-# ------------------------------------------------------------------ helpers
-
-def _step_inputs(shape, dtype, device, per_sample, bounds, noncontiguous, gen):
-    def rnd(*s):
-        return torch.randn(*s, generator=gen, dtype=dtype).to(device)
-
-    if noncontiguous:  # a transposed view: same values, strides that are not row-major
-        x_adv, grad, x_nat = (rnd(*shape[:-2], shape[-1], shape[-2]).transpose(-1, -2) for _ in range(3))
-        assert not x_adv.is_contiguous()
-    else:
-        x_adv, grad, x_nat = rnd(*shape), rnd(*shape), rnd(*shape)
-    grad = grad.masked_fill(grad.abs() < 0.2, 0.0)  # plenty of exact zeros: sign(0) = 0
-    B = shape[0]
-    if per_sample:
-        alpha = torch.rand(B, generator=gen, dtype=dtype).to(device) * 0.5
-        eps = torch.rand(B, generator=gen, dtype=dtype).to(device) * 2.0
-    else:
-        alpha = torch.tensor([0.3], dtype=dtype, device=device)
-        eps = torch.tensor([1.1], dtype=dtype, device=device)
-    if bounds == "none":
-        lo = hi = None
-    elif bounds == "scalar":
-        lo, hi = torch.tensor([-1.0], dtype=dtype, device=device), torch.tensor([1.5], dtype=dtype, device=device)
-    else:
-        C = shape[1]
-        lo = -torch.rand(C, generator=gen, dtype=dtype).to(device) - 0.2
-        hi = torch.rand(C, generator=gen, dtype=dtype).to(device) + 0.2
-    return x_adv, grad, x_nat, alpha, eps, lo, hi
+class _OnCuda:
+    """Stands in for a CUDA tensor on a machine without one: use_kernels only reads .device."""
+    device = torch.device("cuda")
 
 
-STEP_CASES = [
-    # (shape, dtype, per-sample, bounds, non-contiguous)
-    ((1, 1, 1, 1), torch.float32, False, "none", False),
-    ((7, 3, 9, 11), torch.float32, True, "channel", False),
-    ((7, 3, 9, 11), torch.float64, True, "scalar", True),
-    ((4, 5, 33, 17), torch.float32, False, "channel", True),
-    ((6, 13), torch.float64, True, "channel", False),
-    ((3, 2, 4, 5, 6), torch.float32, True, "none", False),
-    ((64, 5, 64, 64), torch.float32, True, "channel", False),
-]
+def test_cuda_tensor_without_cuda_kernels_warns_once_and_runs_the_twin(monkeypatch):
+    """No silent slow path: a build without CUDA kernels says so (once) when given a CUDA tensor."""
+    monkeypatch.setattr(_backend, "has_cpu_kernels", lambda: True)
+    monkeypatch.setattr(_backend, "has_cuda_kernels", lambda: False)
+    monkeypatch.setattr(_backend, "_warned_cuda_twin", False)
+    with pytest.warns(RuntimeWarning, match=r"advrobust ops: .*pure-PyTorch twins.*FORCE_CUDA=1 pip install "
+                                            r"--no-build-isolation -e \.") as record:
+        assert _backend.use_kernels(_OnCuda()) is False
+        assert _backend.use_kernels(_OnCuda()) is False
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: no second warning
+        assert _backend.use_kernels(_OnCuda()) is False
+        assert _backend.use_kernels(torch.zeros(1)) is True  # CPU tensors keep their kernels
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape,dtype,per_sample,bounds,noncontig", STEP_CASES)
-def test_linf_step_equals_twin_exactly(device, shape, dtype, per_sample, bounds, noncontig):
-    gen = torch.Generator().manual_seed(hash((shape, per_sample, bounds)) % 2**31)
-    args = _step_inputs(shape, dtype, device, per_sample, bounds, noncontig, gen)
+def test_use_kernels_picks_the_device_kernels_silently(monkeypatch):
+    monkeypatch.setattr(_backend, "_warned_cuda_twin", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monkeypatch.setattr(_backend, "has_cpu_kernels", lambda: True)
+        monkeypatch.setattr(_backend, "has_cuda_kernels", lambda: True)
+        assert _backend.use_kernels(_OnCuda()) and _backend.use_kernels(torch.zeros(1))
+        assert not _backend.use_kernels(torch.zeros(1, device="meta"))
+        monkeypatch.setattr(_backend, "has_cpu_kernels", lambda: False)  # import already warned
+        assert not _backend.use_kernels(_OnCuda()) and not _backend.use_kernels(torch.zeros(1))
+
+
+@pytest.mark.parametrize("cuda_available,has_kernels,policy", [
+    (False, False, "skip"), (False, True, "skip"), (True, True, "run"), (True, False, "fail")])
+def test_cuda_test_policy(cuda_available, has_kernels, policy):
+    """CUDA tests are skipped only without a device; a device with a CPU-only build fails them."""
+    assert cuda_test_policy(cuda_available, has_kernels) == policy
+
+
+# ------------------------------------------------------------------ linf_step / l2_step
+
+def _cpu(op):
+    """The op's registry samples the CPU suite runs (not the CUDA grid-size ones)."""
+    return op_samples.params(op, cuda_only=False)
+
+
+def test_registry_ids_are_unique_and_cover_every_op():
+    every = [s.full_id for op in op_samples.OPS_COVERED for s in op_samples.samples(op)]
+    assert len(every) == len(set(every))
+    registered = {name.split("::")[1] for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("advrobust::")}
+    assert registered == set(op_samples.OPS_COVERED)  # a new op gets its samples here
+    assert all(op_samples.samples(op, opcheck=True) for op in op_samples.OPS_COVERED)
+
+
+@pytest.mark.parametrize("sample", _cpu("linf_step"))
+def test_linf_step_equals_twin_exactly(sample):
+    args = sample.args("cpu")
     got = OPS.linf_step(*args)
     want = ref.linf_step_reference(*args)
     assert got.shape == want.shape and got.is_contiguous()
     assert torch.equal(got, want)  # sign * alpha is exact: the fused pass must be bit-identical
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape,dtype,per_sample,bounds,noncontig", STEP_CASES)
-def test_l2_step_equals_twin(device, shape, dtype, per_sample, bounds, noncontig):
-    gen = torch.Generator().manual_seed(1 + hash((shape, per_sample, bounds)) % 2**31)
-    args = _step_inputs(shape, dtype, device, per_sample, bounds, noncontig, gen)
+@pytest.mark.parametrize("sample", _cpu("l2_step"))
+def test_l2_step_equals_twin(sample):
+    args = sample.args("cpu")
     got = OPS.l2_step(*args)
     want = ref.l2_step_reference(*args)
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert got.shape == want.shape and got.is_contiguous()
+    tol = dict(rtol=2e-5, atol=2e-6) if sample.dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got, want, **tol)
+
+
+def _step_inputs(shape, seed):
+    """Float32 step arguments with per-sample alpha/eps and per-channel bounds, on the CPU."""
+    build = op_samples._step_builder(shape, torch.float32, True, "channel", "contiguous", None)
+    return build(torch.Generator().manual_seed(seed), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linf_step_keeps_denormals(device):
+    """Subnormal float32 numbers are neither flushed to zero nor mis-signed, on every device:
+    sign(1e-40) = +1, and values near FLT_MIN pass through a step that leaves them alone."""
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.tensor([[1e-40, -1e-40, tiny, -tiny, 3e-39, 0.0]], device=device)
+    g = torch.tensor([[1e-40, -1e-40, 0.0, 0.0, 0.0, 1e-40]], device=device)
+    moved = ops.linf_step(torch.zeros_like(x), g, torch.zeros_like(x), alpha=0.5, eps=1.0)
+    assert moved.tolist() == [[0.5, -0.5, 0.0, 0.0, 0.0, 0.5]]
+    kept = ops.linf_step(x, g, x, alpha=0.5, eps=0.0)  # eps = 0: back onto x_nat, bit for bit
+    assert torch.equal(kept, x) and kept[0, 0].item() != 0.0
+    assert torch.equal(ops.linf_step(x, torch.zeros_like(x), x, alpha=0.5, eps=1.0, lo=-1.0, hi=1.0), x)
 
 
 def test_l2_step_same_bits_sample_by_sample_and_in_two_passes():
     """The CPU kernel runs sample by sample with >= 4 samples per thread, else in two passes: same bits."""
-    gen = torch.Generator().manual_seed(8)
-    args = _step_inputs((9, 3, 100, 100), torch.float32, "cpu", True, "channel", False, gen)
+    args = _step_inputs((9, 3, 100, 100), seed=8)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)  # 9 samples >= 8: sample by sample, split over 2 threads
@@ -136,49 +169,35 @@ def test_step_ops_do_not_modify_inputs():
 
 # ------------------------------------------------------------------ differential evolution
 
-def _de_problem(B, P, k, C, dtype, device, seed):
-    gen = torch.Generator().manual_seed(seed)
-    H, W = 9, 7
-    D = k * (2 + C)
-    lower = torch.tensor([0.0, 0.0] + [-1.0] * C, dtype=dtype).repeat(k).to(device)
-    upper = torch.tensor([H, W] + [2.0] * C, dtype=dtype).repeat(k).to(device)
-    pop = (lower + torch.rand(B, P, D, generator=gen, dtype=dtype).to(device) * (upper - lower)).contiguous()
-    draws = ops.de_draws(B, P, D, dtype=dtype, generator=gen)
-    draws = ops.DEDraws(*(t.to(device) for t in draws))
-    images = torch.randn(B, C, H, W, generator=gen, dtype=dtype).to(device)
-    return pop, draws, lower, upper, images
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("F,CR,resample", [(0.5, 1.0, True), (0.9, 0.3, False), (2.5, 0.7, True)])
-def test_de_trial_equals_twin(device, dtype, F, CR, resample):
-    pop, draws, lower, upper, _ = _de_problem(5, 11, 2, 3, dtype, device, seed=3)
-    args = (pop, draws.donors, draws.cross_u, draws.cross_j, draws.resample_u, lower, upper, F, CR, resample)
+@pytest.mark.parametrize("sample", _cpu("de_trial"))
+def test_de_trial_equals_twin(sample):
+    args = sample.args("cpu")
     got = OPS.de_trial(*args)
     assert torch.equal(got, ref.de_trial_reference(*args))
+    lower, upper = args[5], args[6]
     assert ((got >= lower) & (got <= upper)).all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("add", [False, True])
-@pytest.mark.parametrize("k", [1, 3])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_de_build_equals_twin(device, add, k, channels_last):
-    pop, _, _, _, images = _de_problem(3, 6, k, 3, torch.float32, device, seed=4)
-    if channels_last:  # the output follows: its (B*P, C, H, W) view is channels-last, no copy needed
-        images = images.contiguous(memory_format=torch.channels_last)
-    cand = pop.view(3, 6, k, 5).clone()
-    cand[0, 0, :, :2] = torch.tensor([4.2, 3.9])  # all k pixels of one candidate coincide
-    cand[1, 2, 0, :2] = torch.tensor([-3.0, 50.0])  # outside the image: clamped to its edge
+@pytest.mark.parametrize("sample", _cpu("de_build"))
+def test_de_build_equals_twin(sample):
+    images, cand, add = sample.args("cpu")
     got = OPS.de_build(images, cand, add)
-    want = ref.de_build_reference(images, cand, add)
-    assert torch.equal(got, want)
+    assert torch.equal(got, ref.de_build_reference(twin_images(images), cand, add))
     batch = got.flatten(0, 1)
     assert batch.data_ptr() == got.data_ptr()
+    # the output follows channels-last images: its (B*P, C, H, W) view is channels-last, no copy needed
+    channels_last = not images.is_contiguous() and images.is_contiguous(memory_format=torch.channels_last)
     assert batch.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     changed = (got != images.unsqueeze(1)).any(dim=2).flatten(2).sum(-1)
-    assert (changed <= k).all()  # at most k pixels per image
+    assert (changed <= cand.shape[2]).all()  # at most k pixels per image
+
+
+def twin_images(images):
+    """images as the twin takes them: its view() needs contiguous or channels-last images, so a
+    strided view is copied first (same values)."""
+    if images.is_contiguous() or images.is_contiguous(memory_format=torch.channels_last):
+        return images
+    return images.contiguous()
 
 
 def test_de_build_by_hand():
@@ -192,17 +211,14 @@ def test_de_build_by_hand():
     assert out_add[0, 0, 0, 1, 3] == 6.0 and out_add[0, 0, 1, 1, 3] == -5.0
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_de_select_equals_twin(device):
-    pop, _, _, _, _ = _de_problem(4, 9, 1, 3, torch.float64, device, seed=5)
-    trial = pop.flip(1).contiguous()
-    fit = torch.rand(4, 9, dtype=torch.float64, device=device)
-    tfit = torch.rand(4, 9, dtype=torch.float64, device=device)
-    tfit[0, 0] = fit[0, 0]  # a tie goes to the trial
+@pytest.mark.parametrize("sample", _cpu("de_select_"))
+def test_de_select_equals_twin(sample):
+    pop, fit, trial, tfit = sample.args("cpu")
     want_pop, want_fit = ref.de_select_reference(pop, fit, trial, tfit)
     OPS.de_select_(pop, fit, trial, tfit)
     assert torch.equal(pop, want_pop) and torch.equal(fit, want_fit)
-    assert torch.equal(pop[0, 0], trial[0, 0])
+    assert torch.equal(pop[0, 0], trial[0, 0])  # the tie went to the trial
+    assert not torch.equal(pop[-1, 1], trial[-1, 1])  # the NaN trial fitness lost
 
 
 def test_de_draws_donors_are_distinct_and_not_self():
@@ -227,21 +243,32 @@ def test_de_draws_are_reproducible():
 
 # ------------------------------------------------------------------ MMD
 
-MMD_CASES = [(1, 1, 3, False), (17, 29, 5, False), (17, 29, 5, True), (64, 40, 33, True), (2, 3, 1, True)]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("n,m,d,unbiased", MMD_CASES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_mk_mmd_forward_equals_twin(device, n, m, d, unbiased, dtype):
-    gen = torch.Generator().manual_seed(n * 100 + m)
-    x = torch.randn(n, d, generator=gen, dtype=dtype).to(device)
-    y = (torch.randn(m, d, generator=gen, dtype=dtype) * 1.3 + 0.4).to(device)
-    sigmas = ops.dan_sigmas(x, y) if n + m > 2 else [1.0, 3.0]
-    got = OPS.mk_mmd(x, y, sigmas, unbiased)
-    want = ref.mk_mmd_reference(x, y, sigmas, unbiased)
-    tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+@pytest.mark.parametrize("sample", _cpu("mk_mmd"))
+def test_mk_mmd_forward_equals_twin(sample):
+    args = sample.args("cpu")
+    got = OPS.mk_mmd(*args)
+    want = ref.mk_mmd_reference(*args)
+    tol = dict(rtol=1e-4, atol=1e-6) if sample.dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize("sample", [p for p in _cpu("_mk_mmd_with_grad") if p.values[0].dtype == torch.float64])
+def test_mk_mmd_with_grad_equals_autograd_through_twin(sample):
+    """The fused value+gradient op on every float64 MMD case (float32: the CUDA == CPU tests):
+    value and gradient as autograd through the twin."""
+    x, y, sigmas, unbiased = sample.args("cpu")
+    value, gx, gy = OPS._mk_mmd_with_grad(x, y, sigmas, unbiased)
+    xr, yr = x.detach().clone().requires_grad_(), y.detach().clone().requires_grad_()
+    want = ref.mk_mmd_reference(xr, yr, sigmas, unbiased)
+    rx, ry = torch.autograd.grad(want, (xr, yr))
+    f32 = sample.dtype == torch.float32
+    tol = dict(rtol=1e-4, atol=1e-6) if f32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(value, want.detach(), **tol)
+    # gradients are sums of signed terms: compare against their scale, not element by element
+    scale = max(rx.abs().max().item(), ry.abs().max().item(), 1e-30)
+    gtol = dict(rtol=1e-4 if f32 else 1e-9, atol=(1e-4 if f32 else 1e-9) * scale)
+    torch.testing.assert_close(gx, rx, **gtol)
+    torch.testing.assert_close(gy, ry, **gtol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -330,32 +357,11 @@ def test_bandwidth_helpers():
 
 # ------------------------------------------------------------------ opcheck
 
-def _opcheck_samples():
-    g = torch.Generator().manual_seed(21)
-    x = torch.randn(3, 2, 5, 4, generator=g)
-    step = (x, torch.randn(3, 2, 5, 4, generator=g), x + 0.1, torch.rand(3), torch.rand(3),
-            torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
-    pop, draws, lower, upper, images = _de_problem(2, 6, 1, 3, torch.float32, "cpu", seed=22)
-    return [
-        (OPS.linf_step.default, step),
-        (OPS.l2_step.default, step),
-        (OPS.linf_step.default, step[:5] + (None, None)),
-        (OPS.de_trial.default, (pop, draws.donors, draws.cross_u, draws.cross_j, draws.resample_u,
-                                lower, upper, 0.5, 0.9, True)),
-        (OPS.de_build.default, (images, pop.view(2, 6, 1, 5), False)),
-        (OPS.de_build.default, (images.contiguous(memory_format=torch.channels_last), pop.view(2, 6, 1, 5), True)),
-        (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6), pop.flip(1).contiguous(), torch.rand(2, 6))),
-        (OPS.mk_mmd.default, (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),
-                              torch.randn(5, 3, dtype=torch.float64, requires_grad=True), [0.5, 2.0], True)),
-        (OPS._mk_mmd_with_grad.default, (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),
-                                        torch.randn(5, 3, dtype=torch.float64, requires_grad=True), [0.5, 2.0], False)),
-    ]
-
-
-@pytest.mark.parametrize("case", range(9))
-def test_opcheck(case):
-    op, args = _opcheck_samples()[case]
-    torch.library.opcheck(op, args)
+@pytest.mark.parametrize("sample", op_samples.all_params(opcheck=True))
+def test_opcheck(sample):
+    """Schema, fake kernel, autograd registration and dynamic-shape tracing of each op (all four
+    checks of ``torch.library.opcheck``) on the registry's opcheck cases."""
+    torch.library.opcheck(getattr(OPS, sample.op).default, sample.args("cpu", requires_grad=True))
 
 
 # ------------------------------------------------------------------ bad input
@@ -391,7 +397,7 @@ def test_direct_op_calls_check_their_arguments():
         OPS.l2_step(x, x, x, torch.ones(1), torch.ones(3), None, None)
     with pytest.raises(RuntimeError, match="x has 3 features, y has 2"):
         OPS.mk_mmd(x, torch.randn(5, 2), [1.0], False)
-    pop, draws, lower, upper, _ = _de_problem(1, 5, 1, 3, torch.float32, "cpu", seed=0)
+    pop, draws, lower, upper, _ = op_samples.de_problem(1, 5, 1, 3, torch.float32, torch.Generator().manual_seed(0))
     with pytest.raises(RuntimeError, match="donors must lie in"):
         OPS.de_trial(pop, draws.donors + 10, draws.cross_u, draws.cross_j, draws.resample_u, lower, upper,
                      0.5, 1.0, True)

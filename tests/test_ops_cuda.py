@@ -1,20 +1,25 @@
 """The CUDA kernels against the CPU kernels and the pure-PyTorch twins.
 
-Every input is drawn on the CPU with a seeded generator and copied to the GPU, so both
-backends see the same values: DE ops must agree bit for bit, linf_step exactly, l2_step
-and mk_mmd to rounding (CUDA == twin is covered by test_ops.py, parametrised over
-devices). Skipped (conftest's ``needs_cuda``) without a GPU or without
-advrobust's CUDA kernels.
+Every registry case (tests/op_samples.py) is drawn on the CPU with a seeded generator and
+copied to the GPU in the same layout, so both backends see the same values: DE ops must agree
+bit for bit, linf_step exactly, l2_step and mk_mmd to rounding. The registry's ``cuda_only``
+cases are sizes past the kernels' grid caps, so every grid-stride and batch loop runs more
+than once. Beyond them: NaN inputs, fp16 autocast around mk_mmd, a side stream,
+and (``slow``) launches over more than 2^31 elements. All marked ``needs_cuda``: skipped
+without a CUDA device, failed on a device whose build lacks advrobust's CUDA kernels.
 """
 import pytest
 import torch
 
+import op_samples
 from advrobust import ops
 from advrobust.ops import reference as ref
+from test_ops import twin_images
 
 pytestmark = pytest.mark.needs_cuda
 
 OPS = torch.ops.advrobust
+NAN = float("nan")
 
 
 def _gen(seed):
@@ -22,86 +27,108 @@ def _gen(seed):
 
 
 def _cuda(*ts):
-    return tuple(None if t is None else t.cuda() for t in ts)
+    return tuple(t.cuda() if isinstance(t, torch.Tensor) else t for t in ts)
 
 
-# ------------------------------------------------------------------ linf_step / l2_step
-
-def _step_args(shape, dtype, per_sample, bounds, layout, seed):
-    """CPU arguments of a step op; layout: 'contiguous', 'transposed' or 'offset' (storage offset 1)."""
-    g = _gen(seed)
-
-    def rnd():
-        if layout == "transposed":
-            return torch.randn(*shape[:-2], shape[-1], shape[-2], generator=g, dtype=dtype).transpose(-1, -2)
-        if layout == "offset":  # contiguous but not 16-byte aligned: the scalar (non-vector) path
-            n = 1
-            for s in shape:
-                n *= s
-            return torch.randn(n + 1, generator=g, dtype=dtype)[1:].view(shape)
-        return torch.randn(*shape, generator=g, dtype=dtype)
-
-    x_adv, grad, x_nat = rnd(), rnd(), rnd()
-    grad = grad.masked_fill(grad.abs() < 0.2, 0.0)  # exact zeros: sign(0) = 0
-    B = shape[0]
-    if per_sample:
-        alpha = torch.rand(B, generator=g, dtype=dtype) * 0.5
-        eps = torch.rand(B, generator=g, dtype=dtype) * 2.0
-        eps[0] = 0.0  # projects onto x_nat
-    else:
-        alpha, eps = torch.tensor([0.3], dtype=dtype), torch.tensor([1.1], dtype=dtype)
-    if bounds == "none":
-        lo = hi = None
-    elif bounds == "scalar":
-        lo, hi = torch.tensor([-1.0], dtype=dtype), torch.tensor([1.5], dtype=dtype)
-    elif bounds == "lo_only":
-        lo, hi = -torch.rand(shape[1], generator=g, dtype=dtype), None
-    else:
-        lo = -torch.rand(shape[1], generator=g, dtype=dtype) - 0.2
-        hi = torch.rand(shape[1], generator=g, dtype=dtype) + 0.2
-    return x_adv, grad, x_nat, alpha, eps, lo, hi
+def _step_tol(dtype):
+    return dict(rtol=2e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
 
 
-STEP_CASES = [
-    # (shape, dtype, per-sample, bounds, layout)
-    ((1, 1, 1, 1), torch.float32, False, "none", "contiguous"),
-    ((7, 3, 9, 11), torch.float32, True, "channel", "contiguous"),
-    ((7, 3, 9, 11), torch.float64, True, "scalar", "transposed"),
-    ((4, 5, 33, 17), torch.float32, False, "channel", "transposed"),
-    ((6, 13), torch.float64, True, "channel", "contiguous"),
-    ((3, 2, 4, 5, 6), torch.float32, True, "none", "contiguous"),
-    ((5, 3, 8, 8), torch.float32, True, "channel", "contiguous"),   # float4 path
-    ((5, 3, 8, 8), torch.float32, True, "channel", "offset"),       # misaligned: scalar path
-    ((5, 3, 8, 8), torch.float64, True, "lo_only", "contiguous"),   # double2 path
-    ((5, 3, 8, 8), torch.float64, False, "channel", "offset"),
-    ((3, 3, 97, 101), torch.float32, True, "channel", "contiguous"),  # several l2 chunks per sample
-    ((2, 1, 513, 517), torch.float64, True, "scalar", "contiguous"),  # 130 chunks
-    ((300, 1, 3, 5), torch.float32, True, "none", "contiguous"),     # many small samples
-]
+def _mmd_tol(dtype):
+    return dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape,dtype,per_sample,bounds,layout", STEP_CASES)
-def test_linf_step_cuda_equals_cpu_and_twin(shape, dtype, per_sample, bounds, layout):
-    args = _step_args(shape, dtype, per_sample, bounds, layout, seed=hash((shape, bounds, layout)) % 2**31)
-    want = OPS.linf_step(*args)
-    got = OPS.linf_step(*_cuda(*args))
+def _need_free_gpu_memory(gib, what):
+    free = torch.cuda.mem_get_info()[0] / 2**30
+    if free < gib:
+        pytest.skip(f"{what} needs {gib:.0f} GiB of free GPU memory, this GPU has {free:.1f} GiB free")
+
+
+# ------------------------------------------------------------------ registry: CUDA == CPU == twin
+
+@pytest.mark.parametrize("sample", op_samples.params("linf_step"))
+def test_linf_step_cuda_equals_cpu_and_twin(sample):
+    cuda_args = sample.args("cuda")
+    got = OPS.linf_step(*cuda_args)
+    want = OPS.linf_step(*sample.args("cpu"))
     assert got.is_cuda and got.is_contiguous() and got.shape == want.shape
     assert torch.equal(got.cpu(), want)  # sign * alpha is exact: every backend bit-identical
-    assert torch.equal(got, ref.linf_step_reference(*_cuda(*args)))
+    assert torch.equal(got, ref.linf_step_reference(*cuda_args))
 
 
-@pytest.mark.parametrize("shape,dtype,per_sample,bounds,layout", STEP_CASES)
-def test_l2_step_cuda_equals_cpu_and_twin(shape, dtype, per_sample, bounds, layout):
-    args = _step_args(shape, dtype, per_sample, bounds, layout, seed=1 + hash((shape, bounds, layout)) % 2**31)
-    want = OPS.l2_step(*args)
-    cuda_args = _cuda(*args)
+@pytest.mark.parametrize("sample", op_samples.params("l2_step"))
+def test_l2_step_cuda_equals_cpu_and_twin(sample):
+    cuda_args = sample.args("cuda")
     got = OPS.l2_step(*cuda_args)
+    want = OPS.l2_step(*sample.args("cpu"))
     assert got.is_cuda and got.is_contiguous() and got.shape == want.shape
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = _step_tol(sample.dtype)
     torch.testing.assert_close(got.cpu(), want, **tol)
     torch.testing.assert_close(got, ref.l2_step_reference(*cuda_args), **tol)
     assert torch.equal(OPS.l2_step(*cuda_args), got)  # deterministic: no atomics
 
+
+@pytest.mark.parametrize("sample", op_samples.params("de_trial"))
+def test_de_trial_cuda_bit_exact(sample):
+    cuda_args = sample.args("cuda")
+    got = OPS.de_trial(*cuda_args)
+    assert torch.equal(got.cpu(), OPS.de_trial(*sample.args("cpu")))  # a + F (b - c) is not fused into an FMA
+    assert torch.equal(got, ref.de_trial_reference(*cuda_args))
+
+
+@pytest.mark.parametrize("sample", op_samples.params("de_build"))
+def test_de_build_cuda_bit_exact(sample):
+    images, cand, add = sample.args("cuda")
+    got = OPS.de_build(images, cand, add)
+    want = OPS.de_build(*sample.args("cpu"))
+    assert torch.equal(got.cpu(), want)
+    assert got.stride() == want.stride()  # channels-last images give a channels-last batch on both
+    assert torch.equal(got, ref.de_build_reference(twin_images(images), cand, add))
+
+
+@pytest.mark.parametrize("sample", op_samples.params("de_select_"))
+def test_de_select_cuda_bit_exact(sample):
+    pop_gpu, fit_gpu, trial_gpu, tfit_gpu = sample.args("cuda")
+    OPS.de_select_(pop_gpu, fit_gpu, trial_gpu, tfit_gpu)
+    pop_cpu, fit_cpu, trial, tfit = sample.args("cpu")
+    OPS.de_select_(pop_cpu, fit_cpu, trial, tfit)
+    assert torch.equal(pop_gpu.cpu(), pop_cpu) and torch.equal(fit_gpu.cpu(), fit_cpu)
+    want_pop, want_fit = ref.de_select_reference(*sample.args("cpu"))
+    assert torch.equal(pop_cpu, want_pop) and torch.equal(fit_cpu, want_fit)
+
+
+@pytest.mark.parametrize("sample", op_samples.params("mk_mmd"))
+def test_mk_mmd_cuda_equals_cpu(sample):
+    x, y, sigmas, unbiased = sample.args("cuda")
+    got = OPS.mk_mmd(x, y, sigmas, unbiased)
+    want = OPS.mk_mmd(*sample.args("cpu"))
+    assert got.is_cuda and got.dtype == sample.dtype and got.dim() == 0
+    torch.testing.assert_close(got.cpu(), want, **_mmd_tol(sample.dtype))
+    if x.shape[0] + y.shape[0] < 1000:
+        torch.testing.assert_close(got, ref.mk_mmd_reference(x, y, sigmas, unbiased), **_mmd_tol(sample.dtype))
+
+
+@pytest.mark.parametrize("sample", op_samples.params("_mk_mmd_with_grad"))
+def test_mk_mmd_with_grad_cuda_equals_cpu(sample):
+    v, gx, gy = OPS._mk_mmd_with_grad(*sample.args("cuda"))
+    v_want, gx_want, gy_want = OPS._mk_mmd_with_grad(*sample.args("cpu"))
+    tol = _mmd_tol(sample.dtype)
+    torch.testing.assert_close(v.cpu(), v_want, **tol)
+    # gradients are sums of signed terms: compare against their scale, not element by element
+    scale = max(gx_want.abs().max().item(), gy_want.abs().max().item(), 1e-30)
+    gtol = dict(rtol=tol["rtol"], atol=tol["rtol"] * scale)
+    torch.testing.assert_close(gx.cpu(), gx_want, **gtol)
+    torch.testing.assert_close(gy.cpu(), gy_want, **gtol)
+    again = OPS._mk_mmd_with_grad(*sample.args("cuda"))
+    assert torch.equal(again[1], gx) and torch.equal(again[2], gy)  # deterministic
+
+
+@pytest.mark.parametrize("sample", op_samples.all_params(opcheck=True))
+def test_opcheck_cuda(sample):
+    torch.library.opcheck(getattr(OPS, sample.op).default, sample.args("cuda", requires_grad=True))
+
+
+# ------------------------------------------------------------------ by hand, errors, devices
 
 def test_l2_step_cuda_zero_gradient_and_zero_eps():
     g = _gen(5)
@@ -120,126 +147,19 @@ def test_step_ops_cuda_empty_and_inputs_untouched():
     a = torch.tensor([0.1], device="cuda")
     assert OPS.linf_step(x, x, x, a, a, None, None).shape == x.shape
     assert OPS.l2_step(x, x, x, a, a, None, None).shape == x.shape
-    args = _cuda(*_step_args((4, 3, 5, 5), torch.float32, True, "channel", "contiguous", seed=6))
+    args = op_samples.sample("linf_step", "f32-7x3x9x11-alpha_per_sample-bounds_channel-contiguous").args("cuda")
     copies = [t.clone() for t in args[:3]]
     OPS.linf_step(*args)
     OPS.l2_step(*args)
     assert all(torch.equal(t, c) for t, c in zip(args[:3], copies))
 
 
-# ------------------------------------------------------------------ differential evolution
-
-def _de_problem(B, P, k, C, dtype, seed, H=9, W=7):
-    g = _gen(seed)
-    D = k * (2 + C)
-    lower = torch.tensor([0.0, 0.0] + [-1.0] * C, dtype=dtype).repeat(k)
-    upper = torch.tensor([H, W] + [2.0] * C, dtype=dtype).repeat(k)
-    pop = lower + torch.rand(B, P, D, generator=g, dtype=dtype) * (upper - lower)
-    draws = ops.de_draws(B, P, D, dtype=dtype, generator=g)
-    images = torch.randn(B, C, H, W, generator=g, dtype=dtype)
-    return pop, draws, lower, upper, images
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("F,CR,resample", [(0.5, 1.0, True), (0.9, 0.3, False), (2.5, 0.7, True), (1.7, 0.5, False)])
-@pytest.mark.parametrize("B,P,k,C", [(5, 11, 2, 3), (1, 4, 1, 1), (3, 37, 5, 2)])
-def test_de_trial_cuda_bit_exact(dtype, F, CR, resample, B, P, k, C):
-    pop, d, lower, upper, _ = _de_problem(B, P, k, C, dtype, seed=3 + B + P)
-    args = (pop, d.donors, d.cross_u, d.cross_j, d.resample_u, lower, upper, F, CR, resample)
-    want = OPS.de_trial(*args)
-    cuda_args = _cuda(*args[:7]) + args[7:]
-    got = OPS.de_trial(*cuda_args)
-    assert torch.equal(got.cpu(), want)  # a + F (b - c) is not fused into an FMA on the GPU
-    assert torch.equal(got, ref.de_trial_reference(*cuda_args))
-
-
 def test_de_trial_cuda_rejects_bad_donors():
-    pop, d, lower, upper, _ = _de_problem(2, 6, 1, 3, torch.float32, seed=8)
+    pop, d, lower, upper, _ = op_samples.de_problem(2, 6, 1, 3, torch.float32, _gen(8))
     donors = d.donors.clone()
     donors[1, 2, 0] = 6
     with pytest.raises(RuntimeError, match="donors must lie in"):
         OPS.de_trial(*_cuda(pop, donors, d.cross_u, d.cross_j, d.resample_u, lower, upper), 0.5, 0.9, True)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("add", [False, True])
-@pytest.mark.parametrize("k", [1, 3, 8])
-def test_de_build_cuda_bit_exact(dtype, add, k):
-    C = 3
-    pop, _, _, _, images = _de_problem(3, 6, k, C, dtype, seed=4 + k)
-    cand = pop.view(3, 6, k, 2 + C).clone()
-    cand[0, 0, :, :2] = torch.tensor([4.2, 3.9], dtype=dtype)  # all k pixels coincide: order matters with add
-    cand[1, 2, 0, :2] = torch.tensor([-3.0, 50.0], dtype=dtype)  # outside the image: clamped to its edge
-    want = OPS.de_build(images, cand, add)
-    got = OPS.de_build(*_cuda(images, cand), add)
-    assert torch.equal(got.cpu(), want)
-    assert torch.equal(got, ref.de_build_reference(*_cuda(images, cand), add))
-    cand[2, 1, 0, :2] = torch.tensor([float("nan"), 6.999], dtype=dtype)  # NaN row -> 0 (not for the twin)
-    assert torch.equal(OPS.de_build(*_cuda(images, cand), add).cpu(), OPS.de_build(images, cand, add))
-
-
-def test_de_build_cuda_non_contiguous_images():
-    pop, _, _, _, images = _de_problem(2, 5, 2, 3, torch.float32, seed=9, H=6, W=6)
-    images_t = images.cuda().transpose(2, 3)  # a view with non-row-major strides
-    cand = pop.view(2, 5, 2, 5).cuda()
-    got = OPS.de_build(images_t, cand, False)
-    assert torch.equal(got.cpu(), OPS.de_build(images_t.cpu(), cand.cpu(), False))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_de_select_cuda_bit_exact(dtype):
-    pop, _, _, _, _ = _de_problem(4, 9, 2, 3, dtype, seed=5)
-    g = _gen(15)
-    trial = pop.flip(1).contiguous() + 0.5
-    fit = torch.rand(4, 9, generator=g, dtype=dtype)
-    tfit = torch.rand(4, 9, generator=g, dtype=dtype)
-    tfit[0, 0] = fit[0, 0]  # a tie goes to the trial
-    tfit[1, 1] = float("nan")  # never selected
-    pop_cpu, fit_cpu = pop.clone(), fit.clone()
-    OPS.de_select_(pop_cpu, fit_cpu, trial, tfit)
-    pop_gpu, fit_gpu = pop.cuda(), fit.cuda()
-    trial_gpu = trial.cuda().transpose(0, 1).contiguous().transpose(0, 1)  # non-contiguous trial
-    OPS.de_select_(pop_gpu, fit_gpu, trial_gpu, tfit.cuda())
-    assert torch.equal(pop_gpu.cpu(), pop_cpu) and torch.equal(fit_gpu.cpu(), fit_cpu)
-    want_pop, want_fit = ref.de_select_reference(pop, fit, trial, tfit)
-    assert torch.equal(pop_cpu, want_pop) and torch.equal(fit_cpu, want_fit)
-
-
-# ------------------------------------------------------------------ mk_mmd
-
-MMD_CASES = [
-    # n, m, d, unbiased: odd sizes; 5500 rows span several tiles and several column chunks
-    (1, 1, 3, False), (2, 3, 1, True), (17, 29, 5, False), (17, 29, 5, True), (64, 40, 33, True),
-    (3000, 2500, 4, False), (3000, 2500, 4, True),
-]
-
-
-@pytest.mark.parametrize("n,m,d,unbiased", MMD_CASES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_mk_mmd_cuda_forward_backward_equal_cpu(n, m, d, unbiased, dtype):
-    g = _gen(n * 100 + m)
-    x = torch.randn(n, d, generator=g, dtype=dtype)
-    y = torch.randn(m, d, generator=g, dtype=dtype) * 1.3 + 0.4
-    sigmas = ops.dan_sigmas(x, y) if n + m > 2 else [1.0, 3.0]
-    tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
-
-    want = OPS.mk_mmd(x, y, sigmas, unbiased)
-    got = OPS.mk_mmd(x.cuda(), y.cuda(), sigmas, unbiased)
-    assert got.is_cuda and got.dtype == dtype and got.dim() == 0
-    torch.testing.assert_close(got.cpu(), want, **tol)
-    if n + m < 1000:
-        torch.testing.assert_close(got, ref.mk_mmd_reference(x.cuda(), y.cuda(), sigmas, unbiased), **tol)
-
-    v_want, gx_want, gy_want = OPS._mk_mmd_with_grad(x, y, sigmas, unbiased)
-    v, gx, gy = OPS._mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
-    torch.testing.assert_close(v.cpu(), v_want, **tol)
-    # gradients are sums of signed terms: compare against their scale, not element by element
-    scale = max(gx_want.abs().max().item(), gy_want.abs().max().item(), 1e-30)
-    gtol = dict(rtol=tol["rtol"], atol=tol["rtol"] * scale)
-    torch.testing.assert_close(gx.cpu(), gx_want, **gtol)
-    torch.testing.assert_close(gy.cpu(), gy_want, **gtol)
-    again = OPS._mk_mmd_with_grad(x.cuda(), y.cuda(), sigmas, unbiased)
-    assert torch.equal(again[1], gx) and torch.equal(again[2], gy)  # deterministic
 
 
 def test_mk_mmd_cuda_gradcheck():
@@ -253,41 +173,211 @@ def test_mk_mmd_cuda_gradcheck():
 def test_mk_mmd_cuda_on_second_device_if_any():
     if torch.cuda.device_count() < 2:
         pytest.skip("one GPU")
-    x = torch.randn(20, 3, dtype=torch.float64, device="cuda:1")
-    y = torch.randn(30, 3, dtype=torch.float64, device="cuda:1") + 0.2
+    g = _gen(13)
+    x = torch.randn(20, 3, generator=g, dtype=torch.float64).to("cuda:1")
+    y = (torch.randn(30, 3, generator=g, dtype=torch.float64) + 0.2).to("cuda:1")
     got = OPS.mk_mmd(x, y, [1.0], False)
     assert got.device == x.device
     torch.testing.assert_close(got.cpu(), OPS.mk_mmd(x.cpu(), y.cpu(), [1.0], False), rtol=1e-9, atol=1e-12)
 
 
-# ------------------------------------------------------------------ opcheck
+# ------------------------------------------------------------------ NaN inputs (denormals: test_ops.py's test_linf_step_keeps_denormals
+# and the registry's denormal case)
+# The policy (csrc/kernel_math.h): NaN in -> NaN out in every op; de_build maps a NaN row or
+# column to pixel 0; de_select_ never picks a trial whose fitness is NaN (registry cases).
 
-def _opcheck_samples():
-    g = _gen(21)
-    x = torch.randn(3, 2, 5, 4, generator=g)
-    step = _cuda(x, torch.randn(3, 2, 5, 4, generator=g), x + 0.1, torch.rand(3, generator=g),
-                 torch.rand(3, generator=g), torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0]))
-    pop, d, lower, upper, images = _de_problem(2, 6, 1, 3, torch.float32, seed=22)
-    pop, lower, upper, images = _cuda(pop, lower, upper, images)
-    d = ops.DEDraws(*_cuda(*d))
-    x64 = torch.randn(6, 3, generator=g, dtype=torch.float64).cuda()
-    y64 = torch.randn(5, 3, generator=g, dtype=torch.float64).cuda()
-    return [
-        (OPS.linf_step.default, step),
-        (OPS.l2_step.default, step),
-        (OPS.linf_step.default, step[:5] + (None, None)),
-        (OPS.l2_step.default, step[:5] + (None, None)),
-        (OPS.de_trial.default, (pop, d.donors, d.cross_u, d.cross_j, d.resample_u, lower, upper, 0.5, 0.9, True)),
-        (OPS.de_build.default, (images, pop.view(2, 6, 1, 5), False)),
-        (OPS.de_select_.default, (pop.clone(), torch.rand(2, 6, device="cuda"), pop.flip(1).contiguous(),
-                                  torch.rand(2, 6, device="cuda"))),
-        (OPS.mk_mmd.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0], True)),
-        (OPS._mk_mmd_with_grad.default, (x64.clone().requires_grad_(), y64.clone().requires_grad_(), [0.5, 2.0],
-                                        False)),
-    ]
+def _same_nans_and_values(got, want, **tol):
+    assert torch.equal(got.isnan().cpu(), want.isnan())
+    torch.testing.assert_close(got.cpu(), want, equal_nan=True, **(tol or dict(rtol=0, atol=0)))
 
 
-@pytest.mark.parametrize("case", range(9))
-def test_opcheck_cuda(case):
-    op, args = _opcheck_samples()[case]
-    torch.library.opcheck(op, args)
+@pytest.mark.parametrize("op", ["linf_step", "l2_step"])
+@pytest.mark.parametrize("where", ["x_adv", "grad", "x_nat"])
+def test_step_ops_cuda_nan_in_nan_out(op, where):
+    sample = op_samples.sample(op, "f32-7x3x9x11-alpha_per_sample-bounds_channel-contiguous")
+    args = list(sample.args("cpu"))
+    i = ["x_adv", "grad", "x_nat"].index(where)
+    args[i] = args[i].clone()
+    args[i][2, 1, 4, 5] = NAN
+    want = getattr(OPS, op)(*args)
+    got = getattr(OPS, op)(*_cuda(*args))
+    assert want[2, 1, 4, 5].isnan() and got[2, 1, 4, 5].isnan()
+    _same_nans_and_values(got, want, **({} if op == "linf_step" else _step_tol(sample.dtype)))
+
+
+def test_de_trial_cuda_nan_in_nan_out():
+    sample = op_samples.sample("de_trial", "f32-B5-P11-k2-C3-F0.9-CR0.3-clip")  # CR = 0.3: parents' genes survive
+    args = list(sample.args("cpu"))
+    args[0] = args[0].clone()
+    args[0][1, 3, :] = NAN  # one candidate all NaN: the genes its trial keeps, and the trials it donates to
+    want = OPS.de_trial(*args)
+    got = OPS.de_trial(*_cuda(*args))
+    assert want[1, 3].isnan().any()
+    _same_nans_and_values(got, want)
+
+
+@pytest.mark.parametrize("add", [False, True])
+def test_de_build_cuda_nan_coordinates_go_to_pixel_0_and_nan_values_stay(add):
+    sample = op_samples.sample("de_build", "f32-B3-P6-k1-C3-contiguous-replace")
+    images, cand, _ = sample.args("cpu")
+    cand[2, 1, 0, :2] = torch.tensor([NAN, 6.999])  # NaN row: row 0
+    cand[0, 4, 0, :2] = torch.tensor([NAN, NAN])  # pixel (0, 0)
+    cand[1, 5, 0, 2] = NAN  # a NaN value is written (or added) as NaN
+    want = OPS.de_build(images, cand, add)
+    got = OPS.de_build(*_cuda(images, cand), add)
+    _same_nans_and_values(got, want)
+    base = images[0, :, 0, 0] if add else 0.0
+    assert torch.equal(want[0, 4, :, 0, 0], base + cand[0, 4, 0, 2:])
+    assert torch.equal(got[2, 1, :, 0, 6].cpu(), (images[2, :, 0, 6] if add else 0.0) + cand[2, 1, 0, 2:])
+    assert got[1, 5, 0].isnan().sum() == 1
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_mk_mmd_cuda_nan_in_nan_out(unbiased):
+    x, y, sigmas, _ = op_samples.sample("mk_mmd", "f32-n17-m29-d5-biased-contiguous").args("cpu")
+    x[3, 1] = NAN
+    for device in ("cpu", "cuda"):
+        xd, yd = x.to(device), y.to(device)
+        assert OPS.mk_mmd(xd, yd, sigmas, unbiased).isnan()
+        assert OPS._mk_mmd_with_grad(xd, yd, sigmas, unbiased)[0].isnan()
+
+
+# ------------------------------------------------------------------ autocast, streams
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_mk_mmd_cuda_under_fp16_autocast_computes_in_float32(unbiased):
+    """fp16 autocast around mk_mmd changes nothing: float32 latents give the float32 value and
+    gradient they give outside autocast (the tiles' matrix products are not run in half)."""
+    g = _gen(31)
+    x = torch.randn(300, 16, generator=g).cuda()
+    y = (torch.randn(200, 16, generator=g) + 0.3).cuda()
+    sig = [0.5, 2.0, 8.0]
+    want = ops.mk_mmd(x, y, sig, unbiased=unbiased)
+    xg, yg = x.clone().requires_grad_(), y.clone().requires_grad_()
+    want_grads = torch.autograd.grad(ops.mk_mmd(xg, yg, sig, unbiased=unbiased), (xg, yg))
+    with torch.autocast("cuda", dtype=torch.float16):
+        got = ops.mk_mmd(x, y, sig, unbiased=unbiased)
+        direct = OPS.mk_mmd(x, y, sig, unbiased)
+        with_grad = ops.mk_mmd(xg, yg, sig, unbiased=unbiased)
+    assert got.dtype == direct.dtype == with_grad.dtype == torch.float32
+    assert torch.equal(got, want) and torch.equal(direct, want) and torch.equal(with_grad.detach(), want)
+    grads = torch.autograd.grad(with_grad, (xg, yg))
+    assert all(gr.dtype == torch.float32 and torch.equal(gr, w) for gr, w in zip(grads, want_grads))
+
+
+def _call(op, args):
+    """The op's result; for the in-place de_select_, the population and fitness it updated."""
+    out = getattr(OPS, op)(*args)
+    return (args[0], args[1]) if op == "de_select_" else out
+
+
+@pytest.mark.parametrize("sample", [op_samples.samples(op, opcheck=True)[-1].param() for op in op_samples.OPS_COVERED])
+def test_ops_run_on_the_current_stream(sample):
+    """On a side stream that first sleeps, then writes the inputs, each op gives the default
+    stream's result: its kernels are queued on the current stream, after the writes (a kernel
+    on another stream would read the NaN/zero placeholders before they are overwritten)."""
+    want = _call(sample.op, sample.args("cuda"))
+    src = sample.args("cuda")
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        args = tuple(torch.full_like(t, NAN if t.is_floating_point() else 0) if isinstance(t, torch.Tensor) else t
+                     for t in src)
+        torch.cuda._sleep(50_000_000)  # tens of milliseconds of GPU time on the side stream
+        for a, s in zip(args, src):
+            if isinstance(a, torch.Tensor):
+                a.copy_(s)
+        got = _call(sample.op, args)
+    side.synchronize()
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        assert torch.equal(g, w)
+
+
+# ------------------------------------------------------------------ past 2^31 elements, past the MMD chunk cap
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["contiguous", "offset"])
+def test_linf_step_cuda_over_2_pow_31_elements(layout):
+    """linf_step over 2.16e9 > 2^31 elements (float4 path, and the scalar path through a storage
+    offset): 64-bit indexing everywhere. Inputs drawn on the GPU (a seeded CUDA generator: 26 GiB
+    of CPU draws would take minutes); checked sample by sample against the twin, bit for bit."""
+    _need_free_gpu_memory(40, "four float32 tensors of 2.16e9 elements")
+    B, C, H, W = 11, 3, 8192, 8000
+    n = B * C * H * W
+    assert n > 2**31
+    g = torch.Generator(device="cuda").manual_seed(41)
+
+    def draw():
+        flat = torch.empty(n + (layout == "offset"), device="cuda")
+        return flat[layout == "offset":].normal_(generator=g).view(B, C, H, W)
+
+    x_nat, grad = draw(), draw()
+    x_adv = draw().mul_(0.05).add_(x_nat)
+    grad.masked_fill_(grad.abs() < 0.2, 0.0)
+    alpha = torch.rand(B, generator=g, device="cuda") * 0.5
+    eps = torch.rand(B, generator=g, device="cuda") * 2.0
+    lo, hi = torch.tensor([-1.0, -2.0, -0.5], device="cuda"), torch.tensor([1.0, 0.5, 2.0], device="cuda")
+    out = OPS.linf_step(x_adv, grad, x_nat, alpha, eps, lo, hi)
+    for b in range(B):
+        s = slice(b, b + 1)
+        want = ref.linf_step_reference(x_adv[s], grad[s], x_nat[s], alpha[s], eps[s], lo, hi)
+        assert torch.equal(out[s], want), f"sample {b} (elements from {b * C * H * W})"
+
+
+@pytest.mark.slow
+def test_de_build_cuda_over_2_pow_31_elements():
+    """de_build writing 2.148e9 > 2^31 output elements; checked P-chunk by P-chunk against the twin."""
+    _need_free_gpu_memory(12, "a float32 output of 2.15e9 elements")
+    B, P, k, C, H, W = 2, 87_400, 2, 3, 64, 64
+    assert B * P * C * H * W > 2**31
+    g = _gen(42)
+    pop, _, _, _, images = op_samples.de_problem(B, P, k, C, torch.float32, g, H=H, W=W)
+    images, cand = _cuda(images, pop.view(B, P, k, 2 + C))
+    out = OPS.de_build(images, cand, True)
+    for p0 in range(0, P, 4096):
+        part = slice(p0, p0 + 4096)
+        assert torch.equal(out[:, part], ref.de_build_reference(images, cand[:, part], True)), f"candidates {p0}+"
+
+
+def _mmd_float64_by_row_blocks(x, y, sigmas, unbiased, rows=1024):
+    """MMD^2 in float64 from row blocks of the kernel matrix (never all of it at once)."""
+    z = torch.cat([x, y]).double()
+    n, N = x.shape[0], z.shape[0]
+    zz = (z * z).sum(1)
+    sums = torch.zeros(3, dtype=torch.float64, device=z.device)  # xx, yy, xy
+    for i0 in range(0, N, rows):
+        a = z[i0:i0 + rows]
+        d2 = (zz[i0:i0 + rows, None] + zz[None] - 2.0 * (a @ z.T)).clamp_min_(0.0)
+        if unbiased:
+            d2[torch.arange(a.shape[0]), torch.arange(i0, i0 + a.shape[0])] = float("inf")  # leave i == j out
+        k = sum(torch.exp(d2 * (-0.5 / (s * s))) for s in sigmas)
+        r_x, r_y = k[:, :n].sum(1), k[:, n:].sum(1)
+        i_x = torch.arange(i0, i0 + a.shape[0], device=z.device) < n
+        sums += torch.stack([r_x[i_x].sum(), r_y[~i_x].sum(), r_y[i_x].sum()])
+    m = N - n
+    nxx, nyy = (n * (n - 1), m * (m - 1)) if unbiased else (n * n, m * m)
+    return sums[0] / nxx + sums[1] / nyy - 2.0 * sums[2] / (n * m)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_mk_mmd_cuda_past_the_column_chunk_cap(dtype):
+    """n + m = 270,000 > 64 chunks x 4096 columns (csrc/cuda/mk_mmd.cu): the first tiles' chunks
+    loop past their nominal width. Value against a float64 row-block sum; gradient against a
+    central difference along a random direction (three more forward passes, no n x m matrix)."""
+    _need_free_gpu_memory(16, "float64 row blocks of a 270,000-point kernel matrix")
+    g = _gen(43)
+    x = torch.randn(150_000, 4, generator=g, dtype=dtype).cuda()
+    y = (torch.randn(120_000, 4, generator=g, dtype=dtype) * 1.2 + 0.5).cuda()
+    sigmas = ops.dan_sigmas(x, y)
+    value, gx, gy = OPS._mk_mmd_with_grad(x, y, sigmas, True)
+    want = _mmd_float64_by_row_blocks(x, y, sigmas, True)
+    torch.testing.assert_close(value.double(), want, rtol=1e-3 if dtype == torch.float32 else 1e-8, atol=0)
+    if dtype == torch.float64:
+        vx, vy = torch.randn(x.shape, generator=g, dtype=dtype).cuda(), torch.randn(y.shape, generator=g,
+                                                                                    dtype=dtype).cuda()
+        h = 1e-4
+        plus = OPS.mk_mmd(x + h * vx, y + h * vy, sigmas, True)
+        minus = OPS.mk_mmd(x - h * vx, y - h * vy, sigmas, True)
+        slope = (gx * vx).sum() + (gy * vy).sum()
+        torch.testing.assert_close((plus - minus) / (2 * h), slope, rtol=1e-5, atol=1e-12)
