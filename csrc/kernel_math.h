@@ -17,14 +17,18 @@
 
 namespace advrobust {
 
+// min / max with torch.minimum / torch.maximum's NaN rule: a NaN in either argument is the
+// result (the plain `b < a ? b : a` dropped a NaN b). Branch-free selects, so loops over them
+// still vectorise; for integers `b != b` is false and folds away.
 template <typename T>
-ADVROBUST_HD T min_of(T a, T b) { return b < a ? b : a; }
+ADVROBUST_HD T min_of(T a, T b) { return (b < a || b != b) ? b : a; }
 template <typename T>
-ADVROBUST_HD T max_of(T a, T b) { return a < b ? b : a; }
+ADVROBUST_HD T max_of(T a, T b) { return (a < b || b != b) ? b : a; }
 
-// sign(v) in {-1, 0, +1}, sign(0) = 0.
+// sign(v) in {-1, 0, +1}, sign(0) = 0 and sign(NaN) = NaN (torch.sign gives 0 for NaN; the
+// twin keeps the NaN explicitly), so a NaN gradient gives a NaN step, not no step.
 template <typename T>
-ADVROBUST_HD T sign_of(T v) { return static_cast<T>((T(0) < v) - (v < T(0))); }
+ADVROBUST_HD T sign_of(T v) { return v != v ? v : static_cast<T>((T(0) < v) - (v < T(0))); }
 
 // linf_step, one element: clamp(clip(xa + alpha*sign(g), xn - eps, xn + eps), lo, hi).
 // Absent lo/hi are passed as -inf/+inf.
@@ -46,13 +50,15 @@ ADVROBUST_HD T l2_step_element(T xa, T g, T xn, T step, T scale, T lo, T hi) {
 // From per-sample sums gg = sum g^2, uu = sum u^2, ug = sum u*g with u = x_adv - x_nat:
 // step = alpha/||g|| (0 if ||g|| = 0); ||d||^2 = uu + 2 step ug + step^2 gg for
 // d = u + step*g; scale = eps/||d|| if ||d|| > eps else 1 (so eps = 0 projects onto x_nat).
+// A NaN in the sample makes its sums NaN and then step and scale NaN (the comparisons are
+// written so that NaN takes the division branch): the whole sample comes out NaN, as in the twin.
 ADVROBUST_HD void l2_step_coefficients(double gg, double uu, double ug, double alpha, double eps,
                                        double* step, double* scale) {
-  const double s = gg > 0.0 ? alpha / sqrt(gg) : 0.0;
+  const double s = gg == 0.0 ? 0.0 : alpha / sqrt(gg);
   const double dd = max_of(uu + 2.0 * s * ug + s * s * gg, 0.0);
   const double dn = sqrt(dd);
   *step = s;
-  *scale = dn > eps ? eps / dn : 1.0;
+  *scale = dn <= eps ? 1.0 : eps / dn;
 }
 
 // de_trial, one gene of DE/rand/1/bin: mutant = a + F (b - c); out of [lo, hi] it is
@@ -87,15 +93,24 @@ struct MmdParams {
   double coef[kMaxKernels];  // c_k = -1/(2 sigma_k^2)
 };
 
-// Squared distance from the Gram identity, clamped at 0 against rounding.
+// Squared distance from the Gram identity, clamped at 0 against rounding (a NaN stays NaN).
+// Only for i != j: rounding leaves ||z||^2 + ||z||^2 - 2 z.z of a point with itself at a few
+// ulp of 2||z||^2, not 0, and with DeepAdversaries' widths down to sigma^2 = 1e-6
+// (Ciprijanovic et al. 2022) exp(c_k d2) of that is far below 1: the biased MMD^2 was off by
+// 2% for unit-scale float32 latents. The diagonal uses mmd_self_kernel instead.
 template <typename T>
 ADVROBUST_HD T mmd_sq_dist(T norm_a, T norm_b, T dot) {
   return max_of(norm_a + norm_b - T(2) * dot, T(0));
 }
 
+// k(z, z) = sum_k exp(0) = K, exactly (see mmd_sq_dist).
+ADVROBUST_HD double mmd_self_kernel(const MmdParams& kp) { return static_cast<double>(kp.num_kernels); }
+
 // exp(x) for float, x <= 0, branch-free so loops over it vectorise (Cephes-style:
 // x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, 2^n from the exponent bits);
-// relative error below 2e-7; x < -87 gives 0. Doubles use exp() itself.
+// relative error below 2e-7; x < -87 gives 0 and NaN gives NaN (it used to give 0, which
+// turned a NaN latent into a finite MMD). n is read from t's mantissa bits, not converted
+// from float (a NaN there would make that conversion undefined). Doubles use exp() itself.
 ADVROBUST_HD float exp_nonpositive(float x) {
 #if defined(__CUDA_ARCH__)
   return __expf(x) * (x >= -87.0f);
@@ -113,10 +128,12 @@ ADVROBUST_HD float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  uint32_t t_bits;  // t = magic + n exactly, so its low mantissa bits hold n (two's complement)
+  memcpy(&t_bits, &t, sizeof(t_bits));
+  const uint32_t bits = (t_bits - 0x4B400000u + 127u) << 23;  // 0x4B400000 = bits of magic
   float scale;
   memcpy(&scale, &bits, sizeof(scale));
-  return x >= -87.0f ? p * scale : 0.0f;
+  return x < -87.0f ? 0.0f : p * scale;
 #endif
 }
 ADVROBUST_HD double exp_nonpositive(double x) { return exp(x); }

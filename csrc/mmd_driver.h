@@ -5,9 +5,14 @@
 // the extra memory is O((n + m) d + block), the block capped at kTileElements.
 #pragma once
 
+#include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <tuple>
+#include <type_traits>
 
 #include "kernel_math.h"
 
@@ -40,5 +45,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad(const at::Tensor
                                                                 at::ArrayRef<double> sigmas, bool unbiased,
                                                                 MmdForwardTileFn forward_tile,
                                                                 MmdBackwardTileFn backward_tile);
+
+// ------------------------------------------------------------------ autocast
+// Under autocast the driver's at::mm would be downcast (bf16 on the CPU, fp16 on CUDA) and the
+// tiles, which compute in float32/float64 only, would then refuse the dots. MMD^2 is a small
+// difference of large sums, the kind of op autocast keeps in float32 anyway, so mk_mmd and
+// _mk_mmd_with_grad get Autocast kernels (registered per device next to their CPU / CUDA
+// kernels) in the way torchvision's roi_align does (torchvision/csrc/ops/autocast): with the
+// autocast key excluded for the whole call, bf16/fp16 inputs (latents a model produced under
+// autocast) are cast to float32, and the op redispatches; the result stays float32.
+// at::autocast::cached_cast leaves float32 and float64 alone, so those compute exactly as
+// outside autocast. torch.library.register_autocast would cast float64 down to float32 too,
+// and the C++ registration also serves callers that never import the Python package.
+using MmdValueOp = at::Tensor(const at::Tensor&, const at::Tensor&, at::ArrayRef<double>, bool);
+using MmdWithGradOp = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                   at::ArrayRef<double>, bool);
+
+template <typename Signature, c10::DispatchKey kAutocastKey, c10::DeviceType kDevice>
+struct MmdAutocast {
+  static typename c10::guts::function_traits<Signature>::return_type call(const at::Tensor& x, const at::Tensor& y,
+                                                                          at::ArrayRef<double> sigmas,
+                                                                          bool unbiased) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow(std::is_same_v<Signature, MmdValueOp> ? "advrobust::mk_mmd"
+                                                                                       : "advrobust::_mk_mmd_with_grad",
+                                                  "")
+                               .template typed<Signature>();
+    const c10::impl::ExcludeDispatchKeyGuard no_autocast(kAutocastKey);
+    return op.call(at::autocast::cached_cast(at::kFloat, x, kDevice),
+                   at::autocast::cached_cast(at::kFloat, y, kDevice), sigmas, unbiased);
+  }
+};
+
+// m.impl(...) both ops' Autocast kernels for one device (a TORCH_LIBRARY_IMPL's Library).
+template <c10::DispatchKey kAutocastKey, c10::DeviceType kDevice>
+void register_mmd_autocast(torch::Library& m) {
+  m.impl("mk_mmd", &MmdAutocast<MmdValueOp, kAutocastKey, kDevice>::call);
+  m.impl("_mk_mmd_with_grad", &MmdAutocast<MmdWithGradOp, kAutocastKey, kDevice>::call);
+}
 
 }  // namespace advrobust

@@ -20,10 +20,13 @@ def de_pixels(candidates: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
     """Pixel (row, col) of each gene group, int64 of shape ``candidates.shape[:-1]``: the
     continuous row and column genes (``candidates[..., 0]``, ``[..., 1]``, pixel units) floored
     and clamped into the H x W image, as :func:`de_build` and its kernels do (C++:
-    ``de_pixel_index`` in csrc/kernel_math.h)."""
-    rows = candidates[..., 0].floor().clamp(0, H - 1).long()
-    cols = candidates[..., 1].floor().clamp(0, W - 1).long()
-    return rows, cols
+    ``de_pixel_index`` in csrc/kernel_math.h). A NaN gene goes to index 0, as there (a NaN
+    cast to int64 would give an arbitrary index)."""
+    def index(gene: Tensor, size: int) -> Tensor:
+        f = gene.floor()
+        return torch.where(f > 0, f.clamp_max(size - 1), 0.0).long()
+
+    return index(candidates[..., 0], H), index(candidates[..., 1], W)
 
 
 class DEDraws(NamedTuple):

@@ -57,9 +57,12 @@ def linf_step_reference(
     """``clamp(clip(x_adv + alpha*sign(grad), x_nat - eps, x_nat + eps), lo, hi)``.
 
     Shapes: x_adv, grad, x_nat (B, ...); alpha, eps (1,) or (B,); lo, hi None or (1,)/(C,).
+    A NaN in x_adv, grad or x_nat gives NaN in that output element: torch.sign(NaN) is 0, so
+    the sign keeps a NaN gradient explicitly (as the kernel's ``sign_of``); maximum / minimum
+    propagate NaN.
     """
     a, e = _per_sample(alpha, x_adv), _per_sample(eps, x_adv)
-    stepped = x_adv + a * torch.sign(grad)
+    stepped = x_adv + a * torch.where(torch.isnan(grad), grad, torch.sign(grad))
     clipped = torch.minimum(torch.maximum(stepped, x_nat - e), x_nat + e)
     return _clamp_range(clipped, lo, hi)
 
@@ -72,14 +75,17 @@ def l2_step_reference(
 
     ``P_eps(d) = eps * d / max(eps, ||d||)``; norms are per sample over all non-batch
     dims. A zero gradient makes no step (no NaN); ``eps = 0`` projects onto x_nat.
+    A NaN in a sample's x_adv, grad or x_nat makes its norms, and so its whole output, NaN
+    (the conditions test ``== 0`` / ``<= eps`` so that NaN takes the division, as the kernel's
+    ``l2_step_coefficients``).
     """
     flat = grad.flatten(1)
     gnorm = torch.linalg.vector_norm(flat, dim=1)
-    step = torch.where(gnorm > 0, alpha / gnorm.clamp_min(torch.finfo(grad.dtype).tiny), 0.0)
+    step = torch.where(gnorm == 0, 0.0, alpha / gnorm.clamp_min(torch.finfo(grad.dtype).tiny))
     delta = (x_adv - x_nat) + _per_sample(step, grad) * grad
     dnorm = torch.linalg.vector_norm(delta.flatten(1), dim=1)
     eps_b = eps.expand_as(dnorm)
-    scale = torch.where(dnorm > eps_b, eps_b / dnorm.clamp_min(torch.finfo(grad.dtype).tiny), 1.0)
+    scale = torch.where(dnorm <= eps_b, 1.0, eps_b / dnorm.clamp_min(torch.finfo(grad.dtype).tiny))
     return _clamp_range(x_nat + _per_sample(scale, delta) * delta, lo, hi)
 
 
@@ -150,10 +156,20 @@ def de_select_reference(
 
 
 def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
-    """||a_i - b_j||^2 as an (n, m) matrix through the Gram identity, clamped at 0."""
+    """||a_i - b_j||^2 as an (n, m) matrix through the Gram identity, clamped at 0.
+
+    With ``b is a`` the diagonal is exactly 0: the Gram identity leaves a few ulp of
+    2||a_i||^2 there, which the narrow kernels (sigma^2 down to 1e-6, Ciprijanovic et al.
+    2022) turn into a self-term well below K (as the kernels' ``mmd_self_kernel``). The clamp
+    is a ``where`` so that a NaN keeps its gradient (NaN in, NaN gradient out, like the kernel).
+    """
     aa = (a * a).sum(1, keepdim=True)
     bb = (b * b).sum(1, keepdim=True)
-    return (aa + bb.T - 2.0 * (a @ b.T)).clamp_min(0.0)
+    d2 = aa + bb.T - 2.0 * (a @ b.T)
+    drop = d2 < 0
+    if b is a:
+        drop = drop | torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
+    return torch.where(drop, 0.0, d2)
 
 
 def mk_mmd_reference(x: Tensor, y: Tensor, sigmas: Sequence[float], unbiased: bool = False) -> Tensor:

@@ -64,7 +64,7 @@ void forward_tile_cpu(const at::Tensor& dots, const at::Tensor& norms, int64_t r
         const scalar_t* row = dp + r * cols;  // row[j - row0] = z_i . z_j for j >= row0
         double total = 0;
         if (!s.unbiased) {
-          total += mmd_pair_weight(s, i_in_x, i_in_x) * kernel_sum(row + (i - row0), nz + i, nz[i], 1, s.kernels);
+          total += mmd_pair_weight(s, i_in_x, i_in_x) * mmd_self_kernel(s.kernels);  // d(z_i, z_i) = 0 exactly
         }
         const int64_t x_end = std::max(i + 1, s.n_x);  // [i+1, x_end) are x columns when i is in x
         if (i_in_x) {
@@ -119,6 +119,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mk_mmd_with_grad_cpu(const at::Te
 TORCH_LIBRARY_IMPL(advrobust, CPU, m) {
   m.impl("mk_mmd", &mk_mmd_cpu);
   m.impl("_mk_mmd_with_grad", &mk_mmd_with_grad_cpu);
+}
+
+TORCH_LIBRARY_IMPL(advrobust, AutocastCPU, m) {  // float32 inside autocast: see mmd_driver.h
+  register_mmd_autocast<c10::DispatchKey::AutocastCPU, c10::DeviceType::CPU>(m);
 }
 
 }  // namespace advrobust

@@ -62,6 +62,10 @@ template <typename T>
 __host__ __device__ __forceinline__ bool operator>(Unfused<T> a, Unfused<T> b) {
   return a.v > b.v;
 }
+template <typename T>
+__host__ __device__ __forceinline__ bool operator!=(Unfused<T> a, Unfused<T> b) {  // min_of/max_of's NaN test
+  return a.v != b.v;
+}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) de_trial_kernel(const DeTrialArgs<T> p) {

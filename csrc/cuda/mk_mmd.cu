@@ -80,12 +80,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // One thread per row: row_out[i] = diagonal + 2 a_xx sum_x + 2 a(i, y) sum_y, where the
-// diagonal is a(i, i) k(z_i, z_i) (biased) or 0 (unbiased): the CPU's forward_tile_cpu.
+// diagonal is a(i, i) K (biased: k(z_i, z_i) = K exactly, see mmd_self_kernel) or 0
+// (unbiased): the CPU's forward_tile_cpu.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     mmd_forward_rows_kernel(const MmdForwardTileArgs<T> p, const __grid_constant__ MmdSetup s) {
-  __shared__ T coef[kMaxKernels], coef2[kMaxKernels];
-  load_coefficients(s, coef, coef2);
   for (int64_t r = global_thread_x(); r < p.rows; r += grid_threads_x()) {
     const int64_t i = p.row0 + r;
     const bool i_in_x = i < s.n_x;
@@ -96,11 +95,7 @@ __global__ void __launch_bounds__(kThreads)
       sum_y += q[1];
     }
     double total = 0.0;
-    if (!s.unbiased) {
-      const T norm_i = p.norms[i];
-      const T self = kernel_value(coef, s.kernels.num_kernels, mmd_sq_dist(norm_i, norm_i, p.dots[r * p.cols + r]));
-      total += mmd_pair_weight(s, i_in_x, i_in_x) * static_cast<double>(self);
-    }
+    if (!s.unbiased) total += mmd_pair_weight(s, i_in_x, i_in_x) * mmd_self_kernel(s.kernels);  // d(z_i, z_i) = 0
     if (i_in_x) total += 2.0 * s.a_xx * sum_x;
     total += 2.0 * mmd_pair_weight(s, i_in_x, false) * sum_y;
     p.row_out[i] = total;

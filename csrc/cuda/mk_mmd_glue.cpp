@@ -82,4 +82,8 @@ TORCH_LIBRARY_IMPL(advrobust, CUDA, m) {
   m.impl("_mk_mmd_with_grad", &mk_mmd_with_grad_cuda);
 }
 
+TORCH_LIBRARY_IMPL(advrobust, AutocastCUDA, m) {  // float32 inside autocast: see mmd_driver.h
+  register_mmd_autocast<c10::DispatchKey::AutocastCUDA, c10::DeviceType::CUDA>(m);
+}
+
 }  // namespace advrobust
