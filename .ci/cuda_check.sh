@@ -87,5 +87,5 @@ unresolved=$(sed -n 's/^\s*undefined symbol: \([^ ]*\).*/\1/p' <<<"$ldd_out" | c
 unexpected=$(grep -vE '^_?Py|^(c10|at|torch)::cuda::' <<<"$unresolved" || true)
 [ -z "$unexpected" ] || fail "symbols of $library that no library defines:" "$unexpected"
 echo "cuda_check: $(grep -c . <<<"$unresolved") symbols left to Python and torch's CUDA libraries," \
-  "$(nm -C --defined-only "$library" | grep -cE ' [TW] advrobust::gpu::') advrobust::gpu launchers defined"
+  "$(nm -C --defined-only "$library" | grep -E ' [TW] ' | grep -c 'advrobust::gpu::') advrobust::gpu launchers defined"
 echo "cuda_check: OK ($(( $(date +%s) - start )) s)"

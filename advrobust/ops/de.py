@@ -118,7 +118,7 @@ def de_build(images: Tensor, candidates: Tensor, *, add: bool = False) -> Tensor
         images: (B, C, H, W) float originals (not modified).
         candidates: (B, P, k, 2 + C): per pixel its row and column (pixel units; floored
             and clamped into the image) and C channel values (image units).
-        add: add the values to the pixels instead of replacing them (002 replaces).
+        add: add the values to the pixels instead of replacing them (Ćiprijanović et al. 2022 replace).
 
     Returns:
         (B, P, C, H, W); ``.flatten(0, 1)`` gives the model's batch, without a copy. The layout

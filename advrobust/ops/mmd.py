@@ -15,13 +15,13 @@ from advrobust.ops._backend import use_kernels
 __all__ = ["mk_mmd", "dan_sigmas", "sigmas_from_variances", "DEEPADVERSARIES_MMD_VARIANCES"]
 
 
-#: The 19 kernel widths of DeepAdversaries' (002) MMD code, given there as variances sigma^2.
+#: The 19 kernel widths of the MMD code of DeepAdversaries (Ćiprijanović et al. 2022), given there as variances sigma^2.
 DEEPADVERSARIES_MMD_VARIANCES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 5.0, 10.0, 15.0, 20.0,
                                  25.0, 30.0, 35.0, 100.0, 1e3, 1e4, 1e5, 1e6)
 
 
 def sigmas_from_variances(variances: Sequence[float] = DEEPADVERSARIES_MMD_VARIANCES) -> list:
-    """Kernel widths sigma_k = sqrt(variance_k), for code that, like 002's, lists sigma^2."""
+    """Kernel widths sigma_k = sqrt(variance_k), for code that, like DeepAdversaries', lists sigma^2."""
     return [math.sqrt(float(v)) for v in variances]
 
 
