@@ -11,6 +11,7 @@
 import pytest
 import torch
 
+import op_samples
 from advrobust import ops
 from advrobust.ops import reference as ref
 from conftest import DEVICES
@@ -215,14 +216,7 @@ def test_l2_step_nan_poisons_its_sample_only(device, dtype, which):
 
 
 def _de_setup(dtype, device, seed):
-    g = _gen(seed)
-    B, P, k, C, H, W = 3, 6, 2, 3, 9, 7
-    D = k * (2 + C)
-    lower = torch.tensor([0.0, 0.0] + [-1.0] * C, dtype=dtype).repeat(k)
-    upper = torch.tensor([H, W] + [2.0] * C, dtype=dtype).repeat(k)
-    pop = lower + torch.rand(B, P, D, generator=g, dtype=dtype) * (upper - lower)
-    draws = ops.de_draws(B, P, D, dtype=dtype, generator=g)
-    images = torch.randn(B, C, H, W, generator=g, dtype=dtype)
+    pop, draws, lower, upper, images = op_samples.de_problem(3, 6, 2, 3, dtype, _gen(seed))
     return ([t.to(device) for t in (pop, lower, upper, images)], ops.DEDraws(*(t.to(device) for t in draws)))
 
 
