@@ -13,6 +13,7 @@ from typing import Any, Callable
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from advrobust.atomic import atomic_path
 from advrobust.models.base import LatentModel
 from advrobust.models.cnn import CampagneCNN, SmallPhotozCNN
 from advrobust.models.convnet import ConvNet
@@ -80,6 +81,9 @@ def _plain(value):
 def save(model: LatentModel, path: str | os.PathLike) -> None:
     """Write ``model``'s parameters and buffers to a safetensors file with its constructor arguments.
 
+    The write is atomic (:func:`advrobust.atomic.atomic_path`): a process killed mid-save leaves the
+    previous file intact.
+
     Raises:
         TypeError: ``model`` is not an advrobust model (it has no ``config`` or registry name).
     """
@@ -90,7 +94,8 @@ def save(model: LatentModel, path: str | os.PathLike) -> None:
         )
     header = json.dumps({"name": name, "kwargs": model.config}, default=_plain)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, os.fspath(path), metadata={_METADATA_KEY: header})
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={_METADATA_KEY: header})
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> LatentModel:

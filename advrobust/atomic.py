@@ -1,0 +1,112 @@
+"""Atomic file writes: a reader, or a process killed mid-write, sees the old file or the new one,
+never a truncated mix.
+
+:func:`atomic_path` hands out a temporary path in the target's folder; the caller writes the whole
+file there. On success the file is flushed to disk (``fsync``), renamed over the target
+(``os.replace``, atomic on POSIX and Windows) and the folder entry is synced. On an exception the
+temporary file is removed. A temporary file left by a process that was killed (SIGKILL leaves no
+chance to clean up) is removed by the next write to the same target.
+
+Every writer of results in the package (model weights, survey arrays, training checkpoints, scan
+part files) goes through here.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from typing import Iterator
+
+__all__ = ["atomic_path", "stale_temporaries"]
+
+_TAG = ".advrobust-tmp-"
+
+
+def _temporary_name(target: str, pid: int) -> str:
+    folder, base = os.path.split(target)
+    stem, suffix = os.path.splitext(base)
+    # The suffix is kept last: np.savez appends ".npz" to a name without it, and astropy and h5py
+    # choose nothing by suffix but users' tools may.
+    return os.path.join(folder, f".{stem}{_TAG}{pid}{suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def stale_temporaries(target: str | os.PathLike) -> list[str]:
+    """Temporary files of ``target`` left by writers that no longer run (killed mid-write)."""
+    target = os.path.abspath(os.fspath(target))
+    folder, base = os.path.split(target)
+    stem, suffix = os.path.splitext(base)
+    stale = []
+    for candidate in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}{_TAG}*{glob.escape(suffix)}")):
+        pid_text = os.path.basename(candidate)[len(f".{stem}{_TAG}"):len(os.path.basename(candidate)) - len(suffix)]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            stale.append(candidate)
+    return sorted(stale)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: str) -> None:
+    if os.name != "posix":  # folders cannot be opened for fsync on Windows
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[str]:
+    """Context manager yielding a temporary path to write ``target``'s new content to.
+
+    Args:
+        target: the file to (over)write. Its folder must exist.
+
+    Yields:
+        A path in the same folder, ending with ``target``'s suffix, that does not exist yet.
+
+    Raises:
+        FileNotFoundError: ``target``'s folder does not exist.
+        Whatever the body raises: the temporary file is removed and ``target`` is left untouched.
+
+    Example:
+        >>> with atomic_path("survey.npz") as tmp:  # doctest: +SKIP
+        ...     np.savez(tmp, images=images)
+    """
+    target = os.path.abspath(os.fspath(target))
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{target}: folder {folder} does not exist")
+    for stale in stale_temporaries(target):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+    tmp = _temporary_name(target, os.getpid())
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)  # left by an earlier failed write of this same process
+    try:
+        yield tmp
+        if not os.path.exists(tmp):
+            raise RuntimeError(f"{target}: nothing was written to the temporary file {tmp}")
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        _fsync_folder(folder)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
