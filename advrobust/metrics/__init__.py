@@ -1,10 +1,36 @@
-"""Metrics as small functional helpers: photo-z quality (:mod:`advrobust.metrics.photoz`)."""
+"""Metrics: small functions, and accumulating classes reduced across ``torch.distributed`` ranks.
+
+* photo-z (:mod:`~advrobust.metrics.photoz`): :func:`delta_z`, :func:`photoz_bias`,
+  :func:`sigma_mad`, :func:`outlier_fraction`, :func:`photoz_metrics` (Campagne 2021);
+* classification (:mod:`~advrobust.metrics.classification`): :func:`classification_metrics`,
+  :func:`confusion_matrix`, :func:`metrics_from_confusion` (weighted as Ciprijanovic et al. 2022);
+* latent space (:mod:`~advrobust.metrics.latent`): :func:`latent_distances`,
+  :func:`distance_summary`, :func:`js_distance`, :func:`shared_bins`;
+* attacks (:mod:`~advrobust.metrics.attacks`): :func:`success_rate`, :func:`iterations_summary`;
+* randomized smoothing (:mod:`~advrobust.metrics.certified`): :func:`certified_accuracy`,
+  :func:`average_certified_radius`;
+* accumulating (:mod:`~advrobust.metrics.accumulate`): :class:`Metric` and
+  :class:`PhotozAccumulator`, :class:`ClassificationAccumulator`,
+  :class:`LatentDistanceAccumulator`, :class:`AttackAccumulator`, :class:`CertifiedAccumulator`.
+"""
+from advrobust.metrics.accumulate import (
+    AttackAccumulator, CertifiedAccumulator, ClassificationAccumulator, LatentDistanceAccumulator, Metric,
+    PhotozAccumulator,
+)
+from advrobust.metrics.attacks import iterations_summary, success_rate
+from advrobust.metrics.certified import average_certified_radius, certified_accuracy
+from advrobust.metrics.classification import classification_metrics, confusion_matrix, metrics_from_confusion
+from advrobust.metrics.latent import distance_summary, js_distance, latent_distances, shared_bins
 from advrobust.metrics.photoz import (
-    delta_z,
-    outlier_fraction,
-    photoz_bias,
-    photoz_metrics,
-    sigma_mad,
+    as_numpy, delta_z, outlier_fraction, photoz_bias, photoz_metrics, sigma_mad,
 )
 
-__all__ = ["photoz_metrics", "delta_z", "photoz_bias", "sigma_mad", "outlier_fraction"]
+__all__ = [
+    "photoz_metrics", "delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "as_numpy",
+    "classification_metrics", "confusion_matrix", "metrics_from_confusion",
+    "latent_distances", "distance_summary", "js_distance", "shared_bins",
+    "success_rate", "iterations_summary",
+    "certified_accuracy", "average_certified_radius",
+    "Metric", "PhotozAccumulator", "ClassificationAccumulator", "LatentDistanceAccumulator",
+    "AttackAccumulator", "CertifiedAccumulator",
+]

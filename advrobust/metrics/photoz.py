@@ -14,7 +14,7 @@ import torch
 
 from advrobust import redshift
 
-__all__ = ["delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "photoz_metrics"]
+__all__ = ["as_numpy", "delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "photoz_metrics"]
 
 ArrayLike = Union[torch.Tensor, np.ndarray, list, tuple]
 
@@ -22,13 +22,20 @@ ArrayLike = Union[torch.Tensor, np.ndarray, list, tuple]
 MAD_TO_SIGMA = 1.4826
 
 
-def _as_1d(values: ArrayLike, name: str) -> np.ndarray:
+def as_numpy(values: ArrayLike, name: str, dtype=np.float64) -> np.ndarray:
+    """A non-empty, finite 1-D NumPy array from a tensor, array or sequence (the one input rule of
+    :mod:`advrobust.metrics`); ``dtype=None`` keeps the input's dtype (e.g. integer labels).
+
+    Raises:
+        ValueError: not 1-D, empty, or NaN / infinite values.
+    """
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    array = np.asarray(values, dtype=np.float64)
+        values = values.detach().cpu()
+        values = (values.double() if dtype is not None or values.is_floating_point() else values).numpy()
+    array = np.asarray(values, dtype=dtype)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
 
@@ -39,7 +46,7 @@ def delta_z(z_phot: ArrayLike, z_spec: ArrayLike) -> np.ndarray:
     Raises:
         ValueError: inputs not 1-D, of different lengths, non-finite, or ``z_spec <= -1``.
     """
-    zp, zs = _as_1d(z_phot, "z_phot"), _as_1d(z_spec, "z_spec")
+    zp, zs = as_numpy(z_phot, "z_phot"), as_numpy(z_spec, "z_spec")
     if zp.shape != zs.shape:
         raise ValueError(f"z_phot and z_spec must have the same length, got {zp.size} and {zs.size}")
     if np.any(zs <= -1):
@@ -49,18 +56,18 @@ def delta_z(z_phot: ArrayLike, z_spec: ArrayLike) -> np.ndarray:
 
 def photoz_bias(dz: ArrayLike) -> float:
     """Mean of ``dz``."""
-    return float(np.mean(_as_1d(dz, "dz")))
+    return float(np.mean(as_numpy(dz, "dz")))
 
 
 def sigma_mad(dz: ArrayLike) -> float:
     """``1.4826 * median(|dz - median(dz)|)``, a robust standard deviation of ``dz``."""
-    dz = _as_1d(dz, "dz")
+    dz = as_numpy(dz, "dz")
     return float(MAD_TO_SIGMA * np.median(np.abs(dz - np.median(dz))))
 
 
 def outlier_fraction(dz: ArrayLike, threshold: float = 0.05) -> float:
     """Fraction of ``|dz| > threshold`` (Campagne 2021: 0.05), in [0, 1]."""
-    return float(np.mean(np.abs(_as_1d(dz, "dz")) > threshold))
+    return float(np.mean(np.abs(as_numpy(dz, "dz")) > threshold))
 
 
 def photoz_metrics(z_phot: ArrayLike, z_spec: ArrayLike, outlier_threshold: float = 0.05) -> dict[str, float]:

@@ -1,0 +1,275 @@
+"""Accumulating metrics: ``update`` batch by batch, ``compute`` once, ``reset`` to reuse.
+
+The torchmetrics pattern without the dependency. A metric declares its state with
+:meth:`Metric.add_state` as either
+
+* ``"sum"``: a tensor of fixed shape, added up over updates and across ranks, or
+* ``"cat"``: a list of ``(n_i, ...)`` tensors, concatenated over updates and across ranks
+  (ranks may hold different numbers of rows).
+
+:meth:`Metric.compute` reduces the state across the ranks of the default ``torch.distributed``
+process group when one is initialised with more than one rank (every rank must call
+``compute``: it is a collective), then applies the functional metric of :mod:`advrobust.metrics`
+to the reduced state. The local state is left as it was, so ``update`` can go on afterwards.
+States live on the CPU in float64/int64 (the metrics are computed in NumPy); with the NCCL
+backend they travel through the current CUDA device for the collective.
+
+Example:
+    >>> acc = ClassificationAccumulator(n_classes=3)
+    >>> for x, y in loader:
+    ...     acc.update(y, model(x).argmax(1))
+    >>> acc.compute()["f1"]
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from advrobust.metrics.attacks import iterations_summary
+from advrobust.metrics.certified import average_certified_radius, certified_accuracy
+from advrobust.metrics.classification import confusion_matrix, metrics_from_confusion
+from advrobust.metrics.latent import distance_summary, latent_distances
+from advrobust.metrics.photoz import ArrayLike, as_numpy, photoz_metrics
+
+__all__ = ["Metric", "PhotozAccumulator", "ClassificationAccumulator", "LatentDistanceAccumulator",
+           "AttackAccumulator", "CertifiedAccumulator"]
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _all_reduce_sum(t: Tensor) -> Tensor:
+    dev = _collective_device()
+    out = t.to(dev).clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.cpu()
+
+
+def _all_gather_cat(t: Tensor) -> Tensor:
+    """Concatenate every rank's ``(n_rank, ...)`` tensor along dim 0, in rank order."""
+    dev = _collective_device()
+    world = dist.get_world_size()
+    n = torch.tensor([t.shape[0]], dtype=torch.int64, device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes = [int(s.item()) for s in sizes]
+    padded = torch.zeros((max(sizes),) + tuple(t.shape[1:]), dtype=t.dtype, device=dev)
+    padded[: t.shape[0]] = t.to(dev)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)]).cpu()
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class Metric:
+    """Base of the accumulating metrics: state registry, ``update`` / ``compute`` / ``reset``, reduction.
+
+    Subclasses call :meth:`add_state` in ``__init__``, implement ``update(...)`` (adding to
+    ``self._state``) and ``_compute(state)`` (the metric from a reduced state dict: sum states as
+    tensors, cat states as one concatenated tensor each).
+
+    Args:
+        sync: reduce across ``torch.distributed`` ranks in :meth:`compute` when a process group
+            with more than one rank is initialised (default True).
+    """
+
+    def __init__(self, *, sync: bool = True) -> None:
+        self.sync = bool(sync)
+        self._kinds: Dict[str, str] = {}
+        self._defaults: Dict[str, Tensor] = {}
+        self._state: Dict[str, Union[Tensor, List[Tensor]]] = {}
+
+    def add_state(self, name: str, kind: str, default: Optional[Tensor] = None, *,
+                  trailing_shape: Sequence[int] = (), dtype: torch.dtype = torch.float64) -> None:
+        """Declare a state: ``kind="sum"`` with a ``default`` tensor, or ``kind="cat"`` with the
+        trailing shape and dtype of its rows (used when a rank holds no row)."""
+        if kind == "sum":
+            if not isinstance(default, Tensor):
+                raise TypeError(f"{type(self).__name__}.add_state: a 'sum' state needs a default tensor")
+            self._defaults[name] = default.detach().cpu().clone()
+        elif kind == "cat":
+            self._defaults[name] = torch.empty((0,) + tuple(trailing_shape), dtype=dtype)
+        else:
+            raise ValueError(f"{type(self).__name__}.add_state: kind must be 'sum' or 'cat', got {kind!r}")
+        self._kinds[name] = kind
+        self._reset_state(name)
+
+    def _reset_state(self, name: str) -> None:
+        d = self._defaults[name]
+        self._state[name] = d.clone() if self._kinds[name] == "sum" else []
+
+    def reset(self) -> None:
+        """Forget every update."""
+        for name in self._kinds:
+            self._reset_state(name)
+
+    def _add(self, name: str, value: Tensor) -> None:
+        value = value.detach().cpu().to(self._defaults[name].dtype)
+        if self._kinds[name] == "sum":
+            self._state[name] += value
+        else:
+            self._state[name].append(value.reshape((-1,) + tuple(self._defaults[name].shape[1:])))
+
+    def local_state(self) -> Dict[str, Tensor]:
+        """This rank's state, cat states concatenated (a copy)."""
+        out = {}
+        for name, kind in self._kinds.items():
+            s = self._state[name]
+            out[name] = s.clone() if kind == "sum" else torch.cat([self._defaults[name]] + s)
+        return out
+
+    def reduced_state(self) -> Dict[str, Tensor]:
+        """The state over all ranks (a collective when distributed and ``sync``), else the local one."""
+        state = self.local_state()
+        if self.sync and _distributed():
+            state = {name: (_all_reduce_sum(t) if self._kinds[name] == "sum" else _all_gather_cat(t))
+                     for name, t in state.items()}
+        return state
+
+    def compute(self):
+        """The metric over every update (of every rank, see the class docstring)."""
+        return self._compute(self.reduced_state())
+
+    def _compute(self, state: Dict[str, Tensor]):
+        raise NotImplementedError
+
+
+def _rows(name: str, what: str, values: ArrayLike, dtype=np.float64) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(as_numpy(values, f"{name}: {what}", dtype=dtype)))
+
+
+class PhotozAccumulator(Metric):
+    """Photo-z ``bias`` / ``sigma_mad`` / ``eta`` (:func:`~advrobust.metrics.photoz_metrics`) over batches.
+
+    State: concatenated ``z_phot`` and ``z_spec`` (sigma_MAD is a median: no summed form).
+
+    ``update(z_phot, z_spec)`` with ``(B,)`` tensors or arrays; ``compute()`` -> dict.
+    """
+
+    def __init__(self, outlier_threshold: float = 0.05, *, sync: bool = True) -> None:
+        super().__init__(sync=sync)
+        self.outlier_threshold = float(outlier_threshold)
+        self.add_state("z_phot", "cat")
+        self.add_state("z_spec", "cat")
+
+    def update(self, z_phot: ArrayLike, z_spec: ArrayLike) -> None:
+        zp, zs = _rows("PhotozAccumulator", "z_phot", z_phot), _rows("PhotozAccumulator", "z_spec", z_spec)
+        if zp.shape != zs.shape:
+            raise ValueError(f"PhotozAccumulator.update: z_phot and z_spec lengths differ ({zp.numel()} vs {zs.numel()})")
+        self._add("z_phot", zp)
+        self._add("z_spec", zs)
+
+    def _compute(self, state):
+        return photoz_metrics(state["z_phot"].numpy(), state["z_spec"].numpy(), self.outlier_threshold)
+
+
+class ClassificationAccumulator(Metric):
+    """Accuracy and weighted precision / recall / F1 (:func:`~advrobust.metrics.classification_metrics`).
+
+    State: the summed ``(n_classes, n_classes)`` confusion matrix. ``update(y_true, y_pred)``.
+    """
+
+    def __init__(self, n_classes: int, *, sync: bool = True) -> None:
+        super().__init__(sync=sync)
+        self.n_classes = int(n_classes)
+        self.add_state("confusion", "sum", torch.zeros(self.n_classes, self.n_classes, dtype=torch.int64))
+
+    def update(self, y_true: ArrayLike, y_pred: ArrayLike) -> None:
+        self._add("confusion", torch.from_numpy(confusion_matrix(y_true, y_pred, self.n_classes)))
+
+    def _compute(self, state):
+        return metrics_from_confusion(state["confusion"].numpy())
+
+
+class LatentDistanceAccumulator(Metric):
+    """Latent-space Euclidean distances clean vs perturbed (:func:`~advrobust.metrics.distance_summary`).
+
+    State: the concatenated distances. ``update(clean, perturbed)`` with ``(B, D)`` latents;
+    ``compute()`` -> ``{"median", "mean", "sem", "n"}``; :meth:`distances` -> all of them.
+    """
+
+    def __init__(self, *, sync: bool = True) -> None:
+        super().__init__(sync=sync)
+        self.add_state("distances", "cat")
+
+    def update(self, clean: Union[Tensor, np.ndarray], perturbed: Union[Tensor, np.ndarray]) -> None:
+        self._add("distances", torch.from_numpy(latent_distances(clean, perturbed)))
+
+    def distances(self) -> np.ndarray:
+        """Every distance (all ranks), float64 ``(N,)``; a collective when distributed."""
+        return self.reduced_state()["distances"].numpy()
+
+    def _compute(self, state):
+        return distance_summary(state["distances"].numpy())
+
+
+class AttackAccumulator(Metric):
+    """Attack success rate and, for iterative searches, iterations-needed statistics.
+
+    State: summed ``n`` and ``n_success``; concatenated ``iterations`` and ``success`` when
+    iterations are given. ``update(success, iterations=None)``; ``compute()`` -> ``success_rate``
+    and ``n`` plus, when iterations were given, :func:`~advrobust.metrics.iterations_summary`.
+    """
+
+    def __init__(self, max_iter: Optional[int] = None, *, sync: bool = True) -> None:
+        super().__init__(sync=sync)
+        self.max_iter = max_iter
+        self.add_state("counts", "sum", torch.zeros(2, dtype=torch.int64))  # n, n_success
+        self.add_state("iterations", "cat")
+        self.add_state("success", "cat", dtype=torch.int64)
+
+    def update(self, success: ArrayLike, iterations: Optional[ArrayLike] = None) -> None:
+        s = torch.from_numpy(as_numpy(success, "AttackAccumulator: success", dtype=None).astype(np.int64))
+        self._add("counts", torch.tensor([s.numel(), int(s.sum())]))
+        if iterations is not None:
+            it = _rows("AttackAccumulator", "iterations", iterations)
+            if it.shape != s.shape:
+                raise ValueError("AttackAccumulator.update: success and iterations lengths differ")
+            self._add("iterations", it)
+            self._add("success", s)
+
+    def _compute(self, state):
+        n, k = (int(v) for v in state["counts"])
+        if n == 0:
+            raise ValueError("AttackAccumulator.compute: no update yet")
+        out = {"n": n, "success_rate": k / n}
+        if state["iterations"].numel():
+            out.update(iterations_summary(state["iterations"].numpy(), state["success"].numpy(), self.max_iter))
+        return out
+
+
+class CertifiedAccumulator(Metric):
+    """Certified accuracy at fixed radii and the average certified radius, over batches.
+
+    State: summed counts of correct-and-certified images per radius, summed correct radii and
+    the image count. ``update(predictions, radii, labels)`` (-1 = abstain, radii in image units);
+    ``compute()`` -> ``{"radii": (R,), "certified_accuracy": (R,), "acr": float, "n": int}``.
+    """
+
+    def __init__(self, radii: Sequence[float], *, sync: bool = True) -> None:
+        super().__init__(sync=sync)
+        self.radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+        self.add_state("correct_at", "sum", torch.zeros(self.radii.size, dtype=torch.float64))
+        self.add_state("totals", "sum", torch.zeros(2, dtype=torch.float64))  # n, sum of correct radii
+
+    def update(self, predictions: ArrayLike, radii: ArrayLike, labels: ArrayLike) -> None:
+        n = as_numpy(radii, "CertifiedAccumulator: radii").size
+        self._add("correct_at", torch.from_numpy(certified_accuracy(predictions, radii, labels, self.radii) * n))
+        self._add("totals", torch.tensor([n, average_certified_radius(predictions, radii, labels) * n], dtype=torch.float64))
+
+    def _compute(self, state):
+        n, s = (float(v) for v in state["totals"])
+        if n == 0:
+            raise ValueError("CertifiedAccumulator.compute: no update yet")
+        return {"radii": self.radii.copy(), "certified_accuracy": state["correct_at"].numpy() / n,
+                "acr": s / n, "n": int(round(n))}
