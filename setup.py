@@ -61,6 +61,7 @@ setup(
         "pyarrow",
         "tqdm",
         "matplotlib",
+        "scikit-learn",  # Isomap (advrobust.plots); pulls numpy, scipy, joblib, threadpoolctl, no torch
     ],
     # torchattacks (benchmark peer only) is not an extra: its dependencies pull torchvision and
     # another torch. Install it by hand with `pip install --no-deps torchattacks`.
