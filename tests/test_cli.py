@@ -129,3 +129,22 @@ def test_bench_attacks_smoke(capsys, tmp_path):
     for row in ("| FGSM | advrobust |", "| PGD-Linf-10 | torchattacks |", "| PGD-L2-10 | advrobust |",
                 "| 1 | 1 | advrobust |", "| 1 | 1 | torchattacks |"):
         assert row in report
+
+
+def test_command_errors_are_one_line_and_debug_shows_the_traceback(capsys, monkeypatch):
+    import types
+
+    boom = types.ModuleType("advrobust.cli.boom")
+
+    def failing_main(argv, prog):
+        raise ValueError(f"data.h5: no dataset 'images'\n  (keys: a, b) {argv}")
+
+    boom.main = failing_main
+    monkeypatch.setitem(sys.modules, "advrobust.cli.boom", boom)
+    monkeypatch.setitem(COMMANDS, "boom", "fails")
+    code, out, err = run_cli(capsys, "boom", "--x")
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [
+        "advrobust boom: error: data.h5: no dataset 'images' (keys: a, b) ['--x'] (ValueError; --debug for the traceback)"]
+    with pytest.raises(ValueError, match="no dataset"):
+        main(["boom", "--debug"])

@@ -6,7 +6,9 @@ One module of this package per command, ``advrobust/cli/<command>.py``, with
 
 ``argv``: the arguments after the command's name; ``prog``: ``"advrobust <command>"``, for its
 argparse parser. Errors go out as ``SystemExit``: argparse's usage errors (exit 2), or
-``sys.exit("message")`` (exit 1). The module is imported only when its command runs, so
+``sys.exit("message")`` (exit 1). Any other exception a command raises (a bad file, a bad value, a
+checkpoint that does not match) becomes one line on stderr and exit 1; ``--debug`` anywhere on the
+command line shows the traceback instead. The module is imported only when its command runs, so
 ``advrobust -h`` stays fast and one command's imports cost the others nothing.
 
 Adding a command (``demo``, ``train``, ``attack``, ``certify``, ``scan`` are planned) is the whole
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         + "\n\n`advrobust <command> -h` for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", help="one of the commands below")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's options")
     return parser
 
@@ -38,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     """Entry point of the ``advrobust`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = _parser()
     if not argv:
         parser.print_help(sys.stderr)
@@ -45,4 +50,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command not in COMMANDS:
         parser.error(f"unknown command {args.command!r}; the commands are: {', '.join(COMMANDS)}")
-    importlib.import_module(f"advrobust.cli.{args.command}").main(args.args, prog=f"advrobust {args.command}")
+    prog = f"advrobust {args.command}"
+    try:
+        importlib.import_module(f"advrobust.cli.{args.command}").main(args.args, prog=prog)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.exit(f"{prog}: interrupted")
+    except Exception as err:  # noqa: BLE001 -- every failure becomes one line, unless --debug
+        if debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        sys.exit(f"{prog}: error: {message} ({type(err).__name__}; --debug for the traceback)")
