@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import redshift
-from advrobust.attacks.base import eval_mode
 from advrobust.checks import check_model_inputs, check_number, model_device
+from advrobust.evaluate.batch import attack_batch, predict
 from advrobust.metrics import (
     AttackAccumulator, ClassificationAccumulator, LatentDistanceAccumulator, PhotozAccumulator,
 )
@@ -153,13 +153,6 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
         k = n_classes or getattr(model, "n_outputs", None)
         has_latent = latent and callable(getattr(model, "features", None))
 
-        def predict(inputs, ex):
-            with torch.no_grad(), eval_mode(model):
-                if has_latent:
-                    feats = model.features(inputs, *ex)
-                    return model.head(feats), feats
-                return model(inputs, *ex), None
-
         def score(acc, logits, yb):
             if task == "photoz":
                 acc.update(redshift.z_phot(logits, model.bin_centres), yb)
@@ -172,7 +165,7 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
             return ClassificationAccumulator(int(k))
 
         if task == "classifier" and k is None:
-            k = predict(x[:1].to(dev), tuple(e[:1].to(dev) for e in extra))[0].shape[1]
+            k = predict(model, x[:1].to(dev), tuple(e[:1].to(dev) for e in extra), latent=False)[0].shape[1]
         names = [NATURAL] + list(attacks)
         metric = {a: task_metric() for a in names}
         success = {a: AttackAccumulator() for a in attacks}
@@ -186,29 +179,17 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
             xb, yb = x[sl].to(dev), y[sl].to(dev)
             eb = tuple(e[sl].to(dev) for e in extra)
             t0 = time.perf_counter()
-            logits, feats = predict(xb, eb)
+            logits, feats = predict(model, xb, eb, latent=latent)
             score(metric[NATURAL], logits, yb)
             seconds[NATURAL] += time.perf_counter() - t0
             for a, atk in instances.items():
                 t0 = time.perf_counter()
-                iterations = None
-                if callable(getattr(atk, "run", None)):
-                    res = atk.run(xb, yb, *eb)
-                    x_adv, ok = res.x_adv, res.success
-                    iterations = getattr(res, "iterations", None)
-                    logits_adv, feats_adv = predict(x_adv, eb)
-                else:
-                    x_adv = atk(xb, yb, *eb)
-                    logits_adv, feats_adv = predict(x_adv, eb)
-                    if task == "photoz":
-                        zp = redshift.z_phot(logits_adv, model.bin_centres)
-                        ok = redshift.delta_z(zp, yb.to(zp.dtype)).abs() > outlier_threshold
-                    else:
-                        ok = logits_adv.argmax(1) != yb
-                score(metric[a], logits_adv, yb)
-                success[a].update(ok, iterations)
+                out = attack_batch(model, atk, xb, yb, eb, task=task, latent=latent,
+                                   outlier_threshold=outlier_threshold)
+                score(metric[a], out.logits, yb)
+                success[a].update(out.success, out.iterations)
                 if feats is not None:
-                    dist[a].update(feats, feats_adv)
+                    dist[a].update(feats, out.features)
                 seconds[a] += time.perf_counter() - t0
         row: Dict[str, Dict[str, Any]] = {NATURAL: metric[NATURAL].compute()}
         result.distances[mname] = {}
