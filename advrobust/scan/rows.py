@@ -1,0 +1,101 @@
+"""One chunk of a survey scan: the model's clean prediction and, for each named attack, its
+prediction on the perturbed images, one row per object.
+
+Attacks target the model's own clean prediction (no labels are needed): the classifier's predicted
+class, or the photo-z model's ``z_phot``. Columns, for the attack names of
+:data:`advrobust.attacks.by_name.ATTACK_NAMES` (``<a>``):
+
+| column | classifier | photo-z |
+|---|---|---|
+| ``id`` | the object's id (catalogue, else its row number) | same |
+| clean | ``class``, ``prob`` (its softmax probability) | ``z_phot`` |
+| ``<a>_...`` | ``<a>_class``, ``<a>_prob``, ``<a>_flip`` (class changed) | ``<a>_z_phot``, ``<a>_dz`` = ``(z_a - z_phot) / (1 + z_phot)`` |
+| ``<a>_latent_distance`` | Euclidean distance of the latent vectors, clean vs perturbed | same |
+| ``<a>_success`` | the attack's verdict (flip; photo-z ``|dz| > threshold``) | same |
+| ``<a>_iterations`` | one-pixel only: DE generations run (``generations`` when it failed; see ``<a>_success``) | same |
+| ``<a>_eps`` | the radius used, image units (pgd2: its L2 radius; none for the one-pixel attack) | same |
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from advrobust import redshift
+from advrobust.attacks.by_name import AttackSettings, attack_by_name
+from advrobust.attacks.gradient import eps_l2_equal_volume
+from advrobust.checks import Bound
+from advrobust.evaluate.batch import attack_batch, predict
+
+__all__ = ["scan_rows"]
+
+
+def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np.ndarray, *, task: str,
+              attacks: Sequence[str], settings: AttackSettings, seed: int, batch_size: int = 256,
+              lo: Bound = None, hi: Bound = None) -> Mapping[str, np.ndarray]:
+    """The rows of one chunk.
+
+    Args:
+        model: the model (eval mode is used; its mode is restored).
+        images: ``(n, C, H, W)`` float32 on the model's device, image units.
+        extra: further model inputs ``(n, ...)`` (photo-z: E(B-V)).
+        ids: ``(n,)`` object ids.
+        task: ``"classifier"`` or ``"photoz"``.
+        attacks: names from :data:`~advrobust.attacks.by_name.ATTACK_NAMES`.
+        settings: the attacks' settings.
+        seed: the chunk's seed (:func:`advrobust.scan.chunk_seed`): every random draw of the chunk
+            comes from it, so the rows do not depend on the ranks or on restarts.
+        batch_size: images per attack batch.
+        lo, hi: valid range (see :func:`~advrobust.attacks.by_name.attack_by_name`).
+
+    Returns:
+        ``{column: (n,) array}`` (see the module docstring).
+    """
+    n = images.shape[0]
+    columns: dict[str, list] = {}
+
+    def put(name: str, values) -> None:
+        columns.setdefault(name, []).append(np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values))
+
+    generator = torch.Generator(device=images.device).manual_seed(int(seed))
+    built = {name: attack_by_name(name, model, settings, task=task, image_shape=tuple(images.shape[1:]),
+                                  generator=generator, seed=int(seed), lo=lo, hi=hi) for name in attacks}
+    eps_used = {name: (eps_l2_equal_volume(settings.eps, int(images.shape[-1] * images.shape[-2]))
+                       if name == "pgd2" else settings.eps) for name in attacks if name != "onepixel"}
+    for start in range(0, n, batch_size):
+        xb = images[start:start + batch_size]
+        eb = tuple(e[start:start + batch_size] for e in extra)
+        logits, features = predict(model, xb, eb)
+        if task == "photoz":
+            z_clean = redshift.z_phot(logits, model.bin_centres)
+            target = z_clean
+            put("z_phot", z_clean)
+        else:
+            probs = logits.softmax(1)
+            target = probs.argmax(1)
+            put("class", target)
+            put("prob", probs.gather(1, target[:, None])[:, 0])
+        for name, attack in built.items():
+            out = attack_batch(model, attack, xb, target, eb, task=task, outlier_threshold=settings.threshold)
+            if task == "photoz":
+                z_adv = redshift.z_phot(out.logits, model.bin_centres)
+                put(f"{name}_z_phot", z_adv)
+                put(f"{name}_dz", redshift.delta_z(z_adv, z_clean))
+            else:
+                probs_adv = out.logits.softmax(1)
+                cls = probs_adv.argmax(1)
+                put(f"{name}_class", cls)
+                put(f"{name}_prob", probs_adv.gather(1, cls[:, None])[:, 0])
+                put(f"{name}_flip", cls != target)
+            if features is not None and out.features is not None:
+                put(f"{name}_latent_distance", (out.features - features).flatten(1).norm(dim=1))
+            put(f"{name}_success", out.success)
+            if out.iterations is not None:
+                put(f"{name}_iterations", out.iterations)
+            if name in eps_used:
+                put(f"{name}_eps", np.full(xb.shape[0], eps_used[name], dtype=np.float64))
+    rows = {"id": np.asarray(ids)}
+    rows.update({name: np.concatenate(parts) for name, parts in columns.items()})
+    return rows
