@@ -17,6 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
+from advrobust.atomic import atomic_path
+
 __all__ = ["save_arrays", "load_arrays", "load_images", "load_catalogue"]
 
 _NUMPY = (".npy", ".npz")
@@ -43,31 +45,42 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
 
     In FITS, arrays of two or more dimensions become image HDUs named by their key and the 1-D arrays
     one binary table HDU named ``CATALOGUE`` (so they must have equal lengths: ValueError otherwise).
+
+    The write is atomic (:func:`advrobust.atomic.atomic_path`): the file is written to a temporary
+    file in the same folder, synced and renamed over ``path``, so a process killed at any moment
+    leaves the previous file whole (or the new one), and the next save removes the killed writer's
+    temporary file.
+
+    Raises:
+        ValueError: unsupported suffix, 1-D arrays of different lengths in FITS.
+        FileNotFoundError: the folder of ``path`` does not exist.
     """
     suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "output")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    if suffix == ".npz":
-        np.savez(path, **arrays)
-    elif suffix in _HDF5:
-        import h5py
-
-        with h5py.File(path, "w") as handle:
-            for key, value in arrays.items():
-                handle.create_dataset(key, data=value)
-    else:
-        from astropy.io import fits
-        from astropy.table import Table
-
-        hdus: list = [fits.PrimaryHDU()]
-        hdus += [fits.ImageHDU(value, name=key) for key, value in arrays.items() if value.ndim > 1]
+    if suffix in _FITS:
         columns = {key: value for key, value in arrays.items() if value.ndim == 1}
         lengths = {key: len(value) for key, value in columns.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"{path}: the 1-D arrays form one FITS table and need equal lengths; got {lengths}")
-        if columns:
-            hdus.append(fits.table_to_hdu(Table(columns)))
-            hdus[-1].name = "CATALOGUE"
-        fits.HDUList(hdus).writeto(path, overwrite=True)
+    with atomic_path(path) as tmp:
+        if suffix == ".npz":
+            np.savez(tmp, **arrays)
+        elif suffix in _HDF5:
+            import h5py
+
+            with h5py.File(tmp, "w") as handle:
+                for key, value in arrays.items():
+                    handle.create_dataset(key, data=value)
+        else:
+            from astropy.io import fits
+            from astropy.table import Table
+
+            hdus: list = [fits.PrimaryHDU()]
+            hdus += [fits.ImageHDU(value, name=key) for key, value in arrays.items() if value.ndim > 1]
+            if columns:
+                hdus.append(fits.table_to_hdu(Table(columns)))
+                hdus[-1].name = "CATALOGUE"
+            fits.HDUList(hdus).writeto(tmp)
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
