@@ -276,3 +276,18 @@ def _fit_small_photoz_model() -> tuple[float, float]:
     learned = photoz_metrics(z_phot, z[n_train:])["sigma_mad"]
     constant = photoz_metrics(np.full(len(z) - n_train, z[:n_train].median().item()), z[n_train:])["sigma_mad"]
     return learned, constant
+
+
+def test_morphology_sizes_are_bounded_by_the_stamp(monkeypatch):
+    import advrobust.data.simulate as simulate
+
+    def never(*args, **kwargs):  # before the bound, median_radius=200 was drawn (OOM-killed at 24 GB)
+        raise AssertionError("rendering started")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(simulate, "_map_galaxies", never)
+        for radius, size in ((200.0, 100), (50.0, 100), (3.4, 100), (1.1, 32)):
+            with pytest.raises(ValueError, match=r"median_radius = .* cannot be drawn in a \d+-pixel stamp"):
+                simulate_morphology(2, seed=0, median_radius=radius, size=size)
+    data = simulate_morphology(2, seed=0, median_radius=3.3, size=100, n_workers=1)  # the largest allowed
+    assert data["images_y10"].shape == (2, 3, 100, 100) and np.isfinite(data["images_y10"]).all()
