@@ -199,13 +199,17 @@ def test_nan_policies(photoz):
     images[3, 2, 10, 10] = np.nan
     z = photoz["z_spec"].copy()
     z[7] = np.nan
-    with pytest.raises(ValueError, match=r"2 objects have NaN/Inf .*\[3, 7\]"):
+    with pytest.raises(ValueError, match=r"1 objects \(first indices \[7\]\) have NaN/Inf/missing values"):
         SurveyDataset(images, {"z_spec": z})
+    lazy = SurveyDataset(images, {"z_spec": photoz["z_spec"]})  # pixels are checked when read
+    lazy[2]
+    with pytest.raises(ValueError, match=r"object 3 .* has 1 NaN/Inf pixels"):
+        lazy[3]
     kept = SurveyDataset(images, {"z_spec": z}, nan_policy="reject")
     assert len(kept) == 10 and not any(torch.isnan(kept[i]["image"]).any() for i in range(10))
     filled = SurveyDataset(images, {"z_spec": photoz["z_spec"]}, nan_policy="fill", fill_value=-1.0)
     assert filled[3]["image"][2, 10, 10] == -1.0
-    with pytest.raises(ValueError, match="NaN/Inf values"):
+    with pytest.raises(ValueError, match="NaN/Inf/missing values"):
         SurveyDataset(images, {"z_spec": z}, nan_policy="fill")
     with pytest.raises(ValueError, match=r"shape \(12,\)"):
         SurveyDataset(images, {"z_spec": z[:5]})
@@ -218,8 +222,10 @@ def test_infinite_pixels_and_values_count_as_bad(photoz):
     images[2, 0, 5, 5] = np.inf
     z = photoz["z_spec"].copy()
     z[4] = -np.inf
-    with pytest.raises(ValueError, match=r"2 objects have NaN/Inf .*\[2, 4\]"):
+    with pytest.raises(ValueError, match=r"1 objects \(first indices \[4\]\) have NaN/Inf"):
         SurveyDataset(images, {"z_spec": z})
+    with pytest.raises(ValueError, match=r"object 2 .* NaN/Inf pixels"):
+        SurveyDataset(images)[2]
     assert len(SurveyDataset(images, {"z_spec": z}, nan_policy="reject")) == 10
     filled = SurveyDataset(images, nan_policy="fill", fill_value=-1.0)
     assert filled[2]["image"][0, 5, 5] == -1.0
