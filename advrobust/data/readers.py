@@ -180,7 +180,7 @@ class _NpyReader(ImageReader):
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         if self._whole is not None:
-            return self._whole[start:stop]
+            return np.array(self._whole[start:stop], dtype=np.float32)
         row_shape = self.shape[1:] if self._file_ndim == 4 else self.shape[2:]
         if stop == start:
             return np.empty((0,) + row_shape, self.dtype)
