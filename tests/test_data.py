@@ -404,3 +404,15 @@ def test_fits_with_two_tables_needs_a_key(tmp_path, cube4):
     assert ds[3]["z_spec"].item() == pytest.approx(0.4)
     with pytest.raises(ValueError, match="no table HDU 'QSO'; its tables: STARS, GALAXIES"):
         load_catalogue(catalogue, key="QSO")
+
+
+def test_join_int64_against_uint64_ids_exactly():
+    from advrobust.data.dataset import _join_by_id
+
+    image_ids = np.array([2**63 - 1, 5, -3], dtype=np.int64)
+    catalogue_ids = np.array([5, 2**63 - 1, 2**64 - 3], dtype=np.uint64)  # 2**64 - 3 is -3 wrapped: no match
+    with pytest.raises(ValueError, match=r"1 images have no row .*indices \[2\]"):
+        _join_by_id(image_ids, catalogue_ids, "objid")
+    assert _join_by_id(image_ids[:2], catalogue_ids, "objid").tolist() == [1, 0]
+    with pytest.raises(ValueError, match="different kinds"):
+        _join_by_id(image_ids.astype(np.float64), catalogue_ids, "objid")

@@ -92,7 +92,8 @@ def test_reader_errors_and_reopening_after_pickling(tmp_path):
     first = reader.read(0, 2)
     clone = pickle.loads(pickle.dumps(reader))  # what DataLoader workers get: the file is reopened there
     np.testing.assert_array_equal(clone.read(0, 2), first)
-    reader.close(), clone.close()
+    reader.close()
+    clone.close()
 
 
 def test_survey_dataset_streams_and_scans_for_nan_per_chunk(tmp_path, monkeypatch):

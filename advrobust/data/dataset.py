@@ -208,14 +208,15 @@ def _exact_ids(values, what: str) -> np.ndarray:
 def _join_by_id(image_ids: np.ndarray, catalogue_ids: np.ndarray, id_column: str) -> np.ndarray:
     """Catalogue row of each image: ids matched exactly; unique catalogue ids, every image found."""
     kinds = {image_ids.dtype.kind, catalogue_ids.dtype.kind}
-    if kinds == {"i", "u"}:  # compare int64 and uint64 exactly: negatives match nothing
-        signed, unsigned = (image_ids, catalogue_ids) if image_ids.dtype.kind == "i" else (catalogue_ids, image_ids)
-        as_unsigned = np.where(signed < 0, 0, signed).astype(np.uint64)
-        sentinel_free = signed >= 0
+    image_ok = np.ones(len(image_ids), dtype=bool)
+    catalogue_ok = np.ones(len(catalogue_ids), dtype=bool)
+    if kinds == {"i", "u"}:  # int64 against uint64, exactly: compare as uint64, negatives match nothing
         if image_ids.dtype.kind == "i":
-            image_ids = np.where(sentinel_free, as_unsigned, np.iinfo(np.uint64).max)
+            image_ok = image_ids >= 0
+            image_ids = np.where(image_ok, image_ids, 0).astype(np.uint64)
         else:
-            catalogue_ids = np.where(sentinel_free, as_unsigned, np.iinfo(np.uint64).max)
+            catalogue_ok = catalogue_ids >= 0
+            catalogue_ids = np.where(catalogue_ok, catalogue_ids, 0).astype(np.uint64)
     elif len(kinds) > 1:
         raise ValueError(f"image ids ({image_ids.dtype}) and catalogue column {id_column!r} ({catalogue_ids.dtype}) "
                          "are of different kinds; convert one (floats hold integer ids exactly only below 2**53)")
@@ -225,7 +226,8 @@ def _join_by_id(image_ids: np.ndarray, catalogue_ids: np.ndarray, id_column: str
     if not index.is_unique:
         dup = index[index.duplicated()].unique()[:5].tolist()
         raise ValueError(f"catalogue column {id_column!r} has duplicated ids, e.g. {dup}")
-    rows = index.get_indexer(image_ids)
+    rows = np.where(image_ok, index.get_indexer(image_ids), -1)
+    rows = np.where((rows >= 0) & catalogue_ok[np.maximum(rows, 0)], rows, -1)
     if (rows < 0).any():
         lost = np.flatnonzero(rows < 0)
         raise ValueError(f"{lost.size} images have no row in the catalogue (column {id_column!r}): image indices "

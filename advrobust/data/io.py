@@ -23,12 +23,11 @@ from typing import Mapping
 import numpy as np
 
 from advrobust.atomic import atomic_path
-from advrobust.data.readers import _FITS, _HDF5, _NUMPY, image_suffix, open_images
+from advrobust.data.readers import _FITS, _HDF5, _NUMPY, format_suffix, open_images
 
 __all__ = ["save_arrays", "load_arrays", "load_images", "load_catalogue"]
 
 _TABLES = (".csv", ".parquet", ".pq")
-_suffix = image_suffix
 
 
 def _check_exists(path: str | os.PathLike) -> None:
@@ -51,7 +50,7 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
         ValueError: unsupported suffix, 1-D arrays of different lengths in FITS.
         FileNotFoundError: the folder of ``path`` does not exist.
     """
-    suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "output")
+    suffix = format_suffix(path, (".npz",) + _HDF5 + _FITS, "output")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
     if suffix in _FITS:
         columns = {key: value for key, value in arrays.items() if value.ndim == 1}
@@ -81,7 +80,7 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array written by :func:`save_arrays` (or any ``.npz`` / flat HDF5 / FITS file)."""
-    suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "input")
+    suffix = format_suffix(path, (".npz",) + _HDF5 + _FITS, "input")
     _check_exists(path)
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as handle:
@@ -115,7 +114,7 @@ def load_images(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         FileNotFoundError: no such file.
         ValueError: unsupported suffix, missing ``key``, or not a 3-D / 4-D array.
     """
-    if image_suffix(path) == ".npy" and key is None and os.path.exists(path):
+    if format_suffix(path) == ".npy" and key is None and os.path.exists(path):
         images = np.load(path, mmap_mode="r", allow_pickle=False)
         if images.dtype == np.dtype("=f4") and images.flags.c_contiguous and images.ndim in (3, 4):
             return images[:, None] if images.ndim == 3 else images
@@ -179,7 +178,7 @@ def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None
     """
     import pandas as pd
 
-    suffix = _suffix(path, _TABLES + _FITS + (".npz",) + _HDF5, "catalogue")
+    suffix = format_suffix(path, _TABLES + _FITS + (".npz",) + _HDF5, "catalogue")
     _check_exists(path)
     if key is not None and suffix not in _FITS + _HDF5:
         raise ValueError(f"{path}: a catalogue key names a FITS table HDU or an HDF5 group; got key={key!r}")

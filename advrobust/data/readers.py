@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["ImageReader", "ArrayReader", "open_images", "image_suffix"]
+__all__ = ["ImageReader", "ArrayReader", "open_images", "format_suffix"]
 
 _NUMPY = (".npy", ".npz")
 _HDF5 = (".h5", ".hdf5")
@@ -40,7 +40,7 @@ _FITS_DTYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64:
                 -32: np.dtype(">f4"), -64: np.dtype(">f8")}
 
 
-def image_suffix(path: str | os.PathLike, allowed: tuple[str, ...] = _NUMPY + _HDF5 + _FITS,
+def format_suffix(path: str | os.PathLike, allowed: tuple[str, ...] = _NUMPY + _HDF5 + _FITS,
                  what: str = "image") -> str:
     """The format suffix of ``path`` among ``allowed`` (longest match, case-insensitive).
 
@@ -297,7 +297,7 @@ def open_images(path: str | os.PathLike, key: str | None = None) -> ImageReader:
         ValueError: unsupported suffix, missing ``key``, several FITS cubes without a key, a
             non-numeric array, or not a 3-D / 4-D array.
     """
-    suffix = image_suffix(path)
+    suffix = format_suffix(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if suffix == ".npy":
