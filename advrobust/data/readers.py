@@ -54,11 +54,6 @@ def format_suffix(path: str | os.PathLike, allowed: tuple[str, ...] = _NUMPY + _
     raise ValueError(f"{path}: unsupported {what} format; use one of {', '.join(allowed)}")
 
 
-def _as_float32(array: np.ndarray) -> np.ndarray:
-    """float32 in native byte order (a copy unless it already is)."""
-    return np.asarray(array, dtype=np.float32)
-
-
 class ImageReader:
     """Rows of an image cube ``(N, C, H, W)``, served by range.
 
@@ -107,7 +102,7 @@ class ImageReader:
         rows = self._read(start, stop)
         if self._file_ndim == 3:
             rows = rows[:, None]
-        return _as_float32(rows)
+        return np.asarray(rows, dtype=np.float32)  # native byte order; _read's arrays are fresh
 
     def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """``(start, images)`` for consecutive ranges of at most ``rows`` images, in order.
@@ -136,7 +131,8 @@ class ImageReader:
 
     def __repr__(self) -> str:
         key = f", key={self.key!r}" if self.key is not None else ""
-        return f"{type(self).__name__}({self.path!r}{key}, shape={self.shape}, dtype={self.dtype})"
+        whole = ", whole file in memory" if self.whole_file else ""
+        return f"{type(self).__name__}({self.path!r}{key}, shape={self.shape}, dtype={self.dtype}{whole})"
 
 
 class ArrayReader(ImageReader):
