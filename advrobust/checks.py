@@ -25,6 +25,7 @@ __all__ = [
     "check_number", "check_float_tensor", "check_like", "check_batch", "check_finite",
     "check_radius", "per_sample", "per_channel", "check_lo_le_hi", "broadcast_per_sample",
     "check_model", "model_device", "model_dtype", "check_model_inputs",
+    "nonfinite_rows", "raise_nonfinite_rows", "check_class_labels", "check_redshifts", "check_within_range",
 ]
 
 ScalarOrPerSample = Union[float, Tensor]
@@ -84,14 +85,90 @@ def check_batch(name: str, x: Tensor, what: str = "x", *, min_dim: int = 1) -> N
         raise ValueError(f"{name}: {what} must have a non-empty batch dimension, got shape {tuple(x.shape)}")
 
 
+def _samples(rows: Tensor) -> str:
+    """``samples [i, j, ...]`` for a (B,) bool mask (the first 8 indices)."""
+    idx = torch.nonzero(rows).flatten()[:8].tolist()
+    return f"samples {idx}{', ...' if int(rows.sum()) > 8 else ''}"
+
+
 def check_finite(name: str, t: Tensor, what: str, hint: str = "") -> None:
     """No NaN or Inf in a floating tensor (one reduction; synchronises a GPU)."""
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         bad = ~torch.isfinite(t)
         rows = bad.flatten(1).any(1) if t.dim() > 1 else bad
-        idx = torch.nonzero(rows).flatten()[:8].tolist()
-        raise ValueError(f"{name}: {what} has {int(bad.sum())} NaN/Inf values (samples {idx}"
-                         f"{', ...' if int(rows.sum()) > 8 else ''}){'; ' + hint if hint else ''}")
+        raise ValueError(f"{name}: {what} has {int(bad.sum())} NaN/Inf values ({_samples(rows)})"
+                         f"{'; ' + hint if hint else ''}")
+
+
+def nonfinite_rows(t, batch: int) -> Optional[Tensor]:
+    """``(batch,)`` bool: rows of ``t`` (B, ...) holding a NaN or Inf, without a host sync; None when
+    ``t`` is not a floating tensor with ``batch`` rows (a model output the caller cannot read)."""
+    if not isinstance(t, Tensor) or not t.is_floating_point() or t.dim() == 0 or t.shape[0] != batch:
+        return None
+    return ~torch.isfinite(t).reshape(batch, -1).all(1)
+
+
+def raise_nonfinite_rows(name: str, rows: Optional[Tensor], what: str, hint: str = "") -> None:
+    """ValueError naming the samples flagged in ``rows`` (from :func:`nonfinite_rows`), if any
+    (one host sync)."""
+    if rows is not None and bool(rows.any()):
+        raise ValueError(f"{name}: {what} is NaN/Inf for {int(rows.sum())} of {rows.numel()} samples "
+                         f"({_samples(rows)}){'; ' + hint if hint else ''}")
+
+
+def check_class_labels(name: str, y: Tensor, n_classes: int, what: str = "y") -> None:
+    """Integer class indices in ``[0, n_classes)``. Cross-entropy ignores the label -100 (the
+    sample's loss and gradient are 0: it would silently stay unattacked); others are out of range.
+
+    Raises:
+        TypeError: floating or bool labels. ValueError: a label outside [0, n_classes), naming the samples.
+    """
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"{name}: {what} must hold integer class indices (int64), got {y.dtype}")
+    bad = (y < 0) | (y >= n_classes)
+    if bad.dim() > 1:
+        bad = bad.flatten(1).any(1)
+    if bool(bad.any()):
+        values = y[bad].flatten()[:8].tolist()
+        raise ValueError(f"{name}: {what} must be class indices in [0, {n_classes}) (the model gives {n_classes} "
+                         f"outputs), got {values} at {_samples(bad)}")
+
+
+def check_redshifts(name: str, z: Tensor, what: str = "y") -> None:
+    """Redshifts > -1 (dz divides by 1 + z): catches the missing-value markers -99 / -999 / -1.
+
+    Raises:
+        ValueError: a redshift <= -1, naming the samples.
+    """
+    bad = z <= -1
+    if bad.dim() > 1:
+        bad = bad.flatten(1).any(1)
+    if bool(bad.any()):
+        raise ValueError(f"{name}: {what} holds redshifts <= -1 {z[bad].flatten()[:8].tolist()} at {_samples(bad)}; "
+                         "missing-value markers (-99, -999) must be removed from the catalogue first")
+
+
+def check_within_range(name: str, x: Tensor, lo: "Bound", hi: "Bound", what: str = "x") -> None:
+    """Every value of ``x`` (B, C, ...) lies in [lo, hi] (per-channel bounds on dim 1). A clean
+    image outside the valid range would be clamped far outside the eps ball by the attack.
+
+    Raises:
+        ValueError: naming the samples outside the range and the range.
+    """
+    if lo is None and hi is None:
+        return
+    view = (lambda b: b.view((1, -1) + (1,) * (x.dim() - 2)) if isinstance(b, Tensor) and x.dim() > 1 else b)
+    bad = torch.zeros_like(x, dtype=torch.bool)
+    if lo is not None:
+        bad |= x < view(lo)
+    if hi is not None:
+        bad |= x > view(hi)
+    rows = bad.reshape(x.shape[0], -1).any(1)
+    if bool(rows.any()):
+        show = (lambda b: b.tolist() if isinstance(b, Tensor) else b)
+        raise ValueError(f"{name}: the clean {what} lies outside [lo, hi] = [{show(lo)}, {show(hi)}] for "
+                         f"{int(rows.sum())} samples ({_samples(rows)}); clamping would move them far outside "
+                         "the eps ball: widen lo/hi or clip the images first")
 
 
 # ------------------------------------------------------------------ radii and bounds

@@ -143,7 +143,7 @@ def test_linf_bounds_per_sample_eps_and_range(random_start):
         assert torch.all(d <= eps + 1e-6)
     xa = PGD(model, eps=eps, steps=5, random_start=random_start, lo=lo, hi=hi)(x, y)
     assert torch.all(xa >= lo.view(1, 3, 1, 1) - 1e-7) and torch.all(xa <= hi.view(1, 3, 1, 1) + 1e-7)
-    xa = PGD(model, eps=0.3, steps=3, random_start=random_start, lo=-0.2, hi=0.2)(x, y)
+    xa = PGD(model, eps=0.3, steps=3, random_start=random_start, lo=-0.2, hi=0.2)(x.clamp(-0.2, 0.2), y)
     assert xa.min() >= -0.2 and xa.max() <= 0.2
 
 
@@ -619,3 +619,79 @@ def test_photoz_gradient_attack_success_is_dz_beyond_the_outlier_cut():
     with torch.no_grad():
         zp = torch.softmax(model(res.x_adv, ebv), 1) @ model.bin_centres
     assert torch.equal(res.success, (zp - z).abs() / (1 + z) > 0.5)
+
+
+# ------------------------------------------------------------------- bad models, labels, ranges (issue 12)
+class NaNModel(nn.Module):
+    """A classifier whose output is NaN for the samples whose first pixel is > 0 (all of them by default)."""
+
+    def __init__(self, everywhere=True):
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 3)
+        self.everywhere = everywhere
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        nan = torch.ones_like(out[:, :1], dtype=torch.bool) if self.everywhere else (x[:, :1, 0, 0] > 0)
+        return torch.where(nan, torch.full_like(out, float("nan")), out)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: FGSM(m, eps=0.1), lambda m: PGD(m, eps=0.1, steps=3), lambda m: PGDL2(m, eps=0.5, steps=3),
+    lambda m: OnePixel(m, population=8, max_iter=2, seed=0),
+])
+def test_nan_model_output_is_an_error_naming_the_samples(make):
+    x, y = data()
+    with pytest.raises(ValueError, match=r"NaN/Inf for (images|6 of 6 samples).*\[0, 1, 2, 3, 4, 5\]"):
+        make(NaNModel()).run(x, y)
+    x[:, 0, 0, 0] = -1.0
+    x[[1, 4], 0, 0, 0] = 1.0  # only these two
+    with pytest.raises(ValueError, match=r"\[1, 4\]"):
+        make(NaNModel(everywhere=False))(x, y)
+
+
+def test_nan_gradient_with_finite_output_is_an_error():
+    class SqrtAtZero(nn.Module):  # finite output, NaN gradient where the input is exactly 0
+        def forward(self, x):
+            return torch.sqrt(x.flatten(1)[:, :3].abs()) * 0 + x.flatten(1)[:, :3]
+
+    x, y = data()
+    x[2, 0, 0, 0] = 0.0
+    model = SqrtAtZero()
+    with pytest.raises(ValueError, match=r"gradient of the loss is NaN/Inf .*samples \[2\]"):
+        PGD(model, eps=0.1, steps=1)(x, y)
+
+
+@pytest.mark.parametrize("bad", [-100, 3, -1])
+@pytest.mark.parametrize("make", [
+    lambda m: FGSM(m, eps=0.1), lambda m: PGD(m, eps=0.1, steps=2), lambda m: PGDL2(m, eps=0.5, steps=2),
+    lambda m: OnePixel(m, population=8, max_iter=2, seed=0),
+])
+def test_labels_outside_the_classes_are_refused(make, bad):
+    x, y = data()
+    y[3] = bad
+    with pytest.raises(ValueError, match=rf"class indices in \[0, 3\).*\[{bad}\] at samples \[3\]"):
+        make(small_cnn())(x, y)
+
+
+def test_photoz_redshift_markers_are_refused():
+    model = TinyPhotoz().eval()
+    x, ebv = torch.randn(4, 5, 8, 8), torch.rand(4) * 0.1
+    z = torch.tensor([0.3, -99.0, 0.5, -1.0])
+    for atk in (PGD(model, eps=0.1, steps=1, loss="photoz_dz"), PGDL2(model, eps=0.5, steps=1, loss="photoz_ce"),
+                OnePixel(model, population=8, max_iter=1, objective="photoz", seed=0)):
+        with pytest.raises(ValueError, match=r"redshifts <= -1 \[-99.0, -1.0\] at samples \[1, 3\]"):
+            atk(x, z, ebv)
+
+
+@pytest.mark.parametrize("make", [lambda m, **kw: FGSM(m, eps=0.01, **kw), lambda m, **kw: PGD(m, eps=0.01, **kw),
+                                  lambda m, **kw: PGDL2(m, eps=0.01, **kw)])
+def test_clean_images_outside_lo_hi_are_refused(make):
+    x, y = data()
+    x = x.clamp(-1, 1)
+    x[2, 1, 3, 3] = 4.15
+    with pytest.raises(ValueError, match=r"outside \[lo, hi\] = \[-1.0, 1.0\] for 1 samples \(samples \[2\]\)"):
+        make(small_cnn(), lo=-1.0, hi=1.0)(x, y)
+    with pytest.raises(ValueError, match=r"samples \[2\]"):
+        make(small_cnn(), lo=torch.tensor([-1.0, -1.0, -1.0]), hi=torch.tensor([1.0, 1.0, 5.0]))(x, y)
+    make(small_cnn(), lo=-1.0, hi=5.0)(x, y)  # inside: fine

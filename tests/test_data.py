@@ -199,13 +199,17 @@ def test_nan_policies(photoz):
     images[3, 2, 10, 10] = np.nan
     z = photoz["z_spec"].copy()
     z[7] = np.nan
-    with pytest.raises(ValueError, match=r"2 objects have NaN/Inf .*\[3, 7\]"):
+    with pytest.raises(ValueError, match=r"1 objects \(first indices \[7\]\) have NaN/Inf/missing values"):
         SurveyDataset(images, {"z_spec": z})
+    lazy = SurveyDataset(images, {"z_spec": photoz["z_spec"]})  # pixels are checked when read
+    lazy[2]
+    with pytest.raises(ValueError, match=r"object 3 .* has 1 NaN/Inf pixels"):
+        lazy[3]
     kept = SurveyDataset(images, {"z_spec": z}, nan_policy="reject")
     assert len(kept) == 10 and not any(torch.isnan(kept[i]["image"]).any() for i in range(10))
     filled = SurveyDataset(images, {"z_spec": photoz["z_spec"]}, nan_policy="fill", fill_value=-1.0)
     assert filled[3]["image"][2, 10, 10] == -1.0
-    with pytest.raises(ValueError, match="NaN/Inf values"):
+    with pytest.raises(ValueError, match="NaN/Inf/missing values"):
         SurveyDataset(images, {"z_spec": z}, nan_policy="fill")
     with pytest.raises(ValueError, match=r"shape \(12,\)"):
         SurveyDataset(images, {"z_spec": z[:5]})
@@ -218,8 +222,10 @@ def test_infinite_pixels_and_values_count_as_bad(photoz):
     images[2, 0, 5, 5] = np.inf
     z = photoz["z_spec"].copy()
     z[4] = -np.inf
-    with pytest.raises(ValueError, match=r"2 objects have NaN/Inf .*\[2, 4\]"):
+    with pytest.raises(ValueError, match=r"1 objects \(first indices \[4\]\) have NaN/Inf"):
         SurveyDataset(images, {"z_spec": z})
+    with pytest.raises(ValueError, match=r"object 2 .* NaN/Inf pixels"):
+        SurveyDataset(images)[2]
     assert len(SurveyDataset(images, {"z_spec": z}, nan_policy="reject")) == 10
     filled = SurveyDataset(images, nan_policy="fill", fill_value=-1.0)
     assert filled[2]["image"][0, 5, 5] == -1.0
@@ -276,3 +282,137 @@ def _fit_small_photoz_model() -> tuple[float, float]:
     learned = photoz_metrics(z_phot, z[n_train:])["sigma_mad"]
     constant = photoz_metrics(np.full(len(z) - n_train, z[:n_train].median().item()), z[n_train:])["sigma_mad"]
     return learned, constant
+
+
+def test_morphology_sizes_are_bounded_by_the_stamp(monkeypatch):
+    import advrobust.data.simulate as simulate
+
+    def never(*args, **kwargs):  # before the bound, median_radius=200 was drawn (OOM-killed at 24 GB)
+        raise AssertionError("rendering started")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(simulate, "_map_galaxies", never)
+        for radius, size in ((200.0, 100), (50.0, 100), (3.4, 100), (1.1, 32)):
+            with pytest.raises(ValueError, match=r"median_radius = .* cannot be drawn in a \d+-pixel stamp"):
+                simulate_morphology(2, seed=0, median_radius=radius, size=size)
+    data = simulate_morphology(2, seed=0, median_radius=3.3, size=100, n_workers=1)  # the largest allowed
+    assert data["images_y10"].shape == (2, 3, 100, 100) and np.isfinite(data["images_y10"]).all()
+
+
+# ---------------------------------------------------------------- catalogue joins and missing values (issue 12)
+_SDSS_IDS = np.array([1237648720693755918, 1237648720693755919, 2**63 - 5, 1237648720693755920], dtype=np.int64)
+
+
+@pytest.fixture
+def cube4(tmp_path):
+    images = np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((4, 1, 3, 3), np.float32)
+    path = tmp_path / "cube.h5"
+    save_arrays(path, {"images": images})
+    return path
+
+
+@pytest.mark.parametrize("ids", [_SDSS_IDS, _SDSS_IDS.astype(np.uint64) + np.uint64(2**63 - 100),
+                                 np.array(["J0001+02", "J0001+03", "2MASS J0001", "J0001+04"])])
+@pytest.mark.parametrize("suffix", [".parquet", ".fits", ".csv"])
+def test_join_on_exact_ids_in_any_order(tmp_path, cube4, ids, suffix):
+    order = np.array([2, 0, 3, 1])
+    table = pd.DataFrame({"OBJID": ids[order], "ZSPEC": np.array([0.0, 0.1, 0.2, 0.3])[order]})
+    catalogue = tmp_path / f"cat{suffix}"
+    if suffix == ".parquet":
+        table.to_parquet(catalogue)
+    elif suffix == ".csv":
+        table.to_csv(catalogue, index=False)
+    else:
+        from astropy.table import Table
+
+        Table.from_pandas(table).write(catalogue)
+    ds = load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"}, id_column="OBJID", image_ids=ids)
+    assert ds.join == "id:OBJID" and ds.ids.tolist() == ids.tolist()
+    for i in range(4):  # image i has value i and z = i / 10
+        item = ds[i]
+        assert float(item["image"][0, 0, 0]) == i and item["z_spec"].item() == pytest.approx(i / 10)
+        assert ds.ids[int(item["index"])] == ids[i]
+    with pytest.warns(UserWarning, match=r"by row position although it has the id column\(s\) \['OBJID'\]"):
+        positional = load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"})
+    assert positional.join == "position" and positional[0]["z_spec"].item() == pytest.approx(0.2)
+
+
+def test_join_refuses_duplicates_and_unmatched_ids_and_reads_ids_from_the_images_file(tmp_path):
+    images = np.zeros((3, 1, 2, 2), np.float32)
+    path = tmp_path / "survey.h5"
+    save_arrays(path, {"images": images, "objid": _SDSS_IDS[:3].astype(np.uint64), "z": np.array([0.1, 0.2, 0.3])})
+    catalogue = tmp_path / "cat.parquet"
+    pd.DataFrame({"objid": _SDSS_IDS[[2, 1, 0, 3]], "Z": [0.3, 0.2, 0.1, 0.9]}).to_parquet(catalogue)
+    ds = load_survey(path, catalogue, columns={"z_spec": "Z"}, id_column="objid")  # ids from the HDF5 file
+    assert [ds[i]["z_spec"].item() for i in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+    assert ds.ids.dtype == np.uint64 and ds.ids[0] == np.uint64(1237648720693755918)
+    pd.DataFrame({"objid": _SDSS_IDS[[0, 1, 1, 2]], "Z": [0.1] * 4}).to_parquet(catalogue)
+    with pytest.raises(ValueError, match=r"duplicated ids, e.g. \[1237648720693755919\]"):
+        load_survey(path, catalogue, columns={"z_spec": "Z"}, id_column="objid")
+    pd.DataFrame({"objid": _SDSS_IDS[[0, 1]], "Z": [0.1] * 2}).to_parquet(catalogue)
+    with pytest.raises(ValueError, match=r"1 images have no row in the catalogue .*indices \[2\]"):
+        load_survey(path, catalogue, columns={"z_spec": "Z"}, id_column="objid")
+    with pytest.raises(ValueError, match="no image ids 'objid_typo'"):
+        load_survey(path, catalogue, columns={"z_spec": "Z"}, id_column="objid", image_ids="objid_typo")
+
+
+def test_float64_and_uint64_ids_keep_their_values(photoz):
+    ids = np.array([1237648720693755918, 2**64 - 1, 7], dtype=np.uint64)
+    ds = SurveyDataset(photoz["images"][:3], {"z_spec": photoz["z_spec"][:3]}, ids=ids)
+    assert ds.ids.tolist() == [1237648720693755918, 2**64 - 1, 7]
+    float_ids = np.array([1237648720693755918.0, 1.0, 2.0])  # the float64 value stays that float64
+    assert SurveyDataset(photoz["images"][:3], ids=float_ids).ids[0] == float_ids[0]
+    with pytest.raises(ValueError, match="uint64 values beyond int64"):
+        SurveyDataset(photoz["images"][:3], {"objid": ids})
+
+
+def test_fits_tnull_is_missing_and_sentinels_are_refused(tmp_path, cube4):
+    from astropy.io import fits
+
+    columns = [fits.Column(name="TYPE", format="J", null=-9999, array=np.array([1, -9999, 2, 0])),
+               fits.Column(name="Z", format="D", array=np.array([0.1, 0.2, -99.0, 0.4])),
+               fits.Column(name="EBV", format="D", array=np.array([0.01, 0.02, 0.03, -0.5]))]
+    catalogue = tmp_path / "cat.fits"
+    fits.BinTableHDU.from_columns(columns).writeto(catalogue)
+    assert load_catalogue(catalogue)["TYPE"].isna().tolist() == [False, True, False, False]
+    with pytest.raises(ValueError, match=r"1 objects \(first indices \[1\]\) have NaN/Inf/missing values"):
+        load_survey(cube4, catalogue, columns={"label": "TYPE"})
+    assert len(load_survey(cube4, catalogue, columns={"label": "TYPE"}, nan_policy="reject")) == 3
+    with pytest.raises(ValueError, match=r"redshifts must be > -1, got \[-99.0\] .*\[2\].*missing_values=\(-99.0,\)"):
+        load_survey(cube4, catalogue, columns={"z_spec": "Z"})
+    with pytest.raises(ValueError, match=r"E\(B-V\) must be >= 0, got \[-0.5\] .*\[3\]"):
+        load_survey(cube4, catalogue, columns={"ebv": "EBV"})
+    kept = load_survey(cube4, catalogue, columns={"z_spec": "Z"}, missing_values=(-99,), nan_policy="reject")
+    assert kept.indices.tolist() == [0, 1, 3]
+    for z in (-1.0, -999.0):
+        with pytest.raises(ValueError, match="redshifts must be > -1"):
+            SurveyDataset(np.zeros((2, 1, 2, 2), np.float32), {"z": np.array([0.5, z])})
+
+
+def test_fits_with_two_tables_needs_a_key(tmp_path, cube4):
+    from astropy.io import fits
+
+    def table(name, z):
+        return fits.BinTableHDU.from_columns([fits.Column(name="Z", format="D", array=np.asarray(z))], name=name)
+
+    catalogue = tmp_path / "two.fits"
+    fits.HDUList([fits.PrimaryHDU(), table("STARS", [9.0] * 4), table("GALAXIES", [0.1, 0.2, 0.3, 0.4])]
+                 ).writeto(catalogue)
+    with pytest.raises(ValueError, match=r"2 HDUs hold the columns \['Z'\] \(STARS, GALAXIES\); pass catalogue_key"):
+        load_survey(cube4, catalogue, columns={"z_spec": "Z"})
+    ds = load_survey(cube4, catalogue, columns={"z_spec": "Z"}, catalogue_key="galaxies")
+    assert ds[3]["z_spec"].item() == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="no table HDU 'QSO'; its tables: STARS, GALAXIES"):
+        load_catalogue(catalogue, key="QSO")
+
+
+def test_join_int64_against_uint64_ids_exactly():
+    from advrobust.data.dataset import _join_by_id
+
+    image_ids = np.array([2**63 - 1, 5, -3], dtype=np.int64)
+    catalogue_ids = np.array([5, 2**63 - 1, 2**64 - 3], dtype=np.uint64)  # 2**64 - 3 is -3 wrapped: no match
+    with pytest.raises(ValueError, match=r"1 images have no row .*indices \[2\]"):
+        _join_by_id(image_ids, catalogue_ids, "objid")
+    assert _join_by_id(image_ids[:2], catalogue_ids, "objid").tolist() == [1, 0]
+    with pytest.raises(ValueError, match="different kinds"):
+        _join_by_id(image_ids.astype(np.float64), catalogue_ids, "objid")

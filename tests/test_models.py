@@ -175,3 +175,29 @@ def test_save_takes_numpy_arguments_and_load_names_mismatched_tensors(tmp_path):
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=metadata)
     with pytest.raises(ValueError, match="tensors do not match photoz_small"):
         models.load(tmp_path / "bad.safetensors")
+
+
+def test_load_checks_the_header_shapes_before_building(tmp_path, monkeypatch):
+    """A tiny file whose header asks for a big model is refused before the model is allocated."""
+    from safetensors.torch import save_file
+    import advrobust.models.registry as registry
+
+    path = tmp_path / "liar.safetensors"
+    header = {"name": "photoz_small", "kwargs": {"fc_width": 4096}}
+    save_file({"head.weight": torch.zeros(2, 2)}, str(path), metadata={"advrobust": json.dumps(header)})
+    built_on = []
+    real_create = registry.create
+
+    def spy(name, **kwargs):
+        built_on.append(torch.empty(0).device.type)  # "meta" inside torch.device("meta")
+        return real_create(name, **kwargs)
+
+    monkeypatch.setattr(registry, "create", spy)
+    with pytest.raises(ValueError, match=r"tensors do not match photoz_small.*missing \["):
+        models.load(path)
+    assert "cpu" not in built_on
+    for bad in ({"name": "photoz_small", "kwargs": {"no_such_argument": 1}}, {"name": "nope", "kwargs": {}}, [1]):
+        save_file({"w": torch.zeros(1)}, str(path), metadata={"advrobust": json.dumps(bad)})
+        with pytest.raises(ValueError, match="header"):
+            models.load(path)
+    assert "cpu" not in built_on

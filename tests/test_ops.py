@@ -431,3 +431,20 @@ def test_step_params_checked_once_give_the_same_step():
             op(x[:2], g[:2], x[:2], params=p)
     with pytest.raises(ValueError, match="eps must be >= 0"):
         ops.step_params(x, alpha=0.1, eps=-eps)
+
+
+@pytest.mark.parametrize("op", [ops.linf_step, ops.l2_step])
+def test_step_ops_check_values_as_the_attacks_do(op):
+    x = torch.randn(4, 3, 5, 5)
+    x_nat = x.clone()
+    x_nat[2, 1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"x_nat has 1 NaN/Inf values \(samples \[2\]\)"):
+        op(x, x, x_nat, alpha=0.1, eps=0.1)
+    for kw, err, msg in [(dict(lo=float("nan")), ValueError, "lo must be a finite number"),
+                         (dict(hi=torch.tensor([0.0, float("nan"), 1.0])), ValueError, "hi has NaN"),
+                         (dict(alpha=float("inf")), ValueError, "alpha must be a finite number"),
+                         (dict(eps="0.1"), TypeError, "eps must be a number"),
+                         (dict(eps=True), TypeError, "eps must be a number")]:
+        args = {"alpha": 0.1, "eps": 0.1, **kw}
+        with pytest.raises(err, match=msg):
+            op(x, x, x, **args)

@@ -40,10 +40,25 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.losses import resolve_objective
-from advrobust.checks import Bound, check_lo_le_hi, check_model, check_model_inputs, check_number, per_channel
+from advrobust.attacks.losses import check_targets, resolve_objective
+from advrobust.checks import (
+    Bound, check_lo_le_hi, check_model, check_model_inputs, check_number, nonfinite_rows, per_channel,
+    raise_nonfinite_rows,
+)
 
-__all__ = ["Attack", "AttackResult", "eval_mode", "clamp_range"]
+__all__ = ["Attack", "AttackResult", "eval_mode", "clamp_range", "check_fitness"]
+
+#: What the NaN errors suggest.
+NAN_OUTPUT_HINT = "the model is broken for these inputs (NaN weights, log of 0, ...); an attack on it means nothing"
+
+
+def check_fitness(name: str, fitness: Tensor, rows: Tensor) -> None:
+    """Candidate fitness ``(n, P)`` of the images ``rows`` (n,) (their indices in the batch) is finite:
+    a NaN model output gives NaN fitness, which would read as success. Raises ValueError naming them."""
+    bad = ~torch.isfinite(fitness).reshape(fitness.shape[0], -1).all(1)
+    if bool(bad.any()):
+        raise ValueError(f"{name}: the model's output (fitness) is NaN/Inf for images {rows[bad][:8].tolist()}"
+                         f"{', ...' if int(bad.sum()) > 8 else ''}; {NAN_OUTPUT_HINT}")
 
 
 @dataclass
@@ -144,8 +159,23 @@ class Attack:
         check_model_inputs(name, self.model, x, y, extra, min_dim=self._min_dim)
         lo, hi = per_channel(name, "lo", self.lo, x), per_channel(name, "hi", self.hi, x)
         check_lo_le_hi(name, lo, hi)
+        x, extra = x.detach(), tuple(e.detach() for e in extra)
+        y = None if y is None else y.detach()
         with eval_mode(self.model):
-            return fn(x.detach(), None if y is None else y.detach(), lo, hi, tuple(e.detach() for e in extra))
+            return fn(x, y, lo, hi, extra)
+
+    def _check_targets(self, x: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...]) -> None:
+        """Labels in [0, n_classes) and redshifts > -1 for the built-in losses (gradient attacks) and
+        resolved objectives (one-pixel) (one forward pass of the first image tells the number of
+        classes). Subclasses call it once at the start of the attack, after their own shape checks.
+        Raises ValueError naming the samples."""
+        hooks = [h for h in (getattr(self, "loss", None), self.objective) if hasattr(h, "check_targets")]
+        if y is None or not hooks:
+            return
+        with torch.no_grad():
+            out = self.model(x[:1], *(e[:1] for e in extra))
+        for hook in hooks:
+            check_targets(type(self).__name__, hook, out, y)
 
     def _use_channels_last(self, x: Tensor) -> bool:
         if self.channels_last is not None:
@@ -171,7 +201,10 @@ class Attack:
         objective = resolve_objective(self.objective, self.model, targeted=self.targeted)
         x_adv = self.forward(x, y, lo, hi, extra)
         with torch.no_grad():
-            _, success = objective(self.model(self._model_input(x_adv, self._use_channels_last(x)), *extra), y)
+            out = self.model(self._model_input(x_adv, self._use_channels_last(x)), *extra)
+        raise_nonfinite_rows(type(self).__name__, nonfinite_rows(out, x.shape[0]), "the model's output on x_adv",
+                             NAN_OUTPUT_HINT)
+        _, success = objective(out, y)
         return AttackResult(x_adv=x_adv, success=success)
 
     def __repr__(self) -> str:

@@ -25,8 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, clamp_range
-from advrobust.checks import Bound, ScalarOrPerSample, broadcast_per_sample, check_number, check_radius, per_sample
+from advrobust.attacks.base import NAN_OUTPUT_HINT, Attack, clamp_range
+from advrobust.checks import (
+    Bound, ScalarOrPerSample, broadcast_per_sample, check_number, check_radius, check_within_range, nonfinite_rows,
+    per_sample, raise_nonfinite_rows,
+)
 from advrobust.attacks.losses import CrossEntropy, LossFn, ObjectiveFn, PhotozBinCE, PhotozDeltaZ, resolve_loss
 
 __all__ = ["FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume"]
@@ -83,8 +86,9 @@ class _GradientAttack(Attack):
         return eps, alpha
 
     def _objective_grad(self, x_adv: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...],
-                        channels_last: bool) -> Tensor:
-        """Gradient of the (signed) summed loss with respect to x_adv only."""
+                        channels_last: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """Gradient of the (signed) summed loss with respect to x_adv only, and the (B,) flags of the
+        samples whose model output is NaN/Inf (None when the output is not a (B, ...) tensor)."""
         x_adv.requires_grad_(True)
         with torch.enable_grad():
             out = self.model(self._model_input(x_adv, channels_last), *extra)
@@ -92,7 +96,7 @@ class _GradientAttack(Attack):
             if self.targeted:
                 loss = -loss
             (grad,) = torch.autograd.grad(loss, x_adv)
-        return grad
+        return grad, nonfinite_rows(out.detach() if isinstance(out, Tensor) else out, x_adv.shape[0])
 
     def _random_start(self, x: Tensor, eps: ScalarOrPerSample, lo: Bound, hi: Bound) -> Tensor:
         raise NotImplementedError
@@ -100,15 +104,26 @@ class _GradientAttack(Attack):
     def forward(self, x, y, lo, hi, extra):
         if y is None and isinstance(self.loss, _BUILTIN_LOSSES):
             raise ValueError(f"{type(self).__name__}: y is required by the {self.loss!r} loss")
+        name = type(self).__name__
+        self._check_targets(x, y, extra)
+        check_within_range(name, x, lo, hi)
         eps, alpha = self._radii(x)
         x_adv = self._random_start(x, eps, lo, hi) if self.random_start else x
         step = type(self)._step_op
         # the step arguments are checked once here, not once per step (no per-step syncs)
         params = ops.step_params(x, alpha=alpha, eps=eps, lo=lo, hi=hi, name=type(self).__name__)
         cl = self._use_channels_last(x)
+        # NaN/Inf outputs and gradients are flagged per sample on the device and raised once at the
+        # end (a NaN gradient leaves x unchanged under sign(), or makes the L2 step NaN)
+        bad_out = bad_grad = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
-            grad = self._objective_grad(x_adv.detach(), y, extra, cl)
+            grad, out_flags = self._objective_grad(x_adv.detach(), y, extra, cl)
+            if out_flags is not None:
+                bad_out = bad_out | out_flags
+            bad_grad = bad_grad | nonfinite_rows(grad, x.shape[0])
             x_adv = step(x_adv.detach(), grad, x, params=params)
+        raise_nonfinite_rows(name, bad_out, "the model's output", NAN_OUTPUT_HINT)
+        raise_nonfinite_rows(name, bad_grad, "the gradient of the loss", NAN_OUTPUT_HINT)
         return x.clone() if x_adv is x else x_adv.detach()  # steps=0: never hand back the caller's x
 
 

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advrobust import redshift
-from advrobust.checks import check_number
+from advrobust.checks import check_class_labels, check_number, check_redshifts
 
 __all__ = [
     "CrossEntropy", "PhotozBinCE", "PhotozDeltaZ", "ClassifierObjective", "PhotozObjective",
-    "resolve_loss", "resolve_objective",
+    "resolve_loss", "resolve_objective", "check_targets",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -72,6 +72,14 @@ class _PhotozHook:
         vars(bound).update(found)
         return bound
 
+    def check_targets(self, name: str, output: Tensor, y: Tensor) -> None:
+        """Redshifts ``y`` > -1 (a -99 marker would give a meaningless dz); int64 bin indices
+        within the model's ``output.shape[1]`` bins."""
+        if y.is_floating_point():
+            check_redshifts(name, y)
+        else:
+            check_class_labels(name, y, output.shape[1])
+
     def _z_phot(self, logits: Tensor) -> Tensor:
         if self.bin_centres is None:
             raise ValueError(f"{type(self).__name__}: bin_centres unknown; pass them, or use the hook "
@@ -87,6 +95,10 @@ class CrossEntropy:
     """Per-sample cross-entropy of classifier logits ``(B, n_classes)`` against labels ``(B,)``."""
 
     success_objective = "classifier"
+
+    def check_targets(self, name: str, output: Tensor, y: Tensor) -> None:
+        """Labels in ``[0, n_classes)``: cross-entropy gives the label -100 a zero loss and gradient."""
+        check_class_labels(name, y, output.shape[1])
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, reduction="none")
@@ -154,6 +166,8 @@ class ClassifierObjective:
 
     def __init__(self, targeted: bool = False) -> None:
         self.targeted = bool(targeted)
+
+    check_targets = CrossEntropy.check_targets
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
         prob = torch.softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
@@ -224,6 +238,15 @@ def resolve_objective(objective: Union[str, ObjectiveFn], model: nn.Module, *, t
     if not callable(objective):
         raise TypeError(f"objective must be a name or a callable, got {type(objective).__name__}")
     return _bind(objective, model)
+
+
+def check_targets(name: str, hook, output: Tensor, y: Tensor) -> None:
+    """``hook.check_targets(name, output, y)`` for the built-in losses and objectives (labels in
+    ``[0, n_classes)``, redshifts > -1); a user's callable without that method is not checked.
+    ``output`` is the model's output on (a few of) the images, for the number of classes."""
+    check = getattr(hook, "check_targets", None)
+    if check is not None and isinstance(output, Tensor) and output.dim() >= 2:
+        check(name, output, y)
 
 
 def _bind(hook, model: nn.Module):

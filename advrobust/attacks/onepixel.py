@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, AttackResult, clamp_range
+from advrobust.attacks.base import Attack, AttackResult, check_fitness, clamp_range
 from advrobust.checks import Bound, check_number
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 from advrobust.ops.de import de_pixels
@@ -262,6 +262,7 @@ class OnePixel(Attack):
     @torch.no_grad()
     def forward_result(self, x, y, lo, hi, extra) -> OnePixelResult:
         self._check_y(x, y)
+        self._check_targets(x, y, extra)
         B, C, H, W = x.shape
         k, P, D = self.pixels, self.population, self.pixels * (2 + C)
         dev, dt = x.device, x.dtype
@@ -283,6 +284,7 @@ class OnePixel(Attack):
         if cl:  # de_build then builds channels-last candidates: the model gets them without a copy
             xs = x.contiguous(memory_format=torch.channels_last)
         fit, succ = self._score(xs, pop, ys, es, lo, hi)
+        check_fitness("OnePixel", fit, active)
         cand, cand_fit = pop, fit
         pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
 
@@ -322,6 +324,7 @@ class OnePixel(Attack):
                 draws = draws._replace(donors=donors)
             trial = ops.de_trial(pop, draws, lower, upper, F=factors[it - 1], CR=self.CR, resample=self.resample)
             trial_fit, succ = self._score(xs, trial, ys, es, lo, hi)
+            check_fitness("OnePixel", trial_fit, active)
             cand, cand_fit = trial, trial_fit
             ops.de_select_(pop, fit, trial, trial_fit)
             if bar is not None:

@@ -2,12 +2,16 @@
 
 * :func:`simulate_photoz` -- ugriz 64x64 cutouts of CWW-template galaxies, E(B-V), spectroscopic z.
 * :func:`simulate_morphology` -- gri 100x100 spirals (0), ellipticals (1), mergers (2) at depths Y10 and Y1.
-* :func:`save_arrays` / :func:`load_arrays`, :func:`load_images`, :func:`load_catalogue` -- files.
+* :func:`save_arrays` / :func:`load_arrays`, :func:`load_images`, :func:`load_catalogue` -- files
+  (writes are atomic).
+* :func:`open_images` -- an :class:`ImageReader` serving row ranges of a cube without reading the
+  whole file (memory-mapped windows of ``.npy``, HDF5 slices, FITS sections).
 * :class:`SurveyDataset`, :func:`load_survey` -- a torch Dataset with flips and 90-degree rotations.
 * :func:`asinh_stretch`, :func:`percentile_clip` -- the preprocessing of Ćiprijanović et al. (2022).
 """
 from advrobust.data.dataset import SurveyDataset, load_survey, random_dihedral
 from advrobust.data.io import load_arrays, load_catalogue, load_images, save_arrays
+from advrobust.data.readers import ArrayReader, ImageReader, open_images
 from advrobust.data.preprocess import asinh_stretch, percentile_clip
 from advrobust.data.simulate import (
     MORPHOLOGY_BANDS,
@@ -30,6 +34,9 @@ __all__ = [
     "load_arrays",
     "load_images",
     "load_catalogue",
+    "open_images",
+    "ImageReader",
+    "ArrayReader",
     "asinh_stretch",
     "percentile_clip",
 ]

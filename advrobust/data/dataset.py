@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from advrobust.data.io import load_catalogue, load_images
+from advrobust.data.io import load_catalogue
+from advrobust.data.readers import ArrayReader, ImageReader, open_images
 
-__all__ = ["SurveyDataset", "load_survey", "random_dihedral"]
+__all__ = ["SurveyDataset", "load_survey", "random_dihedral", "REDSHIFT_NAMES", "EBV_NAMES"]
 
 _NAN_POLICIES = ("raise", "reject", "fill")
 
@@ -27,23 +29,71 @@ def random_dihedral(image: Tensor, generator: torch.Generator | None = None) -> 
     return torch.flip(image, dims=(-1,)) if flip % 2 else image
 
 
+#: item names whose values are redshifts (must be > -1) and E(B-V) (must be >= 0)
+REDSHIFT_NAMES = ("z", "z_spec", "zspec", "redshift", "z_phot")
+EBV_NAMES = ("ebv", "e_bv")
+_ID_LIKE = ("id", "objid", "objectid", "object_id", "source_id", "sourceid", "specobjid", "galaxy_id")
+
+
+def _samples(mask: np.ndarray) -> str:
+    where = np.flatnonzero(mask)
+    return f"{where.size} objects (first indices {where[:10].tolist()})"
+
+
+def _check_physical(name: str, column: np.ndarray) -> None:
+    """Redshifts > -1 and E(B-V) >= 0 (NaN is left to the NaN policy): catches -99 / -999 markers."""
+    key = name.lower()
+    finite = np.isfinite(column)
+    if key in REDSHIFT_NAMES:
+        bad = finite & (column <= -1)
+        rule = "redshifts must be > -1"
+    elif key in EBV_NAMES:
+        bad = finite & (column < 0)
+        rule = "E(B-V) must be >= 0"
+    else:
+        return
+    if bad.any():
+        values = np.unique(column[bad])[:5].tolist()
+        raise ValueError(f"target {name!r}: {rule}, got {values} for {_samples(bad)}; if these mark missing "
+                         f"values, pass missing_values={tuple(values)} (they then follow nan_policy)")
+
+
 class SurveyDataset(torch.utils.data.Dataset):
     """Cutouts ``(N, C, H, W)`` and per-object values (redshift, E(B-V), label, ...).
 
-    Items are dictionaries ``{"image": (C, H, W) float32, <name>: scalar tensor, ...}``: integer
-    values become int64, the others float32. ``torch.utils.data.DataLoader`` batches them as is.
+    Items are dictionaries ``{"image": (C, H, W) float32, "index": int64 row of the image in the
+    source, <name>: scalar tensor, ...}``: integer values become int64, the others float32.
+    ``torch.utils.data.DataLoader`` batches them as is. Object ids, which neither float32 nor int64
+    always hold exactly, are kept aside in :attr:`ids` (look them up with ``ds.ids[batch["index"]]``).
+
+    Images are read one item at a time from ``images`` (an array, a tensor or an
+    :class:`~advrobust.data.readers.ImageReader` streaming a file), so a file larger than memory
+    works. NaN / Inf pixels are found lazily: under ``"raise"`` when an item is read (the error
+    names it), under ``"reject"`` by one scan at construction, chunk by chunk
+    (``scan_rows`` images at a time, bounded memory), under ``"fill"`` never.
 
     Args:
-        images: ``(N, C, H, W)`` array or tensor (a memory-mapped array stays on disk).
-        targets: name -> ``(N,)`` values, e.g. ``{"z_spec": ..., "ebv": ...}``.
+        images: ``(N, C, H, W)`` array or tensor, or an image reader.
+        targets: name -> ``(N,)`` numeric values, e.g. ``{"z_spec": ..., "ebv": ...}``. Values named
+            as redshifts (:data:`REDSHIFT_NAMES`) must be > -1 and E(B-V) (:data:`EBV_NAMES`) >= 0.
+        ids: ``(N,)`` object ids (int64, uint64, strings, ...), kept exactly in :attr:`ids`.
         augment: apply a random flip / 90-degree rotation (:func:`random_dihedral`) to each item.
-        nan_policy: what to do with objects whose image has NaN or infinite pixels or whose values
-            are NaN or infinite: ``"raise"`` (ValueError naming them), ``"reject"`` (drop them),
+        nan_policy: objects whose image has NaN or infinite pixels or whose values are NaN or
+            infinite (missing): ``"raise"`` (ValueError naming them), ``"reject"`` (drop them),
             ``"fill"`` (bad pixels replaced by ``fill_value``; bad values still raise).
         fill_value: replacement of NaN / infinite pixels under ``"fill"``.
+        missing_values: values of ``targets`` that mark a missing value (e.g. ``(-99, -999)``):
+            treated as NaN, i.e. by ``nan_policy``.
+        scan_rows: images per chunk of the ``"reject"`` scan.
+
+    Attributes:
+        indices: ``(len,)`` rows of the source kept. ids: ``(N,)`` ids (None when none given).
+        join: how the values were matched to the images (``"position"``, or ``"id:<column>"`` from
+            :func:`load_survey`).
 
     Raises:
-        ValueError: wrong shapes, lengths that differ, NaN under ``"raise"``, an unknown policy.
+        ValueError: wrong shapes, lengths that differ, NaN values (or, when read, pixels) under
+            ``"raise"``, redshifts <= -1, negative E(B-V), an unknown policy.
 
     Example:
         >>> data = simulate_photoz(16, seed=0)
@@ -54,20 +104,26 @@ class SurveyDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        images: np.ndarray | Tensor,
+        images: np.ndarray | Tensor | ImageReader,
         targets: Mapping[str, np.ndarray | Sequence | Tensor] | None = None,
         *,
+        ids: np.ndarray | Sequence | None = None,
         augment: bool = False,
         nan_policy: str = "raise",
         fill_value: float = 0.0,
+        missing_values: Sequence[float] = (),
+        scan_rows: int = 256,
     ) -> None:
         if nan_policy not in _NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")
         if isinstance(images, Tensor):
             images = images.detach().cpu().numpy()
-        if getattr(images, "ndim", None) != 4:
-            raise ValueError(f"images must have shape (N, C, H, W), got {getattr(images, 'shape', type(images))}")
+        if not isinstance(images, ImageReader):
+            if getattr(images, "ndim", None) != 4:
+                raise ValueError(f"images must have shape (N, C, H, W), got {getattr(images, 'shape', type(images))}")
+            images = ArrayReader(images)
         n = len(images)
+        missing = np.asarray(missing_values, dtype=np.float64).reshape(-1)
         values: dict[str, np.ndarray] = {}
         for name, column in (targets or {}).items():
             if isinstance(column, Tensor):
@@ -77,45 +133,126 @@ class SurveyDataset(torch.utils.data.Dataset):
                 raise ValueError(f"target {name!r} must have shape ({n},) to match the images, got {column.shape}")
             if column.dtype.kind not in "biuf":
                 raise ValueError(f"target {name!r} must be numeric, got dtype {column.dtype}")
+            if column.dtype.kind == "u" and column.size and column.max() > np.iinfo(np.int64).max:
+                raise ValueError(f"target {name!r} has uint64 values beyond int64 (ids?); pass ids as ids=")
+            if missing.size and np.isin(column, missing).any():
+                column = np.where(np.isin(column, missing), np.nan, column.astype(np.float64))
+            _check_physical(name, column)
             values[name] = column.astype(np.int64 if column.dtype.kind in "biu" else np.float32)
-        if "image" in values:
-            raise ValueError("'image' is reserved for the cutouts; rename that target")
+        if "image" in values or "index" in values:
+            raise ValueError("'image' and 'index' are reserved for the cutouts and their rows; rename that target")
+        if ids is not None:
+            ids = np.asarray(ids)
+            if ids.shape != (n,):
+                raise ValueError(f"ids must have shape ({n},) to match the images, got {ids.shape}")
 
-        bad_pixels = np.array([not np.isfinite(images[i]).all() for i in range(n)], dtype=bool)
         bad_values = np.zeros(n, dtype=bool)
         for column in values.values():
             if column.dtype.kind == "f":
                 bad_values |= ~np.isfinite(column)
         keep = np.ones(n, dtype=bool)
         if nan_policy == "reject":
-            keep = ~(bad_pixels | bad_values)
-        else:
-            bad = bad_values if nan_policy == "fill" else bad_pixels | bad_values
-            if bad.any():
-                where = np.flatnonzero(bad)
-                raise ValueError(
-                    f"{where.size} objects have NaN/Inf {'values' if nan_policy == 'fill' else 'pixels or values'} "
-                    f"(first indices {where[:10].tolist()}); pass nan_policy='reject' or 'fill'"
-                )
+            keep = ~(bad_values | self._bad_pixels(images, scan_rows))
+        elif bad_values.any():
+            raise ValueError(f"{_samples(bad_values)} have NaN/Inf/missing values; pass nan_policy='reject'")
         self.indices = np.flatnonzero(keep)
         self.images = images
         self.values = values
+        self.ids = ids
+        self.join = "position"
         self.augment = augment
+        self.nan_policy = nan_policy
         self.fill_value = float(fill_value) if nan_policy == "fill" else None
+
+    @staticmethod
+    def _bad_pixels(images: ImageReader, rows: int) -> np.ndarray:
+        """(N,) bool: images with a NaN or infinite pixel, scanned ``rows`` images at a time."""
+        bad = np.zeros(len(images), dtype=bool)
+        for start, chunk in images.chunks(rows):
+            bad[start:start + len(chunk)] = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+        return bad
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, item: int) -> dict[str, Tensor]:
         index = int(self.indices[item])
-        image = torch.from_numpy(np.array(self.images[index], dtype=np.float32))
+        image = torch.from_numpy(self.images.read(index, index + 1)[0])
         if self.fill_value is not None:
             image = torch.nan_to_num(image, nan=self.fill_value, posinf=self.fill_value, neginf=self.fill_value)
+        elif self.nan_policy == "raise" and not bool(torch.isfinite(image).all()):
+            raise ValueError(f"object {index} (row {index} of {self.images.path}) has "
+                             f"{int((~torch.isfinite(image)).sum())} NaN/Inf pixels; pass nan_policy='reject' "
+                             "or 'fill'")
         if self.augment:
             image = random_dihedral(image)
-        sample = {"image": image}
+        sample = {"image": image, "index": torch.tensor(index)}
         sample.update({name: torch.as_tensor(column[index]) for name, column in self.values.items()})
         return sample
+
+
+def _exact_ids(values, what: str) -> np.ndarray:
+    """Ids as a NumPy array of int64, uint64, float64 or str (bytes decoded), never cast to a float."""
+    array = np.asarray(values)
+    if array.dtype.kind == "O":
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in array):
+            raise ValueError(f"{what}: some ids are missing")
+        array = np.array([v.decode() if isinstance(v, bytes) else v for v in array])
+    if array.dtype.kind == "S":
+        array = np.char.decode(array)
+    if array.dtype.kind not in "iufU":
+        raise ValueError(f"{what}: ids must be integers or strings, got dtype {array.dtype}")
+    return array
+
+
+def _join_by_id(image_ids: np.ndarray, catalogue_ids: np.ndarray, id_column: str) -> np.ndarray:
+    """Catalogue row of each image: ids matched exactly; unique catalogue ids, every image found."""
+    kinds = {image_ids.dtype.kind, catalogue_ids.dtype.kind}
+    image_ok = np.ones(len(image_ids), dtype=bool)
+    catalogue_ok = np.ones(len(catalogue_ids), dtype=bool)
+    if kinds == {"i", "u"}:  # int64 against uint64, exactly: compare as uint64, negatives match nothing
+        if image_ids.dtype.kind == "i":
+            image_ok = image_ids >= 0
+            image_ids = np.where(image_ok, image_ids, 0).astype(np.uint64)
+        else:
+            catalogue_ok = catalogue_ids >= 0
+            catalogue_ids = np.where(catalogue_ok, catalogue_ids, 0).astype(np.uint64)
+    elif len(kinds) > 1:
+        raise ValueError(f"image ids ({image_ids.dtype}) and catalogue column {id_column!r} ({catalogue_ids.dtype}) "
+                         "are of different kinds; convert one (floats hold integer ids exactly only below 2**53)")
+    import pandas as pd
+
+    index = pd.Index(catalogue_ids)
+    if not index.is_unique:
+        dup = index[index.duplicated()].unique()[:5].tolist()
+        raise ValueError(f"catalogue column {id_column!r} has duplicated ids, e.g. {dup}")
+    rows = np.where(image_ok, index.get_indexer(image_ids), -1)
+    rows = np.where((rows >= 0) & catalogue_ok[np.maximum(rows, 0)], rows, -1)
+    if (rows < 0).any():
+        lost = np.flatnonzero(rows < 0)
+        raise ValueError(f"{lost.size} images have no row in the catalogue (column {id_column!r}): image indices "
+                         f"{lost[:10].tolist()}, ids {image_ids[lost[:5]].tolist()}")
+    return rows
+
+
+def _image_ids_from_file(path, name: str) -> np.ndarray:
+    """An array ``name`` of the images file: an ``.npz`` member, an HDF5 dataset or a FITS table column."""
+    try:
+        catalogue = load_catalogue(path, columns=[name])
+    except ValueError as err:
+        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass image_ids=<array>") from None
+    if name not in catalogue.columns:
+        raise ValueError(f"{path}: no image ids {name!r} in the images file; its 1-D arrays: "
+                         f"{', '.join(map(str, catalogue.columns))}; pass image_ids=<array or name>")
+    return catalogue[name].to_numpy()
+
+
+def _column_values(catalogue, name: str, column: str) -> np.ndarray:
+    """A catalogue column as a NumPy array, missing values (``<NA>``, e.g. FITS TNULL) as NaN."""
+    series = catalogue[column]
+    if series.isna().any():
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return series.to_numpy()
 
 
 def load_survey(
@@ -124,35 +261,79 @@ def load_survey(
     *,
     columns: Mapping[str, str] | Sequence[str] = (),
     image_key: str | None = None,
+    catalogue_key: str | None = None,
+    id_column: str | None = None,
+    image_ids: np.ndarray | Sequence | str | None = None,
+    missing_values: Sequence[float] = (),
     augment: bool = False,
     nan_policy: str = "raise",
     fill_value: float = 0.0,
 ) -> SurveyDataset:
-    """A :class:`SurveyDataset` from an image file and a catalogue file (row ``i`` = image ``i``).
+    """A :class:`SurveyDataset` streaming an image file, with values from a catalogue.
+
+    The join: with ``id_column``, each image gets the catalogue row whose ``id_column`` equals its
+    id (exactly: int64, uint64 or strings; the catalogue may be in any order and longer than the
+    images; ids must be unique and every image must find its row). Without it, row ``i`` is image
+    ``i`` (a join by position; a UserWarning says so when the catalogue has an id-like column) and
+    the lengths must agree. ``dataset.join`` records which was done, ``dataset.ids`` the ids.
 
     Args:
-        images_path: ``.npy``, ``.npz``, HDF5 or FITS cube (:func:`advrobust.data.io.load_images`).
-        catalogue_path: FITS table, CSV, Parquet, ``.npz`` or HDF5 (default: the image file itself).
+        images_path: ``.npy``, ``.npz``, HDF5 or FITS cube, streamed by
+            :func:`advrobust.data.readers.open_images`.
+        catalogue_path: FITS table, CSV, Parquet, ``.npz`` or HDF5 (default: the image file itself;
+            its image cube is not read for the catalogue).
         columns: catalogue columns to use, as names or as ``{item name: column name}``, e.g.
             ``{"z_spec": "ZSPEC", "ebv": "EBV"}``.
-        image_key: array / dataset / HDU holding the images (default: see :func:`load_images`).
+        image_key: array / dataset / HDU holding the images (default: see :func:`open_images`).
+        catalogue_key: FITS table HDU or HDF5 group of the catalogue (needed when several FITS
+            tables hold the columns).
+        id_column: catalogue column of object ids to join on.
+        image_ids: the images' ids: an ``(N,)`` array, or the name of a 1-D array in the images
+            file (``.npz`` member, HDF5 dataset, FITS table column); default: ``id_column``'s name.
+        missing_values: catalogue values meaning "missing" (e.g. ``(-99, -999)``), handled as NaN
+            by ``nan_policy``.
         augment, nan_policy, fill_value: see :class:`SurveyDataset`.
 
     Raises:
         ValueError: a missing column (the message lists those present), a catalogue whose length
-            differs from the number of images, NaN under ``nan_policy="raise"``.
+            differs from the number of images (join by position), duplicated or unmatched ids,
+            several FITS tables without ``catalogue_key``, NaN / missing values under
+            ``nan_policy="raise"``, redshifts <= -1 or negative E(B-V).
     """
-    images = load_images(images_path, key=image_key)
+    images = open_images(images_path, key=image_key)
     mapping = dict(columns) if isinstance(columns, Mapping) else {name: name for name in columns}
+    if image_ids is not None and id_column is None:
+        raise ValueError("image_ids needs id_column, the catalogue column to match them with")
     targets: dict[str, np.ndarray] = {}
-    if mapping:
-        catalogue = load_catalogue(catalogue_path if catalogue_path is not None else images_path)
-        missing = [column for column in mapping.values() if column not in catalogue.columns]
+    ids = None
+    join = "position"
+    if mapping or id_column is not None:
+        wanted = list(mapping.values()) + ([id_column] if id_column is not None else [])
+        catalogue = load_catalogue(catalogue_path if catalogue_path is not None else images_path,
+                                   key=catalogue_key, columns=wanted)
+        missing = [column for column in wanted if column not in catalogue.columns]
         if missing:
             raise ValueError(
                 f"catalogue has no column(s) {missing}; available: {', '.join(map(str, catalogue.columns))}"
             )
-        if len(catalogue) != len(images):
-            raise ValueError(f"catalogue has {len(catalogue)} rows but there are {len(images)} images")
-        targets = {name: catalogue[column].to_numpy() for name, column in mapping.items()}
-    return SurveyDataset(images, targets, augment=augment, nan_policy=nan_policy, fill_value=fill_value)
+        if id_column is not None:
+            if isinstance(image_ids, str) or image_ids is None:
+                image_ids = _image_ids_from_file(images_path, id_column if image_ids is None else image_ids)
+            image_ids = _exact_ids(image_ids, "image_ids")
+            if image_ids.shape != (len(images),):
+                raise ValueError(f"image_ids must have shape ({len(images)},) like the images, got {image_ids.shape}")
+            rows = _join_by_id(image_ids, _exact_ids(catalogue[id_column].to_numpy(), id_column), id_column)
+            catalogue = catalogue.iloc[rows].reset_index(drop=True)
+            ids, join = image_ids, f"id:{id_column}"
+        else:
+            if len(catalogue) != len(images):
+                raise ValueError(f"catalogue has {len(catalogue)} rows but there are {len(images)} images")
+            id_like = [c for c in catalogue.columns if str(c).lower() in _ID_LIKE]
+            if id_like:
+                warnings.warn(f"joining the catalogue to the images by row position although it has the id "
+                              f"column(s) {id_like}; pass id_column= to join on ids", UserWarning, stacklevel=2)
+        targets = {name: _column_values(catalogue, name, column) for name, column in mapping.items()}
+    dataset = SurveyDataset(images, targets, ids=ids, augment=augment, nan_policy=nan_policy, fill_value=fill_value,
+                            missing_values=missing_values)
+    dataset.join = join
+    return dataset

@@ -1,14 +1,19 @@
 """Reading and writing image cubes and catalogues: .npy / .npz, HDF5, FITS, CSV, Parquet.
 
-Image cubes are ``(N, C, H, W)`` arrays (a ``(N, H, W)`` cube is read as one band). A catalogue is
-a table with one row per image, in the same order.
+Image cubes are ``(N, C, H, W)`` arrays (a ``(N, H, W)`` cube is read as one band); to read them by
+row range without loading the file, see :mod:`advrobust.data.readers` (:func:`open_images`). A
+catalogue is a table with one row per object; :func:`advrobust.data.load_survey` joins it to the
+images by an id column or, without one, by row position.
 
 | format | suffixes | images | catalogue |
 |---|---|---|---|
-| NumPy | ``.npy``, ``.npz`` | the array / the member ``key`` | members of an ``.npz`` |
-| HDF5 | ``.h5``, ``.hdf5`` | the dataset ``key`` | 1-D datasets |
-| FITS | ``.fits``, ``.fit``, ``.fits.gz`` | the image HDU named ``key``, else (no key given) the only 3-D/4-D one | first table HDU |
+| NumPy | ``.npy``, ``.npz`` | the array / the member ``key`` | 1-D members of an ``.npz`` |
+| HDF5 | ``.h5``, ``.hdf5`` | the dataset ``key`` | 1-D datasets (of the group ``key``) |
+| FITS | ``.fits``, ``.fit``, ``.fits.gz`` | the image HDU named ``key``, else (no key given) the only 3-D/4-D one | the table HDU ``key``, else the only table (holding the requested columns) |
 | CSV, Parquet | ``.csv``, ``.parquet``, ``.pq`` | | the table |
+
+Missing values: FITS integer columns with ``TNULL`` and masked / NaN float columns arrive as missing
+(pandas ``<NA>`` / NaN), never as the sentinel value.
 """
 from __future__ import annotations
 
@@ -17,20 +22,12 @@ from typing import Mapping
 
 import numpy as np
 
+from advrobust.atomic import atomic_path
+from advrobust.data.readers import _FITS, _HDF5, _NUMPY, format_suffix, open_images
+
 __all__ = ["save_arrays", "load_arrays", "load_images", "load_catalogue"]
 
-_NUMPY = (".npy", ".npz")
-_HDF5 = (".h5", ".hdf5")
-_FITS = (".fits", ".fit", ".fits.gz")
 _TABLES = (".csv", ".parquet", ".pq")
-
-
-def _suffix(path: str | os.PathLike, allowed: tuple[str, ...], what: str) -> str:
-    name = os.fspath(path).lower()
-    for suffix in sorted(allowed, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix
-    raise ValueError(f"{path}: unsupported {what} format; use one of {', '.join(allowed)}")
 
 
 def _check_exists(path: str | os.PathLike) -> None:
@@ -43,36 +40,47 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
 
     In FITS, arrays of two or more dimensions become image HDUs named by their key and the 1-D arrays
     one binary table HDU named ``CATALOGUE`` (so they must have equal lengths: ValueError otherwise).
+
+    The write is atomic (:func:`advrobust.atomic.atomic_path`): the file is written to a temporary
+    file in the same folder, synced and renamed over ``path``, so a process killed at any moment
+    leaves the previous file whole (or the new one), and the next save removes the killed writer's
+    temporary file.
+
+    Raises:
+        ValueError: unsupported suffix, 1-D arrays of different lengths in FITS.
+        FileNotFoundError: the folder of ``path`` does not exist.
     """
-    suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "output")
+    suffix = format_suffix(path, (".npz",) + _HDF5 + _FITS, "output")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    if suffix == ".npz":
-        np.savez(path, **arrays)
-    elif suffix in _HDF5:
-        import h5py
-
-        with h5py.File(path, "w") as handle:
-            for key, value in arrays.items():
-                handle.create_dataset(key, data=value)
-    else:
-        from astropy.io import fits
-        from astropy.table import Table
-
-        hdus: list = [fits.PrimaryHDU()]
-        hdus += [fits.ImageHDU(value, name=key) for key, value in arrays.items() if value.ndim > 1]
+    if suffix in _FITS:
         columns = {key: value for key, value in arrays.items() if value.ndim == 1}
         lengths = {key: len(value) for key, value in columns.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"{path}: the 1-D arrays form one FITS table and need equal lengths; got {lengths}")
-        if columns:
-            hdus.append(fits.table_to_hdu(Table(columns)))
-            hdus[-1].name = "CATALOGUE"
-        fits.HDUList(hdus).writeto(path, overwrite=True)
+    with atomic_path(path) as tmp:
+        if suffix == ".npz":
+            np.savez(tmp, **arrays)
+        elif suffix in _HDF5:
+            import h5py
+
+            with h5py.File(tmp, "w") as handle:
+                for key, value in arrays.items():
+                    handle.create_dataset(key, data=value)
+        else:
+            from astropy.io import fits
+            from astropy.table import Table
+
+            hdus: list = [fits.PrimaryHDU()]
+            hdus += [fits.ImageHDU(value, name=key) for key, value in arrays.items() if value.ndim > 1]
+            if columns:
+                hdus.append(fits.table_to_hdu(Table(columns)))
+                hdus[-1].name = "CATALOGUE"
+            fits.HDUList(hdus).writeto(tmp)
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array written by :func:`save_arrays` (or any ``.npz`` / flat HDF5 / FITS file)."""
-    suffix = _suffix(path, (".npz",) + _HDF5 + _FITS, "input")
+    suffix = format_suffix(path, (".npz",) + _HDF5 + _FITS, "input")
     _check_exists(path)
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as handle:
@@ -95,68 +103,85 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def load_images(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
-    """Read an image cube as a float32 ``(N, C, H, W)`` array.
+    """Read a whole image cube as a float32 ``(N, C, H, W)`` array.
 
-    ``.npy`` files are memory-mapped when already float32; ``key`` names the member of an ``.npz``,
-    the HDF5 dataset or the FITS HDU. Without a key: ``"images"`` in ``.npz`` and HDF5; in FITS the
-    HDU named ``IMAGES``, else the file's only 3-D / 4-D image HDU (several raise: name one). A key
-    that is given must exist. A 3-D ``(N, H, W)`` cube is read as N single-band images.
+    A native float32 C-order ``.npy`` file is memory-mapped (read-only, nothing is loaded); other
+    files are read through :func:`advrobust.data.readers.open_images` (same ``key`` rules) and
+    converted to float32 in native byte order. To stream a file larger than memory, use
+    :func:`~advrobust.data.readers.open_images` instead.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: unsupported suffix, missing ``key``, or not a 3-D / 4-D array.
     """
-    suffix = _suffix(path, _NUMPY + _HDF5 + _FITS, "image")
-    _check_exists(path)
-    name = "images" if key is None else key
-    if suffix == ".npy":
+    if format_suffix(path) == ".npy" and key is None and os.path.exists(path):
         images = np.load(path, mmap_mode="r", allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as handle:
-            if name not in handle.files:
-                raise ValueError(f"{path}: no array {name!r}; it holds {', '.join(handle.files)}")
-            images = handle[name]
-    elif suffix in _HDF5:
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            if name not in handle:
-                raise ValueError(f"{path}: no dataset {name!r}; it holds {', '.join(handle)}")
-            images = handle[name][()]
-    else:
-        from astropy.io import fits
-
-        with fits.open(path) as hdus:
-            named = [hdu for hdu in hdus if hdu.name.lower() == name.lower() and hdu.data is not None]
-            cubes = [hdu for hdu in hdus if hdu.is_image and hdu.data is not None and hdu.data.ndim in (3, 4)]
-            if not named and key is not None:
-                raise ValueError(f"{path}: no image HDU {key!r}; its image HDUs: "
-                                 f"{', '.join(hdu.name for hdu in cubes) or 'none'}")
-            if not named and len(cubes) != 1:
-                raise ValueError(f"{path}: {'no' if not cubes else len(cubes)} 3-D/4-D image HDUs"
-                                 f"{' (' + ', '.join(hdu.name for hdu in cubes) + ')' if cubes else ''}; "
-                                 "pass key=<HDU name>")
-            images = np.asarray((named or cubes)[0].data)
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4:
-        raise ValueError(f"{path}: images must be (N, C, H, W) or (N, H, W), got shape {images.shape}")
-    if images.dtype != np.float32:
-        images = images.astype(np.float32)
-    return images
+        if images.dtype == np.dtype("=f4") and images.flags.c_contiguous and images.ndim in (3, 4):
+            return images[:, None] if images.ndim == 3 else images
+    with open_images(path, key) as reader:
+        return reader.read(0, len(reader))
 
 
-def load_catalogue(path: str | os.PathLike):
-    """Read a catalogue (FITS table, CSV, Parquet, ``.npz`` or HDF5 of 1-D arrays) as a pandas DataFrame.
+def _fits_table(path, hdus, key: str | None, columns) -> "object":
+    """The table HDU ``key``, else the only table (among those holding every requested column)."""
+    from astropy.io import fits
+
+    tables = [hdu for hdu in hdus if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))]
+    if key is not None:
+        named = [hdu for hdu in tables if hdu.name.lower() == key.lower()]
+        if not named:
+            raise ValueError(f"{path}: no table HDU {key!r}; its tables: {', '.join(h.name for h in tables) or 'none'}")
+        return named[0]
+    if not tables:
+        raise ValueError(f"{path}: no table HDU")
+    wanted = [hdu for hdu in tables if all(c in hdu.columns.names for c in columns or ())]
+    if len(wanted) > 1:
+        which = f"hold the columns {list(columns)}" if columns else "are tables"
+        raise ValueError(f"{path}: {len(wanted)} HDUs {which} ({', '.join(h.name for h in wanted)}); "
+                         "pass catalogue_key=<HDU name> to choose")
+    return (wanted or tables)[0]
+
+
+def _npz_columns(path) -> list[str]:
+    """Names of the 1-D members of an .npz, read from the member headers (no data is loaded)."""
+    import zipfile
+
+    names = []
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape = reader(handle)[0]
+            if len(shape) == 1:
+                names.append(member[:-4] if member.endswith(".npy") else member)
+    return names
+
+
+def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None):
+    """Read a catalogue as a pandas DataFrame (only its 1-D columns; an image cube in the same file
+    is not read).
+
+    Args:
+        path: FITS table, CSV, Parquet, ``.npz`` or HDF5 of 1-D arrays.
+        key: FITS: the table HDU's name (needed when several tables hold the requested columns);
+            HDF5: the group holding the 1-D datasets (default: the file's root).
+        columns: the columns wanted (optional): a FITS file's table is chosen among those holding them.
+
+    Integer ids keep their exact values and types (int64, uint64, strings); FITS ``TNULL`` integers
+    and masked values are missing (``<NA>`` / NaN).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unsupported suffix or no table in the file.
+        ValueError: unsupported suffix, no table, a missing ``key``, several FITS tables holding the
+            requested columns without a ``key``.
     """
     import pandas as pd
 
-    suffix = _suffix(path, _TABLES + _FITS + (".npz",) + _HDF5, "catalogue")
+    suffix = format_suffix(path, _TABLES + _FITS + (".npz",) + _HDF5, "catalogue")
     _check_exists(path)
+    if key is not None and suffix not in _FITS + _HDF5:
+        raise ValueError(f"{path}: a catalogue key names a FITS table HDU or an HDF5 group; got key={key!r}")
     if suffix == ".csv":
         return pd.read_csv(path)
     if suffix in (".parquet", ".pq"):
@@ -165,12 +190,27 @@ def load_catalogue(path: str | os.PathLike):
         from astropy.io import fits
         from astropy.table import Table
 
-        with fits.open(path) as hdus:
-            tables = [hdu for hdu in hdus if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))]
-            if not tables:
-                raise ValueError(f"{path}: no table HDU")
-            return Table(tables[0].data).to_pandas()
-    columns = {key: value for key, value in load_arrays(path).items() if value.ndim == 1}
-    if not columns:
+        with fits.open(path, memmap=False) as hdus:
+            index = hdus.index(_fits_table(path, hdus, key, columns))
+        table = Table.read(path, hdu=index, mask_invalid=True)  # TNULL -> masked
+        names = [name for name in table.colnames if table[name].ndim == 1]
+        return table[names].to_pandas()
+    if suffix == ".npz":
+        names = _npz_columns(path)
+        if not names:
+            raise ValueError(f"{path}: no 1-D arrays to form a catalogue")
+        with np.load(path, allow_pickle=False) as handle:
+            return pd.DataFrame({name: handle[name] for name in names})
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle if key is None else handle.get(key)
+        if not isinstance(group, h5py.Group):
+            raise ValueError(f"{path}: no group {key!r}; it holds {', '.join(handle)}")
+        data = {name: item[()] for name, item in group.items() if isinstance(item, h5py.Dataset) and item.ndim == 1}
+    if not data:
         raise ValueError(f"{path}: no 1-D arrays to form a catalogue")
-    return pd.DataFrame(columns)
+    for name, value in data.items():
+        if value.dtype.kind in "SO":  # HDF5 strings arrive as bytes
+            data[name] = np.array([v.decode() if isinstance(v, bytes) else v for v in value], dtype=object)
+    return pd.DataFrame(data)

@@ -142,6 +142,7 @@ def _morphology_galaxy(task: tuple[int, int, dict[str, Any]]) -> tuple[np.ndarra
 
     total_r = rng.uniform(*cfg["r_mag_range"])
     radius = float(np.exp(rng.normal(np.log(cfg["median_radius"]), 0.25)))
+    radius = min(radius, cfg["size"] * photometry.PIXEL_SCALE / 6.0)  # the galaxy fits the stamp
     components: list[_Component] = []
     if label == 0:  # spiral: exponential disc, small de Vaucouleurs bulge, star-forming knots
         shape = _orientation(rng, 0.25)
@@ -308,7 +309,9 @@ def simulate_morphology(
         redshift: common redshift of the colours (Ćiprijanović et al. 2022 move all galaxies to one
             effective redshift).
         r_mag_range: uniform range of the total r magnitude (AB).
-        median_radius: median half-light radius in arcsec (log-normal, 0.25 in ln).
+        median_radius: median half-light radius in arcsec (log-normal, 0.25 in ln), at most a sixth
+            of the stamp (``size * 0.2 / 6`` arcsec); each galaxy's radius is capped there too, so
+            the rendering's memory stays bounded by the stamp.
         seeing_range: uniform range of the atmospheric FWHM in arcsec.
         size: cutout side in pixels (100).
         preprocess: apply Ćiprijanović et al. (2022)'s percentile clipping and arcsinh stretch
@@ -328,6 +331,11 @@ def simulate_morphology(
         raise ValueError(f"median_radius must be positive, got {median_radius}")
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
+    stamp_arcsec = int(size) * photometry.PIXEL_SCALE
+    if median_radius > stamp_arcsec / 6.0:
+        raise ValueError(f"median_radius = {median_radius} arcsec cannot be drawn in a {size}-pixel stamp "
+                         f"({stamp_arcsec:g} arcsec): at most a sixth of the stamp, {stamp_arcsec / 6.0:g} arcsec "
+                         "(each galaxy's radius is also capped there); use a larger size")
     cfg = {
         "redshift": float(redshift),
         "r_mag_range": _check_range("r_mag_range", r_mag_range, -50.0),

@@ -98,21 +98,56 @@ def save(model: LatentModel, path: str | os.PathLike) -> None:
         save_file(tensors, tmp, metadata={_METADATA_KEY: header})
 
 
+def _expected_shapes(path, name: str, kwargs: dict) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes of ``create(name, **kwargs)``, built on the meta device (no memory)."""
+    import torch
+
+    if name not in _REGISTRY or not isinstance(kwargs, dict):
+        raise ValueError(f"{path}: the header names {name!r} with arguments {kwargs!r}; expected a model of "
+                         f"{', '.join(available_models())} and a JSON object of arguments")
+    try:
+        with torch.device("meta"):
+            skeleton = create(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the header's arguments do not build {name}: {err}") from None
+    return {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+
+
 def load(path: str | os.PathLike, device: str = "cpu") -> LatentModel:
     """Rebuild a model written by :func:`save` (no unpickling), on ``device``.
 
+    The header's model is first built on the meta device (no memory) and its parameter shapes are
+    compared with the file's tensors, so a small file whose header asks for a huge model is refused
+    before anything is allocated.
+
     Raises:
-        ValueError: the file has no advrobust header, or its tensors do not match the model.
+        ValueError: the file has no advrobust header, its header does not build a model, or its
+            tensors do not match the model (names or shapes).
     """
     with safe_open(os.fspath(path), framework="pt", device=device) as handle:
         metadata = handle.metadata() or {}
         if _METADATA_KEY not in metadata:
             raise ValueError(f"{path}: not an advrobust model file (no {_METADATA_KEY!r} metadata)")
-        header = json.loads(metadata[_METADATA_KEY])
+        try:
+            header = json.loads(metadata[_METADATA_KEY])
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: the {_METADATA_KEY!r} header is not JSON: {err}") from None
+        if not isinstance(header, dict) or "name" not in header:
+            raise ValueError(f"{path}: the {_METADATA_KEY!r} header must be {{'name': ..., 'kwargs': ...}}, got {header!r}")
+        name, kwargs = header["name"], header.get("kwargs", {})
+        expected = _expected_shapes(path, name, kwargs)
+        found = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        if found != expected:
+            missing = sorted(set(expected) - set(found))[:5]
+            unexpected = sorted(set(found) - set(expected))[:5]
+            differ = [f"{key}: file {found[key]} vs model {expected[key]}"
+                      for key in expected if key in found and found[key] != expected[key]][:5]
+            raise ValueError(f"{path}: tensors do not match {name}{kwargs}: missing {missing}, unexpected "
+                             f"{unexpected}, shapes that differ {differ}")
         state = {key: handle.get_tensor(key) for key in handle.keys()}
-    model = create(header["name"], **header["kwargs"])
+    model = create(name, **kwargs)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # missing / unexpected keys or shapes that differ
-        raise ValueError(f"{path}: tensors do not match {header['name']}{header['kwargs']}: {err}") from None
+    except RuntimeError as err:  # dtypes or anything the shape check above cannot see
+        raise ValueError(f"{path}: tensors do not match {name}{kwargs}: {err}") from None
     return model.to(device)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from advrobust._extension import has_cpu_kernels
 from advrobust.checks import (
-    Bound, ScalarOrPerSample, check_batch, check_float_tensor, check_like, check_lo_le_hi, per_channel, per_sample,
+    Bound, ScalarOrPerSample, check_batch, check_finite, check_float_tensor, check_like, check_lo_le_hi, per_channel, per_sample,
 )
 from advrobust.ops import reference
 from advrobust.ops._backend import use_kernels
@@ -49,7 +49,8 @@ def _step(name, kernel, twin, x_adv, grad, x_nat, alpha, eps, lo, hi, params):
     for what, t in (("x_adv", x_adv), ("grad", grad), ("x_nat", x_nat)):
         check_float_tensor(name, t, what)
     check_like(name, x_adv, "x_adv", {"grad": grad, "x_nat": x_nat})
-    if params is None:
+    if params is None:  # a direct call: check values here (an attack checked its clean x once)
+        check_finite(name, x_nat, "x_nat", "the kernel and its reference would disagree on NaN centres")
         params = step_params(x_adv, alpha=alpha, eps=eps, lo=lo, hi=hi, name=name)
     elif alpha is not None or eps is not None or lo is not None or hi is not None:
         raise ValueError(f"{name}: give either params or alpha/eps/lo/hi, not both")
@@ -74,14 +75,16 @@ def linf_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerS
         alpha: step size, a float or a (B,) tensor (per sample), >= 0, same units as x.
         eps: L-inf radius, a float or a (B,) tensor, >= 0.
         lo, hi: valid range: None (no clamp), a float, or a (C,) tensor per channel (dim 1).
-        params: instead of alpha/eps/lo/hi, the result of :func:`step_params` (checked once).
+        params: instead of alpha/eps/lo/hi, the result of :func:`step_params` (checked once;
+            then x_nat is not scanned for NaN either: the caller checked it once).
 
     Returns:
         A new (B, ...) tensor; the inputs are not modified.
 
     Raises:
-        TypeError: non-float tensors or mixed dtypes. ValueError: shape/device mismatch,
-        empty batch, alpha or eps < 0, lo > hi.
+        TypeError: non-float tensors or mixed dtypes, a string or bool alpha/eps/lo/hi.
+        ValueError: shape/device mismatch, empty batch, alpha or eps < 0 or not finite, NaN lo/hi,
+        lo > hi, NaN/Inf in x_nat (without ``params``).
     """
     return _step("linf_step", torch.ops.advrobust.linf_step if has_cpu_kernels() else None,
                  reference.linf_step_reference, x_adv, grad, x_nat, alpha, eps, lo, hi, params)
