@@ -1,0 +1,120 @@
+"""The survey scan: a model and a survey in, one Parquet row per object out (:func:`scan_survey`).
+
+Streams the survey chunk by chunk (memory constant in its size), writes each chunk's rows
+(:func:`advrobust.scan.rows.scan_rows`) as an atomic part file, and assembles the catalogue at the
+end (:mod:`advrobust.scan.parts`): killed at any moment and started again with the same settings, it
+goes on where it stopped and every object is in the catalogue exactly once. Under ``torchrun`` the
+chunks are shared among the ranks (chunk ``i`` to rank ``i % world_size``), each rank writes its own
+parts and rank 0 writes the catalogue; every random draw of a chunk comes from a seed derived from the
+scan's seed and the chunk's index, so the catalogue is the same for any number of ranks.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from advrobust import distributed
+from advrobust.attacks.by_name import ATTACK_NAMES, AttackSettings
+from advrobust.checks import check_number, model_device
+from advrobust.data.dataset import SurveyDataset
+from advrobust.models.base import PhotozModel
+from advrobust.scan.parts import PartStore, chunk_seed, chunks_for_rank, plan_chunks, run_chunks
+from advrobust.scan.rows import scan_rows
+
+__all__ = ["scan_survey"]
+
+
+def _chunk_images(dataset: SurveyDataset, start: int, stop: int) -> np.ndarray:
+    rows = dataset.indices[start:stop]
+    if rows.size and rows[-1] - rows[0] == rows.size - 1:  # consecutive: one read
+        images = dataset.images.read(int(rows[0]), int(rows[-1]) + 1)
+    else:
+        images = np.stack([dataset.images.read(int(r), int(r) + 1)[0] for r in rows])
+    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if bad.any():
+        if dataset.fill_value is None:
+            raise ValueError(f"objects at rows {rows[bad][:10].tolist()} of {dataset.images.path} have NaN/Inf "
+                             "pixels; load the survey with nan_policy='reject' or 'fill'")
+        images = np.nan_to_num(images, nan=dataset.fill_value, posinf=dataset.fill_value, neginf=dataset.fill_value)
+    return images
+
+
+def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: Sequence[str],
+                settings: AttackSettings, seed: int = 0, chunk_size: int = 256, batch_size: int = 128,
+                lo: Optional[Sequence[float]] = None, hi: Optional[Sequence[float]] = None,
+                ebv: str = "ebv", config: Optional[Mapping[str, Any]] = None, progress: bool = True) -> dict:
+    """Scan ``dataset`` with ``model`` under ``attacks`` and write the catalogue ``out`` (Parquet).
+
+    Args:
+        model: a classifier, or a :class:`~advrobust.models.PhotozModel` (which takes E(B-V): the
+            dataset must hold an ``ebv`` value, see ``ebv``).
+        dataset: the survey (:func:`advrobust.data.load_survey`; images streamed from the file).
+        out: the catalogue's path (``.parquet``); part files go to ``<out>.parts/``.
+        attacks: names from :data:`~advrobust.attacks.by_name.ATTACK_NAMES`.
+        settings: the attacks' settings (eps in image units).
+        seed: the scan's seed.
+        chunk_size: objects per part file (and per resume step).
+        batch_size: images per attack batch.
+        lo, hi: per-band valid range (the one-pixel attack draws its values in it; PGD clamps to it);
+            None: no range for the gradient attacks, and for the one-pixel attack the range of each batch.
+        ebv: the dataset value holding E(B-V) (photo-z models).
+        config: further settings that change the rows (e.g. the model file's checksum), stored in the
+            manifest with these arguments; a restart with other values is refused.
+        progress: progress bar (rank 0).
+
+    Returns:
+        ``{"out": path, "objects": N, "computed": objects computed by this process, "seconds": wall
+        time, "resumed": bool}``.
+
+    Raises:
+        ValueError: unknown attack, a photo-z model without E(B-V), NaN pixels under ``nan_policy="raise"``.
+        advrobust.scan.ScanConfigError: ``out`` belongs to a scan with other settings.
+    """
+    t0 = time.perf_counter()
+    attacks = list(attacks)
+    unknown = [a for a in attacks if a not in ATTACK_NAMES]
+    if unknown or not attacks:
+        raise ValueError(f"unknown attacks {unknown}; choose among {', '.join(ATTACK_NAMES)}")
+    chunk_size = int(check_number("scan_survey", "chunk_size", chunk_size, integer=True, positive=True))
+    batch_size = int(check_number("scan_survey", "batch_size", batch_size, integer=True, positive=True))
+    task = "photoz" if isinstance(model, PhotozModel) else "classifier"
+    if task == "photoz" and ebv not in dataset.values:
+        raise ValueError(f"a photo-z model needs E(B-V): the survey has no {ebv!r} value "
+                         f"(values: {sorted(dataset.values) or 'none'})")
+    device = model_device(model) or torch.device("cpu")
+    to_band = (lambda v: None if v is None else torch.as_tensor(np.asarray(v, dtype=np.float32), device=device))
+    store = PartStore(out)
+    manifest = {
+        "attacks": attacks, "settings": settings.as_dict(), "seed": int(seed), "chunk_size": chunk_size,
+        "batch_size": batch_size, "objects": len(dataset), "image_shape": list(dataset.images.shape[1:]),
+        "task": task, "device": device.type, "lo": None if lo is None else np.asarray(lo, float).tolist(),
+        "hi": None if hi is None else np.asarray(hi, float).tolist(), **dict(config or {}),
+    }
+    if distributed.is_main():
+        resumed = store.open(manifest, create=True)
+    distributed.barrier()
+    if not distributed.is_main():
+        resumed = store.open(manifest, create=False)
+    chunks = plan_chunks(len(dataset), chunk_size)
+    mine = chunks_for_rank(chunks, distributed.rank(), distributed.world_size())
+
+    def compute(chunk):
+        rows = dataset.indices[chunk.start:chunk.stop]
+        images = torch.from_numpy(_chunk_images(dataset, chunk.start, chunk.stop)).to(device)
+        extra = (torch.from_numpy(dataset.values[ebv][rows]).to(device),) if task == "photoz" else ()
+        ids = dataset.ids[rows] if dataset.ids is not None else rows
+        return scan_rows(model, images, extra, ids, task=task, attacks=attacks, settings=settings,
+                         seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi))
+
+    computed = run_chunks(store, mine, compute, progress=progress and distributed.is_main(),
+                          desc=f"scan rank {distributed.rank()}" if distributed.is_distributed() else "scan")
+    distributed.barrier()
+    if distributed.is_main():
+        store.assemble(chunks)
+    distributed.barrier()
+    return {"out": store.out, "objects": len(dataset), "computed": computed,
+            "seconds": time.perf_counter() - t0, "resumed": resumed}
