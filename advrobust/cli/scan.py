@@ -98,9 +98,7 @@ def main(argv: list, prog: str) -> None:
         photoz = isinstance(model, PhotozModel)
         columns = {"ebv": args.ebv_column} if photoz else {}
         dataset = load_survey(args.data, args.catalog, columns=columns, image_key=args.key,
-                              catalogue_key=args.catalog_key, id_column=args.id_column,
-                              image_ids=args.image_ids) if (args.catalog or photoz or args.id_column) else \
-            load_survey(args.data, image_key=args.key)
+                              catalogue_key=args.catalog_key, id_column=args.id_column, image_ids=args.image_ids)
         first = dataset.images.read(0, min(len(dataset.images), args.chunk_size))
         sky = sky_sigma(first)
         eps = args.eps if args.eps is not None else float(args.eps_sky * np.median(sky))
