@@ -5,10 +5,12 @@
 * :func:`save_arrays` / :func:`load_arrays`, :func:`load_images`, :func:`load_catalogue` -- files.
 * :class:`SurveyDataset`, :func:`load_survey` -- a torch Dataset with flips and 90-degree rotations.
 * :func:`asinh_stretch`, :func:`percentile_clip` -- the preprocessing of Ćiprijanović et al. (2022).
+* :func:`sky_sigma` -- robust per-band sky-noise estimate (the unit of attack strengths).
 """
 from advrobust.data.dataset import SurveyDataset, load_survey, random_dihedral
 from advrobust.data.io import load_arrays, load_catalogue, load_images, save_arrays
 from advrobust.data.preprocess import asinh_stretch, percentile_clip
+from advrobust.data.sky import sky_sigma
 from advrobust.data.simulate import (
     MORPHOLOGY_BANDS,
     MORPHOLOGY_CLASSES,
@@ -32,4 +34,5 @@ __all__ = [
     "load_catalogue",
     "asinh_stretch",
     "percentile_clip",
+    "sky_sigma",
 ]
