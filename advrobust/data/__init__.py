@@ -8,11 +8,13 @@
   whole file (memory-mapped windows of ``.npy``, HDF5 slices, FITS sections).
 * :class:`SurveyDataset`, :func:`load_survey` -- a torch Dataset with flips and 90-degree rotations.
 * :func:`asinh_stretch`, :func:`percentile_clip` -- the preprocessing of Ćiprijanović et al. (2022).
+* :func:`sky_sigma` -- robust per-band sky-noise estimate (the unit of attack strengths).
 """
 from advrobust.data.dataset import SurveyDataset, load_survey, random_dihedral
 from advrobust.data.io import load_arrays, load_catalogue, load_images, save_arrays
 from advrobust.data.readers import ArrayReader, ImageReader, open_images
 from advrobust.data.preprocess import asinh_stretch, percentile_clip
+from advrobust.data.sky import sky_sigma
 from advrobust.data.simulate import (
     MORPHOLOGY_BANDS,
     MORPHOLOGY_CLASSES,
@@ -39,4 +41,5 @@ __all__ = [
     "ArrayReader",
     "asinh_stretch",
     "percentile_clip",
+    "sky_sigma",
 ]
