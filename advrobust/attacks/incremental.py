@@ -132,39 +132,65 @@ def _out_offset(a: Tensor, H_out: int, hout: int, K: int, s: int, p: int, d: int
     return lo.clamp(0, H_out - hout)
 
 
-def _gather(sp: _Spatial, img: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, pad: float,
+def _padded(base: Tensor, pad: float, margin: int, cache: Dict) -> Tuple[Tensor, int]:
+    """``base`` (B, C, H, W) with at least ``margin`` rows/cols of ``pad`` around it, and the margin
+    used (kept in ``cache``, the scorer's, per tensor and pad value)."""
+    key = ("pad", id(base), pad)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is base and hit[1] >= margin:
+        return hit[2], hit[1]
+    margin = -(-margin // 4) * 4  # a little slack so that the next call rarely needs a larger copy
+    out = F.pad(base, (margin,) * 4, value=pad)
+    cache[key] = (base, margin, out)
+    return out, margin
+
+
+def _gather(sp: _Spatial, img: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, pad: float, cache: Dict,
             clean: Optional[Tensor] = None) -> Tensor:
     """(N, C, h, w): the candidates' activation at rows r0.. r0+h-1, cols c0.. c0+w-1 (``pad`` outside the
-    map): the clean activation overwritten by the windows. ``clean`` overrides ``sp.clean``."""
+    map): the clean activation overwritten by the windows. ``clean`` overrides ``sp.clean``.
+
+    The clean block is read through a sliding-window view of the padded map, with a margin as large as
+    the largest window around it; each window is then pasted at its offset, clamped into that margin
+    when it lies outside the block (so it touches only the margin, which is cut off)."""
     base = sp.clean if clean is None else clean
     C, H, W = sp.shape
     dev = img.device
-    rows = r0[:, None] + torch.arange(h, device=dev)  # (N, h)
-    cols = c0[:, None] + torch.arange(w, device=dev)
-    n_idx = img[:, None, None, None]
-    ch = torch.arange(C, device=dev)[None, :, None, None]
-    out = base[n_idx, ch, rows.clamp(0, H - 1)[:, None, :, None], cols.clamp(0, W - 1)[:, None, None, :]]
-    cand = torch.arange(img.numel(), device=dev)[:, None, None, None]
-    for win in sp.wins:
-        hh, ww = win.vals.shape[-2:]
-        rr, cc = rows - win.r0[:, None], cols - win.c0[:, None]
-        inside = (((rr >= 0) & (rr < hh))[:, None, :, None]) & (((cc >= 0) & (cc < ww))[:, None, None, :])
-        vals = win.vals[cand, ch, rr.clamp(0, hh - 1)[:, None, :, None], cc.clamp(0, ww - 1)[:, None, None, :]]
-        out = torch.where(inside, vals, out)
-    valid = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :]
-    if not bool(valid.all()):
-        out = torch.where(valid, out, torch.full((), pad, dtype=out.dtype, device=dev))
-    return out
+    N = img.numel()
+    mh = max([0] + [int(win.vals.shape[-2]) for win in sp.wins])
+    mw = max([0] + [int(win.vals.shape[-1]) for win in sp.wins])
+    bh, bw = h + 2 * mh, w + 2 * mw
+    lo_r, lo_c = r0 - mh, c0 - mw
+    need = max(0, -int(lo_r.min()), -int(lo_c.min()), int((lo_r + bh).max()) - H,
+               int((lo_c + bw).max()) - W) if N else 0
+    base_p, m = _padded(base, pad, need, cache)
+    sB, sC, sH, sW = base_p.stride()
+    Hp, Wp = base_p.shape[-2:]
+    blocks = base_p.as_strided((base_p.shape[0], C, Hp - bh + 1, Wp - bw + 1, bh, bw), (sB, sC, sH, sW, sH, sW))
+    big = blocks[img, :, lo_r + m, lo_c + m]  # (N, C, bh, bw), a copy
+    if sp.wins:
+        flat = big.view(-1)
+        n_off = (torch.arange(N, device=dev) * (C * bh * bw))[:, None, None, None]
+        c_off = (torch.arange(C, device=dev) * (bh * bw))[None, :, None, None]
+        for win in sp.wins:
+            hh, ww = win.vals.shape[-2:]
+            dr = (win.r0 - r0 + mh).clamp(0, bh - hh)
+            dc = (win.c0 - c0 + mw).clamp(0, bw - ww)
+            rr = (dr[:, None] + torch.arange(hh, device=dev)) * bw  # (N, hh)
+            cc = dc[:, None] + torch.arange(ww, device=dev)  # (N, ww)
+            idx = n_off + c_off + rr[:, None, :, None] + cc[:, None, None, :]
+            flat[idx.reshape(-1)] = win.vals.reshape(-1)
+    return big[:, :, mh:mh + h, mw:mw + w]
 
 
-def _deltas(sp: _Spatial, img: Tensor) -> List[Tuple[_Win, Tensor]]:
+def _deltas(sp: _Spatial, img: Tensor, cache: Dict) -> List[Tuple[_Win, Tensor]]:
     """Per window, (window, new - clean) with the positions already held by an earlier window zeroed,
     so that summing over the windows counts every changed position once."""
     C, H, W = sp.shape
     out = []
     for j, win in enumerate(sp.wins):
         h, w = win.vals.shape[-2:]
-        clean = _gather(_Spatial(sp.clean, sp.shape, []), img, win.r0, win.c0, h, w, 0.0)
+        clean = _gather(_Spatial(sp.clean, sp.shape, []), img, win.r0, win.c0, h, w, 0.0, cache)
         delta = win.vals - clean
         rows = win.r0[:, None] + torch.arange(h, device=img.device)
         cols = win.c0[:, None] + torch.arange(w, device=img.device)
@@ -197,7 +223,7 @@ class IncrementalScorer:
             or a layer the scheme does not support reads the changed pixels; the message names it.
 
     Attributes:
-        bytes_per_image: bytes of clean activations kept per image.
+        bytes_per_image: bytes of clean activations kept per image (a property).
         cost_ratio: multiply-adds of the convolutions' windows over those of the full convolutions
             for one pixel (measured on the first scoring; None before), the share of the convolution
             work that incremental scoring does.
@@ -268,9 +294,16 @@ class IncrementalScorer:
                         env.pop(i, None)
                 if n in keep:
                     self.clean[n] = v
-        self.bytes_per_image = sum(v.numel() * v.element_size() for n, v in self.clean.items()
-                                   if isinstance(v, Tensor) and self.image_dep[n]) // max(1, self.B)
-        self._cache: Dict[Any, Tensor] = {}
+        self._cache: Dict[Any, Any] = {}
+
+    @property
+    def bytes_per_image(self) -> int:
+        """Bytes kept per clean image: the activations later layers read, and their padded copies
+        (made on the first scoring)."""
+        kept = sum(v.numel() * v.element_size() for n, v in self.clean.items()
+                   if isinstance(v, Tensor) and self.image_dep[n])
+        kept += sum(e[2].numel() * e[2].element_size() for k, e in self._cache.items() if k[0] == "pad")
+        return kept // max(1, self.B)
 
     # ------------------------------------------------------------------ public
     def score(self, rows: Tensor, candidates: Tensor, *, add: bool = False, lo: Any = None,
@@ -439,7 +472,7 @@ class IncrementalScorer:
         s, p, d = _pair(stride), _pair(padding), _pair(dilation)
         wins = []
         for o_r, o_c, ho, wo, i_r, i_c, hin, win_w in self._geometry(n, a0, K, s, p, d, (Ho, Wo)):
-            patch = _gather(a0, img, i_r, i_c, hin, win_w, 0.0)
+            patch = _gather(a0, img, i_r, i_c, hin, win_w, 0.0, self._cache)
             v = aten.convolution.default(patch, weight, bias, list(s), [0, 0], list(d), False, [0, 0], groups)
             wins.append(_Win(o_r, o_c, v))
         return _Spatial(out, (weight.shape[0], Ho, Wo), wins)
@@ -462,7 +495,7 @@ class IncrementalScorer:
         Ho, Wo = self._out_hw(n)
         wins = []
         for o_r, o_c, ho, wo, i_r, i_c, hin, win_w in self._geometry(n, a0, K, s, p, d, (Ho, Wo)):
-            patch = _gather(a0, img, i_r, i_c, hin, win_w, float("-inf"))
+            patch = _gather(a0, img, i_r, i_c, hin, win_w, float("-inf"), self._cache)
             wins.append(_Win(o_r, o_c, F.max_pool2d(patch, K, s, 0, d)))
         return _Spatial(None, (a0.shape[0], Ho, Wo), wins)
 
@@ -485,7 +518,7 @@ class IncrementalScorer:
         scale = self._cache[key]
         wins = []
         for o_r, o_c, ho, wo, i_r, i_c, hin, win_w in self._geometry(n, a0, K, s, p, (1, 1), (Ho, Wo)):
-            patch = _gather(a0, img, i_r, i_c, hin, win_w, 0.0)
+            patch = _gather(a0, img, i_r, i_c, hin, win_w, 0.0, self._cache)
             total = F.avg_pool2d(patch, K, s, 0, divisor_override=1)
             rr = o_r[:, None] + torch.arange(ho, device=img.device)
             cc = o_c[:, None] + torch.arange(wo, device=img.device)
@@ -512,8 +545,8 @@ class IncrementalScorer:
         wins = []
         for wa, wb in zip(a.wins, b.wins):
             r0, c0, h, w = _bbox([wa, wb], H, W)
-            va = _gather(a, img, r0, c0, h, w, 0.0)
-            vb = _gather(b, img, r0, c0, h, w, 0.0)
+            va = _gather(a, img, r0, c0, h, w, 0.0, self._cache)
+            vb = _gather(b, img, r0, c0, h, w, 0.0, self._cache)
             v = n.target(va, vb, alpha=alpha)
             wins.append(_Win(r0, c0, v))
         return _Spatial(self.clean.get(n), a.shape, wins)
@@ -524,7 +557,7 @@ class IncrementalScorer:
         if dims != [2, 3] or n.kwargs.get("dtype") is not None:
             raise Unsupported(f"{_where(n)} averages over dimensions {n.args[1]} (only (2, 3) is supported)")
         C, H, W = a0.shape
-        total = sum(delta.sum(dim=(2, 3)) for _, delta in _deltas(a0, img))
+        total = sum(delta.sum(dim=(2, 3)) for _, delta in _deltas(a0, img, self._cache))
         v = self.clean[n][img].reshape(img.numel(), C) + total / (H * W)
         return _Dense(v.view(img.numel(), C, 1, 1) if keepdim else v)
 
@@ -565,9 +598,9 @@ class IncrementalScorer:
             parts = []
             for a, s in zip(tensors, states):
                 if isinstance(s, _Spatial):
-                    parts.append(_gather(s, img, r0, c0, h, w, 0.0))
+                    parts.append(_gather(s, img, r0, c0, h, w, 0.0, self._cache))
                 else:  # a per-image map that does not depend on the pixels
-                    parts.append(_gather(_Spatial(s, tuple(s.shape[1:]), []), img, r0, c0, h, w, 0.0))
+                    parts.append(_gather(_Spatial(s, tuple(s.shape[1:]), []), img, r0, c0, h, w, 0.0, self._cache))
             wins.append(_Win(r0, c0, torch.cat(parts, dim=1)))
         C = sum(int(s.shape[0]) if isinstance(s, _Spatial) else int(s.shape[1]) for s in states)
         return _Spatial(self.clean.get(n), (C, H, W), wins)
@@ -591,7 +624,7 @@ class IncrementalScorer:
         weight = self._cache[key]
         N = img.numel()
         cols, vals = [], []
-        for win, delta in _deltas(sp, img):
+        for win, delta in _deltas(sp, img, self._cache):
             h, w = delta.shape[-2:]
             rows = win.r0[:, None] + torch.arange(h, device=img.device)
             cc = win.c0[:, None] + torch.arange(w, device=img.device)
