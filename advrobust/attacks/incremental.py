@@ -106,12 +106,38 @@ _GATHERING = {aten.convolution.default, aten.max_pool2d_with_indices.default, at
 
 def _where(node: torch.fx.Node) -> str:
     """The operation and the module it was traced from, for messages."""
-    stack = node.meta.get("nn_module_stack") or {}
-    module = ""
-    if stack:
-        path, kind = list(stack.values())[-1]
-        module = f" in {path or 'the model'} ({getattr(kind, '__name__', kind)})"
-    return f"{node.target}{module}"
+    owner = node.meta.get("advrobust_module")
+    return f"{node.target}" + (f" in module '{owner[0]}' ({owner[1]})" if owner else "")
+
+
+def _trace(model: nn.Module, inputs: Sequence[Tensor]) -> torch.fx.GraphModule:
+    """ATen-level graph of ``model(*inputs)``, each node's ``meta["advrobust_module"]`` naming the leaf
+    module (name, class) it was traced in, for messages."""
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode, make_fx
+
+    start: Dict[str, int] = {}
+
+    def pre(name):
+        def hook(module, args):
+            start[name] = len(get_proxy_mode().tracer.graph.nodes)
+        return hook
+
+    def post(name):
+        def hook(module, args, out):
+            for n in list(get_proxy_mode().tracer.graph.nodes)[start[name]:]:
+                n.meta.setdefault("advrobust_module", (name, type(module).__name__))
+        return hook
+
+    handles = []
+    for name, module in model.named_modules():
+        if not any(True for _ in module.children()):
+            handles += [module.register_forward_pre_hook(pre(name)), module.register_forward_hook(post(name))]
+    try:
+        with torch.no_grad():
+            return make_fx(lambda *a: model(*a))(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _out_window(H_in: int, H_out: int, h: int, K: int, s: int, p: int, d: int) -> int:
@@ -230,8 +256,6 @@ class IncrementalScorer:
     """
 
     def __init__(self, model: nn.Module, x: Tensor, extra: Sequence[Tensor] = (), *, chunk: int = 4096) -> None:
-        from torch.fx.experimental.proxy_tensor import make_fx
-
         if model.training:
             raise Unsupported("the model is in training mode (batch statistics depend on the batch)")
         self.B = x.shape[0]
@@ -240,8 +264,7 @@ class IncrementalScorer:
         self.cost_ratio: Optional[float] = None
         self._costs = [0, 0]
         try:
-            with torch.no_grad():
-                gm = make_fx(lambda *a: model(*a))(x, *extra)
+            gm = _trace(model, (x, *extra))
         except Exception as err:  # noqa: BLE001 - any trace failure means: not supported
             raise Unsupported(f"the model could not be traced ({type(err).__name__}: {err})") from err
         self.gm = gm
