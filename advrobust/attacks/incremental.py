@@ -176,37 +176,32 @@ def _gather(sp: _Spatial, img: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, p
     """(N, C, h, w): the candidates' activation at rows r0.. r0+h-1, cols c0.. c0+w-1 (``pad`` outside the
     map): the clean activation overwritten by the windows. ``clean`` overrides ``sp.clean``.
 
-    The clean block is read through a sliding-window view of the padded map, with a margin as large as
-    the largest window around it; each window is then pasted at its offset, clamped into that margin
-    when it lies outside the block (so it touches only the margin, which is cut off)."""
+    The clean block is read through a sliding-window view of the map padded with ``pad``; each window
+    is then pasted in, its positions outside the block sent to one spare element past the end."""
     base = sp.clean if clean is None else clean
     C, H, W = sp.shape
     dev = img.device
     N = img.numel()
-    mh = max([0] + [int(win.vals.shape[-2]) for win in sp.wins])
-    mw = max([0] + [int(win.vals.shape[-1]) for win in sp.wins])
-    bh, bw = h + 2 * mh, w + 2 * mw
-    lo_r, lo_c = r0 - mh, c0 - mw
-    need = max(0, -int(lo_r.min()), -int(lo_c.min()), int((lo_r + bh).max()) - H,
-               int((lo_c + bw).max()) - W) if N else 0
+    need = max(0, -int(r0.min()), -int(c0.min()), int(r0.max()) + h - H, int(c0.max()) + w - W) if N else 0
     base_p, m = _padded(base, pad, need, cache)
     sB, sC, sH, sW = base_p.stride()
     Hp, Wp = base_p.shape[-2:]
-    blocks = base_p.as_strided((base_p.shape[0], C, Hp - bh + 1, Wp - bw + 1, bh, bw), (sB, sC, sH, sW, sH, sW))
-    big = blocks[img, :, lo_r + m, lo_c + m]  # (N, C, bh, bw), a copy
-    if sp.wins:
-        flat = big.view(-1)
-        n_off = (torch.arange(N, device=dev) * (C * bh * bw))[:, None, None, None]
-        c_off = (torch.arange(C, device=dev) * (bh * bw))[None, :, None, None]
-        for win in sp.wins:
-            hh, ww = win.vals.shape[-2:]
-            dr = (win.r0 - r0 + mh).clamp(0, bh - hh)
-            dc = (win.c0 - c0 + mw).clamp(0, bw - ww)
-            rr = (dr[:, None] + torch.arange(hh, device=dev)) * bw  # (N, hh)
-            cc = dc[:, None] + torch.arange(ww, device=dev)  # (N, ww)
-            idx = n_off + c_off + rr[:, None, :, None] + cc[:, None, None, :]
-            flat[idx.reshape(-1)] = win.vals.reshape(-1)
-    return big[:, :, mh:mh + h, mw:mw + w]
+    blocks = base_p.as_strided((base_p.shape[0], C, Hp - h + 1, Wp - w + 1, h, w), (sB, sC, sH, sW, sH, sW))
+    out = blocks[img, :, r0 + m, c0 + m]  # (N, C, h, w), a copy
+    if not sp.wins:
+        return out
+    total = out.numel()
+    flat = torch.cat([out.view(-1), out.new_zeros(1)])
+    n_off = (torch.arange(N, device=dev) * (C * h * w))[:, None, None, None]
+    c_off = (torch.arange(C, device=dev) * (h * w))[None, :, None, None]
+    for win in sp.wins:
+        hh, ww = win.vals.shape[-2:]
+        rr = win.r0[:, None] + torch.arange(hh, device=dev) - r0[:, None]  # (N, hh) rows in the block
+        cc = win.c0[:, None] + torch.arange(ww, device=dev) - c0[:, None]
+        inside = ((rr >= 0) & (rr < h))[:, None, :, None] & ((cc >= 0) & (cc < w))[:, None, None, :]
+        idx = n_off + c_off + (rr.clamp(0, h - 1) * w)[:, None, :, None] + cc.clamp(0, w - 1)[:, None, None, :]
+        flat[torch.where(inside, idx, total).reshape(-1)] = win.vals.reshape(-1)
+    return flat[:total].view(N, C, h, w)
 
 
 def _deltas(sp: _Spatial, img: Tensor, cache: Dict) -> List[Tuple[_Win, Tensor]]:
