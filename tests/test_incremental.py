@@ -190,3 +190,14 @@ def test_training_mode_and_bad_argument():
         IncrementalScorer(model, torch.rand(2, 3, 21, 21))
     with pytest.raises(ValueError, match="incremental"):
         OnePixel(model, incremental="yes")
+
+
+def test_auto_declines_large_cones_and_says_so():
+    """ResNet18's cones cover most of its maps after a few blocks: "auto" scores by full forwards."""
+    torch.manual_seed(0)
+    model = create("resnet18", widths=(4, 4, 8, 8), latent_dim=8).eval()
+    x, y = torch.rand(1, 3, 33, 33), torch.tensor([0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        OnePixel(model, population=4, max_iter=1, seed=0).run(x, y)
+    assert any("multiply-adds" in str(w.message) for w in caught)

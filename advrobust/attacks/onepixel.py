@@ -37,7 +37,7 @@ from advrobust.attacks.base import Attack, AttackResult, clamp_range
 from advrobust.checks import Bound, check_number
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 from advrobust.ops.de import de_pixels
-from advrobust.attacks.incremental import IncrementalScorer, Unsupported
+from advrobust.attacks.incremental import AUTO_MAX_COST_RATIO, IncrementalScorer, Unsupported
 
 __all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
 
@@ -117,8 +117,10 @@ class OnePixel(Attack):
         incremental: score candidates by recomputing only the cone of each layer that the changed
             pixels reach (:class:`~advrobust.attacks.incremental.IncrementalScorer`; same outputs
             as the full forward within round-off). ``"auto"`` (default): where the model is
-            supported, passes a self-check on the first image and recomputes under half of the
-            convolution outputs; otherwise full forward passes, said once with the reason (which
+            supported, passes a self-check on the first image and keeps under
+            ``AUTO_MAX_COST_RATIO`` (0.1) of the convolutions' multiply-adds (ConvNet, the small
+            and Campagne photo-z CNNs; not ResNet18 or the inception model, whose cones cover most
+            of their maps after a few layers); otherwise full forward passes, said once with the reason (which
             layer). ``True``: raise ``ValueError`` where it cannot be used. ``False``: full forward passes.
         seed: seed of the DE's random numbers (a generator on x's device); or pass ``generator``.
         progress: show a tqdm bar over generations.
@@ -258,10 +260,10 @@ class OnePixel(Attack):
             self._say_once(f"OnePixel: scoring candidates by full forward passes: the model cannot be scored "
                            f"incrementally: {err}")
             return None
-        if self.incremental == "auto" and scorer.cost_ratio is not None and scorer.cost_ratio > 0.5:
-            self._say_once(f"OnePixel: scoring candidates by full forward passes: the changed pixels reach "
-                           f"{scorer.cost_ratio:.0%} of the convolution outputs, too many for incremental "
-                           f"scoring to win")
+        if self.incremental == "auto" and scorer.cost_ratio is not None and scorer.cost_ratio > AUTO_MAX_COST_RATIO:
+            self._say_once(f"OnePixel: scoring candidates by full forward passes: the changed pixels' cones keep "
+                           f"{scorer.cost_ratio:.0%} of the convolutions' multiply-adds, too many for incremental "
+                           f"scoring to win (it does below {AUTO_MAX_COST_RATIO:.0%}; incremental=True forces it)")
             return None
         return scorer
 
