@@ -284,7 +284,6 @@ class IncrementalScorer:
             stack.extend(n.all_input_nodes)
         self.nodes = [n for n in nodes if n in live and n.op != "output"]
         self.out_node = out_node.args[0]
-        placeholders = [n for n in self.nodes if n.op == "placeholder"]
         all_ph = [n for n in nodes if n.op == "placeholder"]
         self.image_node = all_ph[0]
         self.image_dep: Dict[torch.fx.Node, bool] = {}

@@ -60,7 +60,7 @@ def scoring_section(args, models, emit):
          f"median of {args.repeats} interleaved run(s)")
     emit()
     emit("| model | full forward s/image | incremental s/image | speed-up | set-up s/image | "
-         "max rel. diff | kept MiB/image | conv outputs recomputed |")
+         "max rel. diff | kept MiB/image | conv multiply-adds kept |")
     emit("|---|---|---|---|---|---|---|---|")
     for name, model, x in models:
         cand = _candidates(x.shape[0], args.candidates, seed=3)
@@ -81,8 +81,8 @@ def scoring_section(args, models, emit):
              f"{scorer.cost_ratio:.1%} |")
     emit()
     emit("Set-up: trace (make_fx) and the clean pass, once per batch of images (not in the per-image times). "
-         "Kept: clean activations the layers gather from and their padded copies. Conv outputs recomputed: "
-         "output positions of the convolutions and pools recomputed per candidate over those of a full pass.")
+         "Kept MiB: clean activations the layers gather from and their padded copies. Conv multiply-adds kept: "
+         "IncrementalScorer.cost_ratio, the convolutions' and pools' work on the windows over a full pass's.")
     emit()
 
 
@@ -132,6 +132,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--iters", type=int, help=f"OnePixel generations {sizes('iters')}")
     parser.add_argument("--train-steps", type=int, help=f"ConvNet training steps of 32 images {sizes('train_steps')}")
     parser.add_argument("--n-test", type=int, help=f"test images {sizes('n_test')}")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's default, all cores)")
     parser.add_argument("--parts", nargs="+", default=["score", "onepixel"], choices=["score", "onepixel"],
                         help="which sections to run (default: both)")
 
@@ -143,6 +145,8 @@ def run(args, command: str) -> None:
             setattr(args, k, quick if args.quick else full)
     if args.device.type != "cpu":
         sys.exit("advrobust bench incremental: only the CPU is measured so far (--device cpu)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     ta = None
     if "onepixel" in args.parts:
         try:
@@ -151,7 +155,7 @@ def run(args, command: str) -> None:
             sys.exit("advrobust bench incremental: torchattacks is not installed: pip install --no-deps torchattacks")
     info = harness.machine_info(args.device)
     lines = [f"# Incremental one-pixel scoring ({harness.device_label(info)})", "",
-             *harness.header_lines(info, command)]
+             *harness.header_lines(info, command), f"- torch CPU threads: {torch.get_num_threads()}"]
     if ta is not None:
         lines.append(f"- torchattacks {ta.__version__}")
     lines.append("")
