@@ -25,6 +25,7 @@ the :class:`OnePixelResult` with the success flags and the search record.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
@@ -36,6 +37,7 @@ from advrobust.attacks.base import Attack, AttackResult, check_fitness, clamp_ra
 from advrobust.checks import Bound, check_number
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 from advrobust.ops.de import de_pixels
+from advrobust.attacks.incremental import AUTO_MAX_COST_RATIO, IncrementalScorer, Unsupported
 
 __all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
 
@@ -112,6 +114,14 @@ class OnePixel(Attack):
             256 MiB on a GPU; 16 MiB (about 136 images of 3x100x100 float32) on the CPU, where
             ConvNet's forward runs about twice as fast per image on ~100-image chunks as on
             ~2000-image ones (cache; measured in bench/RESULTS_attacks.md).
+        incremental: score candidates by recomputing only the cone of each layer that the changed
+            pixels reach (:class:`~advrobust.attacks.incremental.IncrementalScorer`; same outputs
+            as the full forward within round-off). ``"auto"`` (default): where the model is
+            supported, passes a self-check on the first image and keeps under
+            ``AUTO_MAX_COST_RATIO`` (0.1) of the convolutions' multiply-adds (ConvNet, the small
+            and Campagne photo-z CNNs; not ResNet18 or the inception model, whose cones cover most
+            of their maps after a few layers); otherwise full forward passes, said once with the reason (which
+            layer). ``True``: raise ``ValueError`` where it cannot be used. ``False``: full forward passes.
         seed: seed of the DE's random numbers (a generator on x's device); or pass ``generator``.
         progress: show a tqdm bar over generations.
         channels_last: model input memory format, see :class:`~advrobust.attacks.Attack`.
@@ -137,7 +147,8 @@ class OnePixel(Attack):
                  targeted: bool = False,
                  objective: Union[str, ObjectiveFn] = "classifier", threshold: float = 0.05,
                  add: bool = False, lo: Bound = None, hi: Bound = None, add_range: Bound = None,
-                 resample: bool = True, memory_budget: Optional[int] = None, seed: Optional[int] = None,
+                 resample: bool = True, memory_budget: Optional[int] = None,
+                 incremental: Union[str, bool] = "auto", seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, progress: bool = False,
                  channels_last: Optional[bool] = None) -> None:
         super().__init__(model, lo=lo, hi=hi, channels_last=channels_last)
@@ -168,6 +179,10 @@ class OnePixel(Attack):
         self.resample = bool(resample)
         self.memory_budget = None if memory_budget is None else \
             int(check_number(name, "memory_budget", memory_budget, integer=True, positive=True))
+        if incremental not in ("auto", True, False):
+            raise ValueError(f"{name}: incremental must be 'auto', True or False, got {incremental!r}")
+        self.incremental = incremental
+        self._said: set = set()
         self.seed = seed
         self.generator = generator
         self.progress = bool(progress)
@@ -221,13 +236,52 @@ class OnePixel(Attack):
         return imgs
 
     @torch.no_grad()
+    def _incremental_scorer(self, x: Tensor, extra: Tuple[Tensor, ...], lo: Bound, hi: Bound,
+                            lower: Tensor) -> Optional[IncrementalScorer]:
+        """The incremental scorer for the clean batch x, or None (full forward passes) as
+        ``self.incremental`` asks; checked against the full forward on one candidate of image 0."""
+        if self.incremental is False:
+            return None
+        B, C, H, W = x.shape
+        try:
+            scorer = IncrementalScorer(self.model, x, extra)
+            genes = torch.cat([x.new_tensor([(H - 1) / 2, (W - 1) / 2]), lower[2:2 + C]])
+            probe = genes.repeat(self.pixels).view(1, 1, self.pixels, 2 + C)
+            probe[0, 0, :, 0] += torch.arange(self.pixels, dtype=x.dtype, device=x.device)  # k distinct pixels
+            got = scorer.score(torch.zeros(1, dtype=torch.int64, device=x.device), probe, add=self.add, lo=lo, hi=hi)
+            want = self.model(self._build(x[:1], probe, lo, hi).flatten(0, 1), *(e[:1] for e in extra))
+            tol = (1e-4 if x.dtype != torch.float64 else 1e-10) * float(want.abs().max().clamp_min(1e-30))
+            if got.shape != want.shape or not bool(((got - want).abs() <= tol).all()):
+                raise Unsupported("its outputs differ from the full forward pass on a test candidate")
+        except Unsupported as err:
+            if self.incremental is True:
+                raise ValueError(f"OnePixel: incremental=True, but the model cannot be scored incrementally: "
+                                 f"{err}") from None
+            self._say_once(f"OnePixel: scoring candidates by full forward passes: the model cannot be scored "
+                           f"incrementally: {err}")
+            return None
+        if self.incremental == "auto" and scorer.cost_ratio is not None and scorer.cost_ratio > AUTO_MAX_COST_RATIO:
+            self._say_once(f"OnePixel: scoring candidates by full forward passes: the changed pixels' cones keep "
+                           f"{scorer.cost_ratio:.0%} of the convolutions' multiply-adds, too many for incremental "
+                           f"scoring to win (it does below {AUTO_MAX_COST_RATIO:.0%}; incremental=True forces it)")
+            return None
+        return scorer
+
+    def _say_once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    @torch.no_grad()
     def _score(self, x: Tensor, cand: Tensor, y: Tensor, extra: Tuple[Tensor, ...], lo: Bound,
-               hi: Bound) -> Tuple[Tensor, Tensor]:
-        """Fitness and success (n, P) of candidates (n, P, D) on images x (n, C, H, W)."""
+               hi: Bound, inc: Optional[IncrementalScorer] = None,
+               rows: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Fitness and success (n, P) of candidates (n, P, D) on images x (n, C, H, W); with ``inc``,
+        scored incrementally, ``rows`` (n,) naming the images in the scorer's clean batch."""
         n, P, _ = cand.shape
         C = x.shape[1]
         cand4 = cand.view(n, P, self.pixels, 2 + C)
-        nb, npc = self._chunks(x, P)
+        nb, npc = (n, P) if inc is not None else self._chunks(x, P)
         fit = torch.empty((n, P), dtype=cand.dtype, device=cand.device)
         succ = torch.empty((n, P), dtype=torch.bool, device=cand.device)
         for b0 in range(0, n, nb):
@@ -235,14 +289,17 @@ class OnePixel(Attack):
             for p0 in range(0, P, npc):
                 p1 = min(P, p0 + npc)
                 c = cand4[b0:b1, p0:p1]
-                imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
                 m = p1 - p0
-                inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward_result)
-                out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
+                if inc is not None:
+                    out = inc.score(rows[b0:b1], c, add=self.add, lo=lo, hi=hi)
+                else:
+                    imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
+                    inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward_result)
+                    out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
-                if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == inp.shape[0]):
+                if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == m * (b1 - b0)):
                     raise ValueError(f"OnePixel: the objective must return (fitness (N,), success (N,)) for the "
-                                     f"N={inp.shape[0]} candidate images it is given, got shapes "
+                                     f"N={out.shape[0]} candidate images it is given, got shapes "
                                      f"{getattr(f, 'shape', type(f).__name__)} and {getattr(s, 'shape', type(s).__name__)}")
                 fit[b0:b1, p0:p1] = f.view(b1 - b0, m)
                 succ[b0:b1, p0:p1] = s.view(b1 - b0, m)
@@ -283,7 +340,8 @@ class OnePixel(Attack):
         cl = self._use_channels_last(x)
         if cl:  # de_build then builds channels-last candidates: the model gets them without a copy
             xs = x.contiguous(memory_format=torch.channels_last)
-        fit, succ = self._score(xs, pop, ys, es, lo, hi)
+        inc = self._incremental_scorer(x, extra, lo, hi, lower)
+        fit, succ = self._score(xs, pop, ys, es, lo, hi, inc, active)
         check_fitness("OnePixel", fit, active)
         cand, cand_fit = pop, fit
         pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
@@ -323,7 +381,7 @@ class OnePixel(Attack):
                 donors[:, :, 0] = fit.argmin(dim=1, keepdim=True)
                 draws = draws._replace(donors=donors)
             trial = ops.de_trial(pop, draws, lower, upper, F=factors[it - 1], CR=self.CR, resample=self.resample)
-            trial_fit, succ = self._score(xs, trial, ys, es, lo, hi)
+            trial_fit, succ = self._score(xs, trial, ys, es, lo, hi, inc, active)
             check_fitness("OnePixel", trial_fit, active)
             cand, cand_fit = trial, trial_fit
             ops.de_select_(pop, fit, trial, trial_fit)

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import shlex
 
-SUITES = ("ops", "attacks", "readers")  # modules of advrobust.bench; the first is the default
+SUITES = ("ops", "attacks", "readers", "incremental")  # modules of advrobust.bench; the first is the default
 
 
 def main(argv: list, prog: str) -> None:
