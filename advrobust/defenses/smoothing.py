@@ -131,7 +131,7 @@ class Smooth:
             while remaining > 0:
                 k = min(batch_size, remaining)
                 noise = torch.randn((k,) + tuple(x.shape), generator=generator, device=device, dtype=x.dtype)
-                yield x.unsqueeze(0) + noise * self.sigma, t
+                yield noise.mul_(self.sigma).add_(x), t
                 remaining -= k
 
     @torch.no_grad()
@@ -140,26 +140,33 @@ class Smooth:
         """Class counts ``(len(tasks), num_classes)`` int64 of the noisy draws of every task, the draws
         streamed into forward passes of exactly ``batch_size`` rows (the last may be shorter)."""
         device = model_device(self.base_classifier) or tasks[0][0].device
-        counts = torch.zeros(len(tasks) * self.num_classes, dtype=torch.int64, device=device)
-        buffer: List[Tensor] = []
-        owners: List[Tensor] = []
+        counts = torch.zeros(len(tasks), self.num_classes, dtype=torch.int64, device=device)
+        chunks: List[Tensor] = []
+        owners: List[Tuple[int, int]] = []  # (task, rows) of each chunk, in order
         filled = 0
 
         def flush(rows: int) -> None:
-            nonlocal buffer, owners, filled
-            batch, owner = torch.cat(buffer), torch.cat(owners)
+            nonlocal chunks, owners, filled
+            batch = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
             pred = self.base_classifier(batch[:rows]).argmax(1)
-            counts.index_add_(0, owner[:rows] * self.num_classes + pred, torch.ones_like(pred))
-            buffer, owners = ([batch[rows:]], [owner[rows:]]) if rows < batch.shape[0] else ([], [])
-            filled -= rows
+            start, rest = 0, []
+            for t, k in owners:
+                take = min(k, rows - start)
+                if take > 0:
+                    counts[t] += torch.bincount(pred[start:start + take], minlength=self.num_classes)
+                    start += take
+                if k > take:
+                    rest.append((t, k - take))
+            chunks = [batch[rows:]] if rows < batch.shape[0] else []
+            owners, filled = rest, filled - rows
 
         with eval_mode(self.base_classifier):
             for chunk, t in self._noisy_chunks(tasks, batch_size, generator, device):
-                buffer.append(chunk)
-                owners.append(torch.full((chunk.shape[0],), t, dtype=torch.int64, device=device))
+                chunks.append(chunk)
+                owners.append((t, chunk.shape[0]))
                 filled += chunk.shape[0]
                 while filled >= batch_size:
                     flush(batch_size)
             if filled:
                 flush(filled)
-        return counts.view(len(tasks), self.num_classes).cpu()
+        return counts.cpu()
