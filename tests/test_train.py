@@ -138,3 +138,16 @@ def test_trainer_argument_errors():
         Trainer(_tiny(), "ce", batch_transform=3)
     with pytest.raises(ValueError, match="unknown loss"):
         Trainer(_tiny(), "mse")
+
+
+def test_dictionary_items_need_fields():
+    from advrobust.data import SurveyDataset
+    g = torch.Generator().manual_seed(0)
+    ds = SurveyDataset(torch.rand(16, 5, 16, 16, generator=g) * 0.02,
+                       {"z_spec": torch.rand(16, generator=g), "ebv": torch.rand(16, generator=g) * 0.1})
+    torch.manual_seed(0)
+    model = create("photoz_small", image_size=16, channels=(4, 8, 8), fc_width=16, n_bins=12)
+    with pytest.raises(TypeError, match="fields="):
+        Trainer(model, "photoz_ce", progress=False).fit(ds, 1, batch_size=8)
+    history = Trainer(model, "photoz_ce", progress=False, fields=("image", "z_spec", "ebv")).fit(ds, 1, batch_size=8)
+    assert history[0]["train_loss"] > 0

@@ -86,6 +86,8 @@ class Trainer:
         progress: show a progress bar with the live loss (rank 0 only).
         checkpoint: path of the checkpoint file, written after every epoch (rank 0); None: none.
         device: where to train; default: the model's device.
+        fields: for datasets whose items are dictionaries (:class:`advrobust.data.SurveyDataset`),
+            the keys of ``x``, ``y`` and the extra inputs, e.g. ``("image", "z_spec", "ebv")``.
 
     Raises:
         ValueError, TypeError: an argument out of range or of the wrong kind, named in the message.
@@ -98,7 +100,8 @@ class Trainer:
                  early_stopping: Optional[int] = None, metric: Union[str, Callable, None] = "auto",
                  seed: int = 0, amp: bool = False, progress: bool = True,
                  checkpoint: Optional[Union[str, os.PathLike]] = None,
-                 device: Optional[Union[str, torch.device]] = None) -> None:
+                 device: Optional[Union[str, torch.device]] = None,
+                 fields: Optional[Sequence[str]] = None) -> None:
         check_model("Trainer", model)
         self.device = torch.device(device) if device is not None else (model_device(model) or torch.device("cpu"))
         self.module = model.to(self.device)
@@ -144,6 +147,10 @@ class Trainer:
         self._best = math.inf
         self._bad_epochs = 0
         self.latent: Optional[Tensor] = None
+        if fields is not None and (isinstance(fields, str) or len(fields) < 2):
+            raise ValueError(f"Trainer: fields must name x, y and any extra inputs, e.g. ('image', 'z_spec', "
+                             f"'ebv'), got {fields!r}")
+        self.fields = None if fields is None else tuple(fields)
         self.model: nn.Module = model
         if distributed.is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -180,6 +187,14 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp)
 
     def _batch(self, items) -> Batch:
+        if isinstance(items, dict):
+            if self.fields is None:
+                raise TypeError(f"Trainer: the dataset's items are dictionaries (keys {sorted(items)}); pass "
+                                "fields=(x key, y key, *extra keys), e.g. ('image', 'z_spec', 'ebv')")
+            missing = [k for k in self.fields if k not in items]
+            if missing:
+                raise KeyError(f"Trainer: fields {missing} are not in the dataset's items (keys {sorted(items)})")
+            items = [items[k] for k in self.fields]
         items = [t.to(self.device, non_blocking=True) for t in items]
         if len(items) < 2:
             raise ValueError(f"Trainer: a dataset item must be (x, y, *extra), got {len(items)} tensor(s)")
