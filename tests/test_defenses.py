@@ -193,6 +193,11 @@ def test_interval_bounds_name_the_unsupported_layer():
     bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).train()
     with pytest.raises(NotImplementedError, match=r"layer '1' \(BatchNorm2d\).*eval mode"):
         interval_bounds(bn, torch.randn(2, 1, 5, 5), 0.1)
+    drop = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    with pytest.raises(NotImplementedError, match=r"layer '1' \(Dropout\).*eval mode"):
+        interval_bounds(drop, torch.randn(2, 4), 0.1)
+    lower, upper = interval_bounds(drop.eval(), torch.randn(2, 4), 0.1)  # the identity in eval mode
+    assert (upper > lower).all()
 
 
 def test_sensitivity_training_shrinks_the_output_box(photoz):
