@@ -52,6 +52,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
+        "scipy",
         "numpy",
         "galsim",
         "safetensors",

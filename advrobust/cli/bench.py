@@ -1,4 +1,4 @@
-"""``advrobust bench [ops|attacks] [options]``: the benchmarks of :mod:`advrobust.bench`.
+"""``advrobust bench [ops|attacks|defenses] [options]``: the benchmarks of :mod:`advrobust.bench`.
 
 Without a suite name the options go to ``ops`` (``advrobust bench --quick`` is
 ``advrobust bench ops --quick``).
@@ -9,7 +9,7 @@ import argparse
 import importlib
 import shlex
 
-SUITES = ("ops", "attacks", "readers", "incremental")  # modules of advrobust.bench; the first is the default
+SUITES = ("ops", "attacks", "defenses", "incremental", "readers")  # modules of advrobust.bench; the first is the default
 
 
 def main(argv: list, prog: str) -> None:

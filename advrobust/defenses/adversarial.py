@@ -1,0 +1,182 @@
+"""Batch transforms of the :class:`~advrobust.train.Trainer` for adversarial, mixed and noisy training.
+
+Each is a callable ``transform(trainer, batch) -> batch``. Adversarial samples are crafted by the
+package's attacks on the *current* weights with the model in eval mode (the attacks switch to eval
+and restore the flags), against the trainer's own task loss, drawing their random starts from the
+trainer's generator (so a resumed run repeats them).
+
+* :class:`AdversarialTraining`: Algorithm 1 of Campagne (2021): a fraction ``f_a`` of every
+  mini-batch is replaced by its adversarial version (FGSM or PGD generator).
+* :class:`WeightedAdversarialTraining`: ``alpha * J(x) + (1 - alpha) * J(x_adv)`` (the robust-models
+  report): the batch and its adversarial version, weighted.
+* :class:`MixedTraining`: equal parts natural, PGD-L2 and PGD-Linf samples (the robust-models report).
+* FGSM with a random start and step 1.25 eps (Wong, Rice and Kolter 2020): ``attack="fgsm_rs"`` in
+  either adversarial transform; PGD-level robustness at FGSM cost.
+* :class:`NoisyTraining`: Gaussian augmentation ``x + sigma * N(0, 1)`` (the robust-models report;
+  also the base classifier of randomized smoothing, Cohen, Rosenfeld and Kolter 2019).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from advrobust.attacks import FGSM, PGD, PGDL2
+from advrobust.attacks.base import Attack
+from advrobust.checks import Bound, check_number
+from advrobust.train.trainer import Batch
+
+__all__ = ["ATTACKS", "make_attack", "AdversarialTraining", "WeightedAdversarialTraining", "MixedTraining",
+           "NoisyTraining"]
+
+#: generators of adversarial samples the transforms accept by name
+ATTACKS = ("fgsm", "fgsm_rs", "pgd", "pgd_l2")
+
+
+def make_attack(kind: str, model: nn.Module, eps: float, *, loss, steps: int = 7, step_size: Optional[float] = None,
+                generator: Optional[torch.Generator] = None, lo: Bound = None, hi: Bound = None) -> Attack:
+    """An attack of the package by name, attacking ``loss`` on ``model``.
+
+    Args:
+        kind: ``"fgsm"`` (:class:`~advrobust.attacks.FGSM`), ``"fgsm_rs"`` (PGD with one step of
+            ``1.25 eps`` from a uniform random start, Wong, Rice and Kolter 2020), ``"pgd"`` (L-inf,
+            random start) or ``"pgd_l2"`` (:class:`~advrobust.attacks.PGDL2`, random start).
+        eps: radius in image units (L-inf, or L2 for ``"pgd_l2"``).
+        loss: per-sample loss ``(output, y) -> (B,)`` to ascend (the trainer's task loss).
+        steps, step_size: PGD iterations and step (default: the attack's own default step).
+        generator: random starts; lo, hi: valid range of the images.
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind == "fgsm":
+        return FGSM(model, eps, loss=loss, lo=lo, hi=hi)
+    if kind == "fgsm_rs":
+        return PGD(model, eps, alpha=1.25 * eps, steps=1, random_start=True, loss=loss, lo=lo, hi=hi,
+                   generator=generator)
+    if kind == "pgd":
+        return PGD(model, eps, alpha=step_size, steps=steps, random_start=True, loss=loss, lo=lo, hi=hi,
+                   generator=generator)
+    if kind == "pgd_l2":
+        return PGDL2(model, eps, alpha=step_size, steps=steps, random_start=True, loss=loss, lo=lo, hi=hi,
+                     generator=generator)
+    raise ValueError(f"make_attack: unknown attack {kind!r}; use one of {ATTACKS}")
+
+
+class _AttackTransform:
+    """Shared parts: the attack built on the trainer's (unwrapped) model, loss and generator."""
+
+    def __init__(self, attack: str, eps: float, steps: int, step_size: Optional[float], lo: Bound, hi: Bound) -> None:
+        name = type(self).__name__
+        if attack not in ATTACKS:
+            raise ValueError(f"{name}: attack must be one of {ATTACKS}, got {attack!r}")
+        self.attack, self.eps = attack, check_number(name, "eps", eps, positive=True)
+        self.steps = int(check_number(name, "steps", steps, integer=True, positive=True))
+        self.step_size = None if step_size is None else check_number(name, "step_size", step_size, positive=True)
+        self.lo, self.hi = lo, hi
+
+    def adversarial(self, trainer, batch: Batch, kind: Optional[str] = None, eps: Optional[float] = None) -> Tensor:
+        """Adversarial version of the whole ``batch.x`` on the current weights (detached)."""
+        atk = make_attack(kind or self.attack, trainer.module, self.eps if eps is None else eps,
+                          loss=trainer.loss_fn, steps=self.steps, step_size=self.step_size,
+                          generator=trainer.generator, lo=self.lo, hi=self.hi)
+        return atk(batch.x, batch.y, *batch.extra)
+
+
+class AdversarialTraining(_AttackTransform):
+    """Algorithm 1 of Campagne (2021): replace a fraction ``fraction`` (f_a) of each mini-batch,
+    chosen at random, by adversarial samples crafted on the current weights.
+
+    Args:
+        attack: ``"fgsm"``, ``"fgsm_rs"``, ``"pgd"`` or ``"pgd_l2"`` (see :func:`make_attack`).
+        eps: radius in image units (nanomaggies for the simulated surveys; sky noise ~1e-3 per pixel).
+        fraction: f_a in (0, 1]; ``round(f_a * B)`` samples are replaced.
+        steps, step_size: PGD iterations and step. lo, hi: valid image range.
+    """
+
+    def __init__(self, attack: str = "fgsm", eps: float = 0.01, *, fraction: float = 0.5, steps: int = 7,
+                 step_size: Optional[float] = None, lo: Bound = None, hi: Bound = None) -> None:
+        super().__init__(attack, eps, steps, step_size, lo, hi)
+        self.fraction = check_number("AdversarialTraining", "fraction", fraction, positive=True)
+        if self.fraction > 1:
+            raise ValueError(f"AdversarialTraining: fraction must be in (0, 1], got {fraction}")
+
+    def __call__(self, trainer, batch: Batch) -> Batch:
+        B = batch.x.shape[0]
+        k = int(round(self.fraction * B))
+        if k == 0:
+            return batch
+        idx = torch.randperm(B, generator=trainer.generator, device=trainer.generator.device)[:k].to(batch.x.device)
+        part = Batch(batch.x[idx], batch.y[idx], tuple(e[idx] for e in batch.extra))
+        x = batch.x.clone()
+        x[idx] = self.adversarial(trainer, part)
+        return batch.with_(x=x)
+
+
+class WeightedAdversarialTraining(_AttackTransform):
+    """``alpha * J(x) + (1 - alpha) * J(x_adv)``: the natural batch and its adversarial version,
+    each sample of the first weighted ``alpha / B`` and of the second ``(1 - alpha) / B``.
+
+    Args:
+        attack, eps, steps, step_size, lo, hi: as :class:`AdversarialTraining`.
+        alpha: weight of the natural loss in [0, 1] (1: standard training, 0: adversarial only).
+    """
+
+    def __init__(self, attack: str = "fgsm", eps: float = 0.01, *, alpha: float = 0.5, steps: int = 7,
+                 step_size: Optional[float] = None, lo: Bound = None, hi: Bound = None) -> None:
+        super().__init__(attack, eps, steps, step_size, lo, hi)
+        self.alpha = check_number("WeightedAdversarialTraining", "alpha", alpha)
+        if self.alpha > 1:
+            raise ValueError(f"WeightedAdversarialTraining: alpha must be in [0, 1], got {alpha}")
+
+    def __call__(self, trainer, batch: Batch) -> Batch:
+        B = batch.x.shape[0]
+        x_adv = self.adversarial(trainer, batch)
+        w = torch.cat([torch.full((B,), self.alpha / B), torch.full((B,), (1 - self.alpha) / B)])
+        return Batch(torch.cat([batch.x, x_adv]), torch.cat([batch.y, batch.y]),
+                     tuple(torch.cat([e, e]) for e in batch.extra), w.to(batch.x.device))
+
+
+class MixedTraining(_AttackTransform):
+    """Equal parts natural, PGD-L2 and PGD-Linf: the batch is cut in three (in its shuffled order);
+    the second third is replaced by PGD-L2 samples of radius ``eps_l2``, the last by PGD-Linf
+    samples of radius ``eps``.
+
+    Args:
+        eps: L-inf radius (image units). eps_l2: L2 radius (image units; see
+            :func:`advrobust.attacks.eps_l2_equal_volume` for Campagne 2021's choice).
+        steps: PGD iterations for both. lo, hi: valid image range.
+    """
+
+    def __init__(self, eps: float = 0.01, eps_l2: float = 0.1, *, steps: int = 7, lo: Bound = None,
+                 hi: Bound = None) -> None:
+        super().__init__("pgd", eps, steps, None, lo, hi)
+        self.eps_l2 = check_number("MixedTraining", "eps_l2", eps_l2, positive=True)
+
+    def __call__(self, trainer, batch: Batch) -> Batch:
+        B = batch.x.shape[0]
+        a, b = B // 3, (2 * B) // 3
+        x = batch.x.clone()
+        for (start, stop), kind, eps in (((a, b), "pgd_l2", self.eps_l2), ((b, B), "pgd", self.eps)):
+            if stop > start:
+                part = Batch(batch.x[start:stop], batch.y[start:stop], tuple(e[start:stop] for e in batch.extra))
+                x[start:stop] = self.adversarial(trainer, part, kind, eps)
+        return batch.with_(x=x)
+
+
+class NoisyTraining:
+    """Gaussian augmentation: ``x + sigma * N(0, 1)`` for every image, drawn from the trainer's generator.
+
+    Args:
+        sigma: noise standard deviation in image units (nanomaggies: the simulated sky noise is
+            ~1e-3 per pixel).
+    """
+
+    def __init__(self, sigma: float) -> None:
+        self.sigma = check_number("NoisyTraining", "sigma", sigma, positive=True)
+
+    def __call__(self, trainer, batch: Batch) -> Batch:
+        g = trainer.generator
+        noise = torch.randn(batch.x.shape, generator=g, device=g.device, dtype=batch.x.dtype).to(batch.x.device)
+        return batch.with_(x=batch.x + self.sigma * noise)

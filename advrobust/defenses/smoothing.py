@@ -1,0 +1,172 @@
+"""Randomized smoothing (Cohen, Rosenfeld and Kolter 2019): the smoothed classifier
+``g(x) = argmax_c P(f(x + N(0, sigma^2 I)) = c)``, its prediction with abstention and its certified
+L2 radius, with the interface of the reference code (locuslab/smoothing, ``core.Smooth``).
+
+Beyond the reference, :meth:`Smooth.certify_batch` certifies many images at once: the noise draws
+of consecutive images fill each forward pass (the reference runs one image per pass, so a pass
+holds at most n draws of one image), and the noise is drawn on the model's device. The draws are
+made in the same order and the same chunks as a loop of :meth:`Smooth.certify` over the images, so
+with the same generator both give the same noise.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from scipy.stats import beta as beta_dist
+from scipy.stats import binomtest, norm
+from torch import Tensor, nn
+
+from advrobust.attacks.base import eval_mode
+from advrobust.checks import check_model, check_number, model_device
+
+__all__ = ["Smooth", "lower_confidence_bound", "certified_radius"]
+
+
+def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Clopper-Pearson lower bound on a binomial proportion with ``n_a`` successes
+    in ``n`` trials (the reference's ``proportion_confint(n_a, n, alpha=2*alpha, method="beta")[0]``)."""
+    return 0.0 if n_a == 0 else float(beta_dist.ppf(alpha, n_a, n - n_a + 1))
+
+
+def certified_radius(p_a_lower: float, sigma: float) -> float:
+    """``sigma * Phi^-1(p_A)`` (L2, image units), for ``p_A >= 0.5``."""
+    return float(sigma * norm.ppf(p_a_lower))
+
+
+class Smooth:
+    """A smoothed classifier around ``base_classifier`` (Cohen, Rosenfeld and Kolter 2019).
+
+    Args:
+        base_classifier: maps a batch ``(B, C, H, W)`` to logits ``(B, num_classes)``; run in eval
+            mode without gradients (its flags are restored afterwards).
+        num_classes: number of classes.
+        sigma: noise standard deviation in image units (nanomaggies for the simulated surveys).
+
+    Every method takes ``generator`` (a ``torch.Generator`` on the model's device; None: the global
+    RNG) for the noise.
+    """
+
+    #: the prediction of an abstention
+    ABSTAIN = -1
+
+    def __init__(self, base_classifier: nn.Module, num_classes: int, sigma: float) -> None:
+        check_model("Smooth", base_classifier)
+        self.base_classifier = base_classifier
+        self.num_classes = int(check_number("Smooth", "num_classes", num_classes, integer=True, positive=True))
+        self.sigma = check_number("Smooth", "sigma", sigma, positive=True)
+
+    # -- public interface (the reference's) ------------------------------------------------------
+    def predict(self, x: Tensor, n: int, alpha: float, batch_size: int, *,
+                generator: Optional[torch.Generator] = None) -> int:
+        """Monte-Carlo prediction of ``g(x)`` for one image ``x`` ``(C, H, W)``: the top class of ``n``
+        noisy copies, or :attr:`ABSTAIN` when a two-sided binomial test of its count against the
+        runner-up's does not reject p = 0.5 at level ``alpha``."""
+        self._check("predict", x, alpha, batch_size, n=n)
+        counts = self._counts([(x, int(n))], batch_size, generator)[0]
+        top2 = torch.topk(counts, min(2, self.num_classes)).indices.tolist()
+        n_a = int(counts[top2[0]])
+        n_b = int(counts[top2[1]]) if len(top2) > 1 else 0
+        if binomtest(n_a, n_a + n_b, p=0.5).pvalue > alpha:
+            return self.ABSTAIN
+        return top2[0]
+
+    def certify(self, x: Tensor, n0: int, n: int, alpha: float, batch_size: int, *,
+                generator: Optional[torch.Generator] = None) -> Tuple[int, float]:
+        """Prediction and certified L2 radius of ``g`` at one image ``x`` ``(C, H, W)``.
+
+        ``n0`` draws select the top class c_A; ``n`` fresh draws estimate p_A by its one-sided
+        Clopper-Pearson lower bound at level ``alpha``; below 0.5 the answer is
+        ``(ABSTAIN, 0.0)``, else ``(c_A, sigma * Phi^-1(p_A))`` (image units).
+        """
+        self._check("certify", x, alpha, batch_size, n=n, n0=n0)
+        counts = self._counts([(x, int(n0)), (x, int(n))], batch_size, generator)
+        return self._decide(counts[0], counts[1], int(n), alpha)
+
+    def certify_batch(self, x: Tensor, n0: int, n: int, alpha: float, batch_size: int, *,
+                      generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        """:meth:`certify` for every image of ``x`` ``(N, C, H, W)`` at once.
+
+        Returns:
+            ``(prediction, radius)``: int64 ``(N,)`` (:attr:`ABSTAIN` = -1) and float64 ``(N,)``
+            (image units; 0 where abstaining), on the CPU. With the same ``generator`` state, equal
+            to ``certify`` called on ``x[0], x[1], ...`` in turn.
+        """
+        if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"Smooth.certify_batch: x must be a non-empty batch (N, C, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        self._check("certify_batch", x[0], alpha, batch_size, n=n, n0=n0)
+        tasks = [t for i in range(x.shape[0]) for t in ((x[i], int(n0)), (x[i], int(n)))]
+        counts = self._counts(tasks, batch_size, generator)
+        out = [self._decide(counts[2 * i], counts[2 * i + 1], int(n), alpha) for i in range(x.shape[0])]
+        return (torch.tensor([p for p, _ in out], dtype=torch.int64),
+                torch.tensor([r for _, r in out], dtype=torch.float64))
+
+    # -- parts -------------------------------------------------------------------------------------
+    def _decide(self, selection: Tensor, estimation: Tensor, n: int, alpha: float) -> Tuple[int, float]:
+        c_a = int(selection.argmax())
+        p_a = lower_confidence_bound(int(estimation[c_a]), n, alpha)
+        if p_a < 0.5:
+            return self.ABSTAIN, 0.0
+        return c_a, certified_radius(p_a, self.sigma)
+
+    def _check(self, name: str, x: Tensor, alpha: float, batch_size: int, **counts: int) -> None:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"Smooth.{name}: x must be a float tensor (one image, C x H x W), got "
+                            f"{type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
+        a = check_number(f"Smooth.{name}", "alpha", alpha, positive=True)
+        if not a < 1:
+            raise ValueError(f"Smooth.{name}: alpha must be in (0, 1), got {alpha}")
+        check_number(f"Smooth.{name}", "batch_size", batch_size, integer=True, positive=True)
+        for what, v in counts.items():
+            check_number(f"Smooth.{name}", what, v, integer=True, positive=True)
+
+    def _noisy_chunks(self, tasks: Sequence[Tuple[Tensor, int]], batch_size: int,
+                      generator: Optional[torch.Generator], device) -> Iterator[Tuple[Tensor, int]]:
+        """``(noisy copies (k, C, H, W), task index)`` in draw order: each task's draws in chunks of
+        ``batch_size`` (the reference's chunks)."""
+        for t, (x, num) in enumerate(tasks):
+            x = x.to(device)
+            remaining = num
+            while remaining > 0:
+                k = min(batch_size, remaining)
+                noise = torch.randn((k,) + tuple(x.shape), generator=generator, device=device, dtype=x.dtype)
+                yield noise.mul_(self.sigma).add_(x), t
+                remaining -= k
+
+    @torch.no_grad()
+    def _counts(self, tasks: Sequence[Tuple[Tensor, int]], batch_size: int,
+                generator: Optional[torch.Generator]) -> Tensor:
+        """Class counts ``(len(tasks), num_classes)`` int64 of the noisy draws of every task, the draws
+        streamed into forward passes of exactly ``batch_size`` rows (the last may be shorter)."""
+        device = model_device(self.base_classifier) or tasks[0][0].device
+        counts = torch.zeros(len(tasks), self.num_classes, dtype=torch.int64, device=device)
+        chunks: List[Tensor] = []
+        owners: List[Tuple[int, int]] = []  # (task, rows) of each chunk, in order
+        filled = 0
+
+        def flush(rows: int) -> None:
+            nonlocal chunks, owners, filled
+            batch = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+            pred = self.base_classifier(batch[:rows]).argmax(1)
+            start, rest = 0, []
+            for t, k in owners:
+                take = min(k, rows - start)
+                if take > 0:
+                    counts[t] += torch.bincount(pred[start:start + take], minlength=self.num_classes)
+                    start += take
+                if k > take:
+                    rest.append((t, k - take))
+            chunks = [batch[rows:]] if rows < batch.shape[0] else []
+            owners, filled = rest, filled - rows
+
+        with eval_mode(self.base_classifier):
+            for chunk, t in self._noisy_chunks(tasks, batch_size, generator, device):
+                chunks.append(chunk)
+                owners.append((t, chunk.shape[0]))
+                filled += chunk.shape[0]
+                while filled >= batch_size:
+                    flush(batch_size)
+            if filled:
+                flush(filled)
+        return counts.cpu()
