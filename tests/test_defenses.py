@@ -217,3 +217,14 @@ def test_sensitivity_training_shrinks_the_output_box(photoz):
     # measured: log-volume 160 -> 114 (30 bins), z_phot spread 0.132 -> 0.139
     assert volume["sensitivity"] < volume["standard"] - 10, volume
     assert spread["sensitivity"] > 0.5 * spread["standard"], spread
+
+
+def test_bench_defenses_quick_report(tmp_path, capsys):
+    from advrobust.cli import main
+    out = tmp_path / "defenses.md"
+    main(["bench", "defenses", "--quick", "--device", "cpu", "--certify", "5,20,16", "--n-images", "2",
+          "--out", str(out)])
+    report = out.read_text()
+    assert report.startswith("# advrobust.defenses: certification and training cost (CPU)")
+    assert "| 5 | 20 | 16 | 6 | 4 |" in report  # passes: 2 x (1 + 2) per image vs ceil(50 / 16)
+    assert "| standard |" in report and "| sensitivity (interval bounds) |" in report

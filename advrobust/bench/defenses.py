@@ -34,7 +34,8 @@ from advrobust.defenses.smoothing import certified_radius
 from advrobust.models import create
 from advrobust.train import Trainer
 
-HELP = "randomized-smoothing certification (batched vs per image) and epoch time per defense (bench/RESULTS_defenses.md)"
+HELP = ("randomized-smoothing certification (batched vs per image) and epoch time per defense "
+        "(bench/RESULTS_defenses.md)")
 
 #: option -> (full run, --quick) value, for the options not given on the command line
 SIZES = {"n_images": (32, 4), "repeats": (3, 1), "n_train": (1024, 64), "train_batch": (64, 32),
@@ -101,10 +102,13 @@ def certification_section(args, device, emit) -> None:
 def defenses(eps: float, target):
     return {
         "standard": {},
-        "adversarial FGSM, f_a=0.5 (Campagne 2021)": {"batch_transform": AdversarialTraining("fgsm", eps, fraction=0.5)},
+        "adversarial FGSM, f_a=0.5 (Campagne 2021)":
+            {"batch_transform": AdversarialTraining("fgsm", eps, fraction=0.5)},
         "adversarial PGD-7, f_a=0.5": {"batch_transform": AdversarialTraining("pgd", eps, fraction=0.5, steps=7)},
-        "FGSM random start, f_a=1 (Wong et al. 2020)": {"batch_transform": AdversarialTraining("fgsm_rs", eps, fraction=1.0)},
-        "alpha J(x) + (1-alpha) J(x_adv), FGSM": {"batch_transform": WeightedAdversarialTraining("fgsm", eps, alpha=0.5)},
+        "FGSM random start, f_a=1 (Wong et al. 2020)":
+            {"batch_transform": AdversarialTraining("fgsm_rs", eps, fraction=1.0)},
+        "alpha J(x) + (1-alpha) J(x_adv), FGSM":
+            {"batch_transform": WeightedAdversarialTraining("fgsm", eps, alpha=0.5)},
         "mixed: natural, PGD-L2-7, PGD-Linf-7": {"batch_transform": MixedTraining(eps, 10 * eps, steps=7)},
         "noisy (Gaussian)": {"batch_transform": NoisyTraining(eps)},
         "MMD domain adaptation (19 widths)": {"extra_losses": [MMDAdaptation(target, 0.01)]},
@@ -114,7 +118,8 @@ def defenses(eps: float, target):
 
 def training_section(args, device, emit) -> None:
     g = torch.Generator().manual_seed(2)
-    data = TensorDataset(torch.randn(args.n_train, 3, 32, 32, generator=g), torch.randint(0, 3, (args.n_train,), generator=g))
+    data = TensorDataset(torch.randn(args.n_train, 3, 32, 32, generator=g),
+                         torch.randint(0, 3, (args.n_train,), generator=g))
     target = torch.randn(args.n_train, 3, 32, 32, generator=g) * 1.1
     eps = 0.05
     emit(f"## Training: one epoch of {args.n_train} images, batch {args.train_batch}, eps={eps}")

@@ -22,7 +22,7 @@ the operation and the layer (its name in the model and its type).
 from __future__ import annotations
 
 import contextlib
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,10 +66,6 @@ def _plain(v):
 
 def _ends(v) -> Tuple[Tensor, Tensor]:
     return (v.lower, v.upper) if isinstance(v, _Box) else (v, v)
-
-
-def _box_or_tensor(lower: Tensor, upper: Tensor):
-    return _Box(lower, upper)
 
 
 # -- which layer is running (for the error message) -------------------------------------------
@@ -133,16 +129,14 @@ def _eval_only(func, x, *args, **kwargs):
     return x
 
 
-def _kinked(slope_fn):
+def _kinked(func, x, *args, **kwargs):
     """f(x) = x for x >= 0, a * x below: extremes among both ends and the kink at 0 (any sign of a)."""
-    def rule(func, x, *args, **kwargs):
-        kwargs.pop("inplace", None)
-        lo, hi = _ends(x)
-        kink = torch.zeros_like(lo).clamp(lo, hi)
-        vals = [func(v, *args, **kwargs) for v in (lo, hi, kink)]
-        return _Box(torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]),
-                    torch.maximum(torch.maximum(vals[0], vals[1]), vals[2]))
-    return rule
+    kwargs.pop("inplace", None)
+    lo, hi = _ends(x)
+    kink = torch.zeros_like(lo).clamp(lo, hi)
+    vals = [func(v, *args, **kwargs) for v in (lo, hi, kink)]
+    return _Box(torch.minimum(torch.minimum(vals[0], vals[1]), vals[2]),
+                torch.maximum(torch.maximum(vals[0], vals[1]), vals[2]))
 
 
 def _batch_norm(func, x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
@@ -218,7 +212,7 @@ _MONOTONE = [
 _RULES = {f: _monotone for f in _MONOTONE}
 _RULES.update({
     F.conv1d: _affine, F.conv2d: _affine, F.conv3d: _affine, F.linear: _affine,
-    F.prelu: _kinked(None), F.leaky_relu: _kinked(None), torch.prelu: _kinked(None),
+    F.prelu: _kinked, F.leaky_relu: _kinked, torch.prelu: _kinked,
     F.batch_norm: _batch_norm, F.dropout: _eval_only,
     torch.cat: _join, torch.concat: _join, torch.stack: _join,
     torch.add: _add, Tensor.add: _add, Tensor.__add__: _add, Tensor.__radd__: _reflected(_add),

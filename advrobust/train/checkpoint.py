@@ -14,7 +14,6 @@ import json
 import os
 from typing import Any, Dict, Tuple
 
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
