@@ -1,6 +1,9 @@
-"""Attacks by name, with one set of settings: what the command line, the demo and the scan build.
+"""Attacks by name: the one place that turns a name into an attack.
 
-:data:`ATTACK_NAMES`: ``fgsm`` (:class:`~advrobust.attacks.FGSM`), ``pgd`` (L-inf
+* :func:`make_attack` -- the gradient attacks that adversarial training uses
+  (:data:`TRAINING_ATTACKS`: ``fgsm``, ``fgsm_rs``, ``pgd``, ``pgd_l2``), on any per-sample loss.
+* :func:`attack_by_name` -- the evaluation set the command line, the demo and the scan build, with
+  one :class:`AttackSettings`. :data:`ATTACK_NAMES`: ``fgsm`` (:class:`~advrobust.attacks.FGSM`), ``pgd`` (L-inf
 :class:`~advrobust.attacks.PGD`, random start), ``pgd2`` (:class:`~advrobust.attacks.PGDL2` at the
 L2 radius of equal ball volume, :func:`~advrobust.attacks.eps_l2_equal_volume` over the pixels of one
 band, as Campagne 2021), ``onepixel`` (:class:`~advrobust.attacks.OnePixel`) and ``noise``
@@ -18,14 +21,49 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from advrobust.attacks.base import Attack
 from advrobust.attacks.gradient import FGSM, PGD, PGDL2, eps_l2_equal_volume
 from advrobust.attacks.natural import uniform_noise
 from advrobust.attacks.onepixel import OnePixel
 from advrobust.checks import Bound, check_number
 
-__all__ = ["ATTACK_NAMES", "AttackSettings", "attack_by_name"]
+__all__ = ["TRAINING_ATTACKS", "make_attack", "ATTACK_NAMES", "AttackSettings", "attack_by_name"]
 
+#: generators of adversarial samples for training (:func:`make_attack`)
+TRAINING_ATTACKS = ("fgsm", "fgsm_rs", "pgd", "pgd_l2")
+
+#: the evaluation attacks (:func:`attack_by_name`)
 ATTACK_NAMES = ("fgsm", "pgd", "pgd2", "onepixel", "noise")
+
+
+def make_attack(kind: str, model: nn.Module, eps: float, *, loss, steps: int = 7, step_size: Optional[float] = None,
+                generator: Optional[torch.Generator] = None, lo: Bound = None, hi: Bound = None) -> Attack:
+    """A gradient attack by name, ascending ``loss`` on ``model``.
+
+    Args:
+        kind: ``"fgsm"`` (:class:`~advrobust.attacks.FGSM`), ``"fgsm_rs"`` (PGD with one step of
+            ``1.25 eps`` from a uniform random start, Wong, Rice and Kolter 2020), ``"pgd"`` (L-inf,
+            random start) or ``"pgd_l2"`` (:class:`~advrobust.attacks.PGDL2`, random start).
+        eps: radius in image units (L-inf, or L2 for ``"pgd_l2"``).
+        loss: a loss name (``"ce"``, ``"photoz_ce"``, ...) or a per-sample loss ``(output, y) -> (B,)``.
+        steps, step_size: PGD iterations and step (default: the attack's own default step).
+        generator: random starts; lo, hi: valid range of the images.
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind == "fgsm":
+        return FGSM(model, eps, loss=loss, lo=lo, hi=hi)
+    if kind == "fgsm_rs":
+        return PGD(model, eps, alpha=1.25 * eps, steps=1, random_start=True, loss=loss, lo=lo, hi=hi,
+                   generator=generator)
+    if kind == "pgd":
+        return PGD(model, eps, alpha=step_size, steps=steps, random_start=True, loss=loss, lo=lo, hi=hi,
+                   generator=generator)
+    if kind == "pgd_l2":
+        return PGDL2(model, eps, alpha=step_size, steps=steps, random_start=True, loss=loss, lo=lo, hi=hi,
+                     generator=generator)
+    raise ValueError(f"make_attack: unknown attack {kind!r}; use one of {TRAINING_ATTACKS}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +98,8 @@ class AttackSettings:
 
 def attack_by_name(name: str, model: nn.Module, settings: AttackSettings, *, task: str, image_shape,
                    generator: Optional[torch.Generator] = None, seed: int = 0,
-                   lo: Bound = None, hi: Bound = None) -> Callable[..., Tensor]:
+                   lo: Bound = None, hi: Bound = None, pixel_lo: Bound = None,
+                   pixel_hi: Bound = None) -> Callable[..., Tensor]:
     """Build the attack ``name`` on ``model``.
 
     Args:
@@ -71,8 +110,9 @@ def attack_by_name(name: str, model: nn.Module, settings: AttackSettings, *, tas
         image_shape: ``(C, H, W)`` of the images (the L2 radius is over ``H * W`` pixels).
         generator: random numbers of PGD's start and of the noise (device of the images).
         seed: the one-pixel attack's seed.
-        lo, hi: valid range (PGD clamps to it; the one-pixel attack draws its values in it);
-            None, a float or a per-band ``(C,)`` tensor.
+        lo, hi: valid range the gradient attacks clamp to: None, a float or a per-band ``(C,)`` tensor.
+        pixel_lo, pixel_hi: range the one-pixel attack draws its values in (default ``lo``, ``hi``;
+            None: each batch's per-band range).
 
     Returns:
         The attack (``atk(x, y, *extra)``; the gradient and one-pixel attacks also have ``run``).
@@ -85,18 +125,19 @@ def attack_by_name(name: str, model: nn.Module, settings: AttackSettings, *, tas
     loss = "ce" if task == "classifier" else "photoz_ce"
     eps = float(settings.eps)
     if name == "fgsm":
-        return FGSM(model, eps=eps, loss=loss, lo=lo, hi=hi)
+        return make_attack("fgsm", model, eps, loss=loss, lo=lo, hi=hi)
     if name == "pgd":
-        return PGD(model, eps=eps, alpha=eps / 4, steps=settings.pgd_steps, random_start=True, loss=loss,
-                   lo=lo, hi=hi, generator=generator)
+        return make_attack("pgd", model, eps, loss=loss, steps=settings.pgd_steps, step_size=eps / 4,
+                           generator=generator, lo=lo, hi=hi)
     if name == "pgd2":
         eps2 = eps_l2_equal_volume(eps, int(image_shape[-1] * image_shape[-2]))
-        return PGDL2(model, eps=eps2, alpha=eps2 / 4, steps=settings.pgd_steps, random_start=True, loss=loss,
-                     lo=lo, hi=hi, generator=generator)
+        return make_attack("pgd_l2", model, eps2, loss=loss, steps=settings.pgd_steps, step_size=eps2 / 4,
+                           generator=generator, lo=lo, hi=hi)
     if name == "onepixel":
         return OnePixel(model, pixels=settings.pixels, population=settings.population,
                         max_iter=settings.generations, objective=task, threshold=settings.threshold,
-                        lo=lo, hi=hi, seed=seed)
+                        lo=lo if pixel_lo is None else pixel_lo, hi=hi if pixel_hi is None else pixel_hi,
+                        seed=seed, incremental=settings.incremental)
     if name == "noise":
         def noise(x: Tensor, y: Optional[Tensor] = None, *extra: Tensor) -> Tensor:
             return uniform_noise(x, eps, generator=generator)

@@ -56,9 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     atk.add_argument("--pixels", type=int, default=1, help="one-pixel attack: pixels changed (default 1)")
     atk.add_argument("--population", type=int, default=100, help="one-pixel attack: DE population (default 100)")
     atk.add_argument("--generations", type=int, default=30, help="one-pixel attack: DE generations (default 30)")
-    atk.add_argument("--lo", type=_floats, help="valid range, per band (comma-separated) or one value; "
-                     "default: the per-band minimum of the first chunk")
-    atk.add_argument("--hi", type=_floats, help="as --lo, the maximum")
+    # (not --lo/--hi: torchrun would read --lo as an abbreviation of its own options)
+    atk.add_argument("--valid-lo", type=_floats, help="valid range of the pixels, per band (comma-separated) or "
+                     "one value: the gradient attacks clamp to it and the one-pixel attack draws its values in "
+                     "it; default: no clamp, and one-pixel values within the per-band minimum of the first chunk")
+    atk.add_argument("--valid-hi", type=_floats, help="as --valid-lo, the maximum")
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--chunk-size", type=int, default=256, help="objects per part file (default 256)")
@@ -103,14 +105,16 @@ def main(argv: list, prog: str) -> None:
         sky = sky_sigma(first)
         eps = args.eps if args.eps is not None else float(args.eps_sky * np.median(sky))
         bands = first.shape[1]
-        lo = args.lo if args.lo is not None else np.nanmin(first, axis=(0, 2, 3)).tolist()
-        hi = args.hi if args.hi is not None else np.nanmax(first, axis=(0, 2, 3)).tolist()
-        lo, hi = (np.broadcast_to(np.asarray(v, float), (bands,)).tolist() for v in (lo, hi))
+        per_band = (lambda v: None if v is None else np.broadcast_to(np.asarray(v, float), (bands,)).tolist())
+        lo, hi = per_band(args.valid_lo), per_band(args.valid_hi)
+        pixel_lo = lo if lo is not None else np.nanmin(first, axis=(0, 2, 3)).tolist()
+        pixel_hi = hi if hi is not None else np.nanmax(first, axis=(0, 2, 3)).tolist()
         settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
                                   population=args.population, generations=args.generations)
         result = scan_survey(
             model, dataset, args.out, attacks=attacks, settings=settings, seed=args.seed,
-            chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, ebv="ebv",
+            chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
+            pixel_hi=pixel_hi, ebv="ebv",
             config={"model": os.path.abspath(args.model), "model_sha256": _sha256(args.model),
                     "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
                     "id_column": args.id_column},

@@ -20,49 +20,14 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from advrobust.attacks import FGSM, PGD, PGDL2
-from advrobust.attacks.base import Attack
+from advrobust.attacks.by_name import TRAINING_ATTACKS as ATTACKS, make_attack
 from advrobust.checks import Bound, check_number
 from advrobust.train.trainer import Batch
 
 __all__ = ["ATTACKS", "make_attack", "AdversarialTraining", "WeightedAdversarialTraining", "MixedTraining",
            "NoisyTraining"]
-
-#: generators of adversarial samples the transforms accept by name
-ATTACKS = ("fgsm", "fgsm_rs", "pgd", "pgd_l2")
-
-
-def make_attack(kind: str, model: nn.Module, eps: float, *, loss, steps: int = 7, step_size: Optional[float] = None,
-                generator: Optional[torch.Generator] = None, lo: Bound = None, hi: Bound = None) -> Attack:
-    """An attack of the package by name, attacking ``loss`` on ``model``.
-
-    Args:
-        kind: ``"fgsm"`` (:class:`~advrobust.attacks.FGSM`), ``"fgsm_rs"`` (PGD with one step of
-            ``1.25 eps`` from a uniform random start, Wong, Rice and Kolter 2020), ``"pgd"`` (L-inf,
-            random start) or ``"pgd_l2"`` (:class:`~advrobust.attacks.PGDL2`, random start).
-        eps: radius in image units (L-inf, or L2 for ``"pgd_l2"``).
-        loss: per-sample loss ``(output, y) -> (B,)`` to ascend (the trainer's task loss).
-        steps, step_size: PGD iterations and step (default: the attack's own default step).
-        generator: random starts; lo, hi: valid range of the images.
-
-    Raises:
-        ValueError: unknown ``kind``.
-    """
-    if kind == "fgsm":
-        return FGSM(model, eps, loss=loss, lo=lo, hi=hi)
-    if kind == "fgsm_rs":
-        return PGD(model, eps, alpha=1.25 * eps, steps=1, random_start=True, loss=loss, lo=lo, hi=hi,
-                   generator=generator)
-    if kind == "pgd":
-        return PGD(model, eps, alpha=step_size, steps=steps, random_start=True, loss=loss, lo=lo, hi=hi,
-                   generator=generator)
-    if kind == "pgd_l2":
-        return PGDL2(model, eps, alpha=step_size, steps=steps, random_start=True, loss=loss, lo=lo, hi=hi,
-                     generator=generator)
-    raise ValueError(f"make_attack: unknown attack {kind!r}; use one of {ATTACKS}")
-
 
 class _AttackTransform:
     """Shared parts: the attack built on the trainer's (unwrapped) model, loss and generator."""

@@ -17,7 +17,7 @@ class, or the photo-z model's ``z_phot``. Columns, for the attack names of
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ __all__ = ["scan_rows"]
 
 def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np.ndarray, *, task: str,
               attacks: Sequence[str], settings: AttackSettings, seed: int, batch_size: int = 256,
-              lo: Bound = None, hi: Bound = None) -> Mapping[str, np.ndarray]:
+              lo: Bound = None, hi: Bound = None, pixel_lo: Bound = None,
+              pixel_hi: Bound = None) -> Mapping[str, np.ndarray]:
     """The rows of one chunk.
 
     Args:
@@ -48,7 +49,8 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
         seed: the chunk's seed (:func:`advrobust.scan.chunk_seed`): every random draw of the chunk
             comes from it, so the rows do not depend on the ranks or on restarts.
         batch_size: images per attack batch.
-        lo, hi: valid range (see :func:`~advrobust.attacks.by_name.attack_by_name`).
+        lo, hi, pixel_lo, pixel_hi: valid range and one-pixel value range (see
+            :func:`~advrobust.attacks.by_name.attack_by_name`).
 
     Returns:
         ``{column: (n,) array}`` (see the module docstring).
@@ -61,7 +63,8 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
 
     generator = torch.Generator(device=images.device).manual_seed(int(seed))
     built = {name: attack_by_name(name, model, settings, task=task, image_shape=tuple(images.shape[1:]),
-                                  generator=generator, seed=int(seed), lo=lo, hi=hi) for name in attacks}
+                                  generator=generator, seed=int(seed), lo=lo, hi=hi,
+                                  pixel_lo=pixel_lo, pixel_hi=pixel_hi) for name in attacks}
     eps_used = {name: (eps_l2_equal_volume(settings.eps, int(images.shape[-1] * images.shape[-2]))
                        if name == "pgd2" else settings.eps) for name in attacks if name != "onepixel"}
     for start in range(0, n, batch_size):

@@ -46,6 +46,7 @@ def _chunk_images(dataset: SurveyDataset, start: int, stop: int) -> np.ndarray:
 def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: Sequence[str],
                 settings: AttackSettings, seed: int = 0, chunk_size: int = 256, batch_size: int = 128,
                 lo: Optional[Sequence[float]] = None, hi: Optional[Sequence[float]] = None,
+                pixel_lo: Optional[Sequence[float]] = None, pixel_hi: Optional[Sequence[float]] = None,
                 ebv: str = "ebv", config: Optional[Mapping[str, Any]] = None, progress: bool = True) -> dict:
     """Scan ``dataset`` with ``model`` under ``attacks`` and write the catalogue ``out`` (Parquet).
 
@@ -59,8 +60,10 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         seed: the scan's seed.
         chunk_size: objects per part file (and per resume step).
         batch_size: images per attack batch.
-        lo, hi: per-band valid range (the one-pixel attack draws its values in it; PGD clamps to it);
-            None: no range for the gradient attacks, and for the one-pixel attack the range of each batch.
+        lo, hi: per-band valid range the gradient attacks clamp to (None: no clamp; clean images
+            outside it are refused).
+        pixel_lo, pixel_hi: per-band range of the one-pixel attack's values (default ``lo``/``hi``;
+            None: each batch's range, which makes a row depend on its batch: give it).
         ebv: the dataset value holding E(B-V) (photo-z models).
         config: further settings that change the rows (e.g. the model file's checksum), stored in the
             manifest with these arguments; a restart with other values is refused.
@@ -92,7 +95,9 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         "attacks": attacks, "settings": settings.as_dict(), "seed": int(seed), "chunk_size": chunk_size,
         "batch_size": batch_size, "objects": len(dataset), "image_shape": list(dataset.images.shape[1:]),
         "task": task, "device": device.type, "lo": None if lo is None else np.asarray(lo, float).tolist(),
-        "hi": None if hi is None else np.asarray(hi, float).tolist(), **dict(config or {}),
+        "hi": None if hi is None else np.asarray(hi, float).tolist(),
+        "pixel_lo": None if pixel_lo is None else np.asarray(pixel_lo, float).tolist(),
+        "pixel_hi": None if pixel_hi is None else np.asarray(pixel_hi, float).tolist(), **dict(config or {}),
     }
     if distributed.is_main():
         resumed = store.open(manifest, create=True)
@@ -108,7 +113,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         extra = (torch.from_numpy(dataset.values[ebv][rows]).to(device),) if task == "photoz" else ()
         ids = dataset.ids[rows] if dataset.ids is not None else rows
         return scan_rows(model, images, extra, ids, task=task, attacks=attacks, settings=settings,
-                         seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi))
+                         seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi),
+                         pixel_lo=to_band(pixel_lo), pixel_hi=to_band(pixel_hi))
 
     computed = run_chunks(store, mine, compute, progress=progress and distributed.is_main(),
                           desc=f"scan rank {distributed.rank()}" if distributed.is_distributed() else "scan")

@@ -1,0 +1,109 @@
+"""advrobust scan: rows equal the attacks run in Python, a 2-process torchrun scan equals the
+1-process scan, a restart with other settings is refused, bad input gives one line."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from advrobust import models
+from advrobust.attacks import FGSM, OnePixel
+from advrobust.cli import main
+from advrobust.scan import chunk_seed, plan_chunks
+
+N, CHUNK = 40, 16
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    """A random-weight 32x32 ConvNet and 40 images of sky noise plus a blob, as .npy files."""
+    folder = tmp_path_factory.mktemp("scan")
+    torch.manual_seed(0)
+    model = models.create("morphology_small", image_size=32)
+    models.save(model, folder / "model.safetensors")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    blob = np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 20.0)
+    images = (rng.normal(0, 1e-3, (N, 3, 32, 32)) + rng.uniform(0.01, 0.05, (N, 3, 1, 1)) * blob).astype(np.float32)
+    np.save(folder / "images.npy", images)
+    return folder, model.eval(), images
+
+
+def scan_args(folder, out, *extra):
+    return ["scan", "--model", str(folder / "model.safetensors"), "--data", str(folder / "images.npy"),
+            "--attacks", "fgsm,pgd,onepixel,noise", "--eps", "0.002", "--population", "8",
+            "--generations", "3", "--chunk-size", str(CHUNK), "--batch-size", "8", "--valid-lo", "-0.01",
+            "--valid-hi", "0.06", "--no-progress", "--out", str(out), *extra]
+
+
+def test_scan_rows_equal_the_attacks_run_in_python(survey, tmp_path, capsys):
+    folder, model, images = survey
+    out = tmp_path / "cat.parquet"
+    main(scan_args(folder, out))
+    assert "40 objects" in capsys.readouterr().out
+    cat = pq.read_table(out).to_pandas()
+    assert cat["id"].tolist() == list(range(N))
+    x = torch.from_numpy(images)
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+    assert cat["class"].tolist() == clean.tolist()
+    x_fgsm = FGSM(model, eps=0.002, lo=-0.01, hi=0.06)(x, clean)
+    with torch.no_grad():
+        assert cat["fgsm_class"].tolist() == model(x_fgsm).argmax(1).tolist()
+    assert (cat["fgsm_flip"] == (cat["fgsm_class"] != cat["class"])).all()
+    chunk = plan_chunks(N, CHUNK)[1]
+    xb = x[chunk.start:chunk.start + 8]  # the first attack batch of chunk 1
+    res = OnePixel(model, population=8, max_iter=3, lo=-0.01, hi=0.06, seed=chunk_seed(0, chunk)).run(xb, clean[chunk.start:chunk.start + 8])
+    rows = cat.iloc[chunk.start:chunk.start + 8]
+    assert rows["onepixel_iterations"].tolist() == res.iterations.tolist()
+    assert rows["onepixel_success"].tolist() == res.success.tolist()
+    assert np.allclose(cat["fgsm_eps"], 0.002) and "onepixel_eps" not in cat
+
+
+def test_scan_restart_with_other_settings_is_refused_in_one_line(survey, tmp_path, capsys):
+    folder, _, _ = survey
+    out = tmp_path / "cat.parquet"
+    main(scan_args(folder, out))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        main(scan_args(folder, out, "--seed", "3"))
+    assert "seed: was 0, now 3" in str(err.value.code) and "\n" not in str(err.value.code)
+    with pytest.raises(SystemExit) as err:
+        main(["scan", "--model", str(folder / "images.npy"), "--data", str(folder / "images.npy"),
+              "--out", str(tmp_path / "x.parquet")])
+    assert str(err.value.code).startswith("advrobust scan: error:") and "\n" not in str(err.value.code)
+
+
+def test_two_process_torchrun_scan_equals_one_process(survey, tmp_path, capsys):
+    folder, _, _ = survey
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    main(scan_args(folder, one))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", "29533", "-m", "advrobust.cli", *scan_args(folder, two)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = pq.read_table(one).to_pandas(), pq.read_table(two).to_pandas()
+    assert list(a.columns) == list(b.columns)
+    for column in a.columns:
+        assert np.array_equal(a[column].to_numpy(), b[column].to_numpy()), column
+
+
+def test_scan_without_a_valid_range_draws_one_pixel_values_in_the_first_chunks_range(survey, tmp_path, capsys):
+    folder, _, images = survey
+    args = scan_args(folder, tmp_path / "cat.parquet")
+    for flag in ("--valid-lo", "--valid-hi"):
+        i = args.index(flag)
+        del args[i:i + 2]
+    main(args)
+    import json
+
+    assert pq.read_table(tmp_path / "cat.parquet").num_rows == N
+    with open(str(tmp_path / "cat.parquet") + ".parts/manifest.json") as handle:
+        manifest = json.load(handle)
+    assert manifest["lo"] is None and manifest["hi"] is None  # no clamp for the gradient attacks
+    assert np.allclose(manifest["pixel_lo"], images[:CHUNK].min(axis=(0, 2, 3)))
+    assert np.allclose(manifest["pixel_hi"], images[:CHUNK].max(axis=(0, 2, 3)))
