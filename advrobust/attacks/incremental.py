@@ -122,7 +122,8 @@ def _where(node: torch.fx.Node) -> str:
     owner = node.meta.get("advrobust_module")
     if not owner:
         return f"{node.target}"
-    return f"{node.target} in " + (f"module '{owner[0]}' ({owner[1]})" if owner[0] else f"the model's own forward ({owner[1]})")
+    where = f"module '{owner[0]}'" if owner[0] else "the model's own forward"
+    return f"{node.target} in {where} ({owner[1]})"
 
 
 def _trace(model: nn.Module, inputs: Sequence[Tensor]) -> torch.fx.GraphModule:
