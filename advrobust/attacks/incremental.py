@@ -120,7 +120,10 @@ _GATHERING = {aten.convolution.default, aten.max_pool2d_with_indices.default, at
 def _where(node: torch.fx.Node) -> str:
     """The operation and the module it was traced from, for messages."""
     owner = node.meta.get("advrobust_module")
-    return f"{node.target}" + (f" in module '{owner[0]}' ({owner[1]})" if owner else "")
+    if not owner:
+        return f"{node.target}"
+    where = f"module '{owner[0]}'" if owner[0] else "the model's own forward"
+    return f"{node.target} in {where} ({owner[1]})"
 
 
 def _trace(model: nn.Module, inputs: Sequence[Tensor]) -> torch.fx.GraphModule:
