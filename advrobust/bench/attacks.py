@@ -228,7 +228,7 @@ def onepixel_section(args, ta, model, xt, yt, ok, emit):
 # --------------------------------------------------------------------------- command line
 def add_arguments(parser) -> None:
     harness.add_common_arguments(parser, "RESULTS_attacks.md")
-    sizes = lambda k: f"(default {SIZES[k][0]}; --quick: {SIZES[k][1]})"  # noqa: E731
+    sizes = lambda k: harness.size_help(SIZES, k)  # noqa: E731
     parser.add_argument("--n-grad", type=int, help=f"images for the gradient attacks {sizes('n_grad')}")
     parser.add_argument("--n-onepixel", type=int, help=f"images for OnePixel {sizes('n_onepixel')}")
     parser.add_argument("--onepixel-iters", type=int, nargs="+",
@@ -253,16 +253,12 @@ def run(args, command: str) -> None:
         sys.exit("advrobust bench attacks: torchattacks, the library it compares against, is not installed: "
                  "pip install --no-deps torchattacks (--no-deps: its dependencies would pull torchvision "
                  "and another torch)")
-    for k, (full, quick) in SIZES.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
+    harness.apply_sizes(args, SIZES)
     device, info = args.device, harness.machine_info(args.device)
-    lines = [f"# advrobust.attacks vs torchattacks ({harness.device_label(info)})", "",
-             *harness.header_lines(info, command), f"- torchattacks {torchattacks.__version__}", ""]
+    lines = harness.ReportLines([f"# advrobust.attacks vs torchattacks ({harness.device_label(info)})", "",
+             *harness.header_lines(info, command), f"- torchattacks {torchattacks.__version__}", ""])
 
-    def emit(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    emit = lines.emit
 
     t0 = time.perf_counter()
     model, xt, yt, pred = trained_convnet(args.train_steps, args.n_test, device)

@@ -140,7 +140,7 @@ def training_section(args, device, emit) -> None:
 
 def add_arguments(parser) -> None:
     harness.add_common_arguments(parser, "RESULTS_defenses.md")
-    sizes = lambda k: f"(default {SIZES[k][0]}; --quick: {SIZES[k][1]})"  # noqa: E731
+    sizes = lambda k: harness.size_help(SIZES, k)  # noqa: E731
     parser.add_argument("--n-images", type=int, help=f"images to certify {sizes('n_images')}")
     parser.add_argument("--certify", type=_triple, nargs="+", metavar="N0,N,BATCH",
                         help="certification settings: selection draws, estimation draws, noisy copies per "
@@ -164,16 +164,12 @@ def _triple(text: str):
 
 def run(args, command: str) -> None:
     """Run the benchmark that ``args`` (from :func:`add_arguments`) describe and write its report."""
-    for k, (full, quick) in SIZES.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
+    harness.apply_sizes(args, SIZES)
     device, info = args.device, harness.machine_info(args.device)
-    lines = [f"# advrobust.defenses: certification and training cost ({harness.device_label(info)})", "",
-             *harness.header_lines(info, command), ""]
+    lines = harness.ReportLines([f"# advrobust.defenses: certification and training cost ({harness.device_label(info)})", "",
+             *harness.header_lines(info, command), ""])
 
-    def emit(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    emit = lines.emit
 
     t0 = time.perf_counter()
     if "certify" in args.parts:

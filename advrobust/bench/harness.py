@@ -27,6 +27,26 @@ _MiB = float(1 << 20)
 
 # ---------------------------------------------------------------------------- device
 
+def apply_sizes(args: argparse.Namespace, sizes: dict) -> None:
+    """Fill each size option left unset: ``sizes[name] = (full, quick)`` by ``args.quick``."""
+    for name, (full, quick) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
+def size_help(sizes: dict, name: str) -> str:
+    """The help text's default part for the size option ``name``."""
+    return f"(default {sizes[name][0]}; --quick: {sizes[name][1]})"
+
+
+class ReportLines(list):
+    """The lines of a results file; :meth:`emit` prints a line and keeps it."""
+
+    def emit(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.append(line)
+
+
 def default_device() -> str:
     """``"cuda"`` when a GPU is visible and advrobust was built with its CUDA kernels, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() and advrobust.has_cuda_kernels() else "cpu"

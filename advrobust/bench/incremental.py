@@ -123,7 +123,7 @@ def onepixel_section(args, ta, model, x, y, emit):
 
 def add_arguments(parser) -> None:
     harness.add_common_arguments(parser, "RESULTS_incremental.md")
-    sizes = lambda k: f"(default {SIZES[k][0]}; --quick: {SIZES[k][1]})"  # noqa: E731
+    sizes = lambda k: harness.size_help(SIZES, k)  # noqa: E731
     parser.add_argument("--n-score", type=int, help=f"images for the scoring section {sizes('n_score')}")
     parser.add_argument("--candidates", type=int, help=f"candidates per image {sizes('candidates')}")
     parser.add_argument("--repeats", type=int, help=f"runs per scoring measurement {sizes('repeats')}")
@@ -140,9 +140,7 @@ def add_arguments(parser) -> None:
 
 def run(args, command: str) -> None:
     """Run the benchmark that ``args`` (from :func:`add_arguments`) describe and write its report."""
-    for k, (full, quick) in SIZES.items():
-        if getattr(args, k) is None:
-            setattr(args, k, quick if args.quick else full)
+    harness.apply_sizes(args, SIZES)
     if args.device.type != "cpu":
         sys.exit("advrobust bench incremental: only the CPU is measured so far (--device cpu)")
     if args.threads is not None:
@@ -154,15 +152,13 @@ def run(args, command: str) -> None:
         except ImportError:
             sys.exit("advrobust bench incremental: torchattacks is not installed: pip install --no-deps torchattacks")
     info = harness.machine_info(args.device)
-    lines = [f"# Incremental one-pixel scoring ({harness.device_label(info)})", "",
-             *harness.header_lines(info, command), f"- torch CPU threads: {torch.get_num_threads()}"]
+    lines = harness.ReportLines([f"# Incremental one-pixel scoring ({harness.device_label(info)})", "",
+             *harness.header_lines(info, command), f"- torch CPU threads: {torch.get_num_threads()}"])
     if ta is not None:
         lines.append(f"- torchattacks {ta.__version__}")
     lines.append("")
 
-    def emit(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    emit = lines.emit
 
     t0 = time.perf_counter()
     model, xt, yt, pred = trained_convnet(args.train_steps, args.n_test, args.device)
