@@ -29,7 +29,7 @@ def sky_sigma(images, *, border: int = 4) -> np.ndarray:
     neighbours (resampled, co-added images) makes the estimate low; the simulator's noise is not.
     The level of the sky is not measured, only its noise. (A MAD of the frame pixels themselves
     reads 20-30% high on ``simulate_photoz(z_range=(0.02, 0.4))``, whose nearby galaxies reach the
-    edges; the differences read within 2%.)
+    edges; the differences read within 4%.)
 
     Args:
         images: ``(N, C, H, W)`` array-like (numpy array or CPU tensor) of finite real values.
