@@ -1,4 +1,4 @@
-"""Shared test set-up: the `needs_cuda` mark and RNG hygiene.
+"""Shared test set-up: the `needs_cuda` mark, RNG hygiene and the `one_torch_thread` fixture.
 
 `needs_cuda` tests are skipped on a machine without a CUDA device, and fail (with how to
 rebuild) on a machine with one whose advrobust build lacks the CUDA kernels: a GPU run that
@@ -56,3 +56,14 @@ def _restore_rng_state():
     torch.random.set_rng_state(cpu_state)
     if cuda_states is not None:
         torch.cuda.set_rng_state_all(cuda_states)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (restored after): smoke runs and small trainings check behaviour,
+    not speed, and on a shared, loaded machine a second OpenMP thread waits for a core. Modules opt in
+    with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,14 +10,7 @@ from advrobust.bench import harness
 from advrobust.cli import COMMANDS, main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: smoke runs check the plumbing, and a shared, loaded machine makes a
-    second OpenMP thread wait for a core (milliseconds per op)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_cli(capsys, *argv):

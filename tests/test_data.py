@@ -416,3 +416,14 @@ def test_join_int64_against_uint64_ids_exactly():
     assert _join_by_id(image_ids[:2], catalogue_ids, "objid").tolist() == [1, 0]
     with pytest.raises(ValueError, match="different kinds"):
         _join_by_id(image_ids.astype(np.float64), catalogue_ids, "objid")
+
+
+def test_read_images_applies_the_nan_policy_over_rows_kept():
+    x = np.arange(5 * 2 * 3 * 3, dtype=np.float32).reshape(5, 2, 3, 3)
+    x[1, 0, 0, 0] = np.nan
+    rejected = SurveyDataset(x, nan_policy="reject")  # rows 0, 2, 3, 4: not consecutive
+    assert np.array_equal(rejected.read_images(0, 3), x[[0, 2, 3]])
+    filled = SurveyDataset(x, nan_policy="fill", fill_value=-1.0)
+    assert filled.read_images(1, 2)[0, 0, 0, 0] == -1.0
+    with pytest.raises(ValueError, match=r"object 1 .* has 1 NaN/Inf pixels"):
+        SurveyDataset(x).read_images(0, 5)

@@ -175,15 +175,32 @@ class SurveyDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def read_images(self, start: int, stop: int) -> np.ndarray:
+        """Images of items ``start:stop`` as a float32 ``(n, C, H, W)`` array, read from the source
+        (one read when the rows are consecutive) with the NaN policy applied: ``"fill"`` replaces
+        bad pixels, ``"raise"`` names the objects that have any.
+
+        Raises:
+            ValueError: NaN / Inf pixels under ``"raise"``.
+        """
+        rows = self.indices[start:stop]
+        if not rows.size or rows[-1] - rows[0] == rows.size - 1:
+            images = self.images.read(int(rows[0]), int(rows[-1]) + 1) if rows.size else self.images.read(0, 0)
+        else:
+            images = np.stack([self.images.read(int(r), int(r) + 1)[0] for r in rows])
+        if self.fill_value is not None:
+            return np.nan_to_num(images, nan=self.fill_value, posinf=self.fill_value, neginf=self.fill_value)
+        if self.nan_policy == "raise":
+            bad = (~np.isfinite(images)).reshape(len(images), -1).sum(axis=1)
+            if bad.any():
+                named = ", ".join(f"object {r} (row {r} of {self.images.path}) has {n} NaN/Inf pixels"
+                                  for r, n in zip(rows[bad > 0][:10].tolist(), bad[bad > 0][:10].tolist()))
+                raise ValueError(f"{named}; pass nan_policy='reject' or 'fill'")
+        return images
+
     def __getitem__(self, item: int) -> dict[str, Tensor]:
         index = int(self.indices[item])
-        image = torch.from_numpy(self.images.read(index, index + 1)[0])
-        if self.fill_value is not None:
-            image = torch.nan_to_num(image, nan=self.fill_value, posinf=self.fill_value, neginf=self.fill_value)
-        elif self.nan_policy == "raise" and not bool(torch.isfinite(image).all()):
-            raise ValueError(f"object {index} (row {index} of {self.images.path}) has "
-                             f"{int((~torch.isfinite(image)).sum())} NaN/Inf pixels; pass nan_policy='reject' "
-                             "or 'fill'")
+        image = torch.from_numpy(self.read_images(item, item + 1)[0])
         if self.augment:
             image = random_dihedral(image)
         sample = {"image": image, "index": torch.tensor(index)}

@@ -28,21 +28,6 @@ from advrobust.scan.rows import scan_rows
 __all__ = ["scan_survey"]
 
 
-def _chunk_images(dataset: SurveyDataset, start: int, stop: int) -> np.ndarray:
-    rows = dataset.indices[start:stop]
-    if rows.size and rows[-1] - rows[0] == rows.size - 1:  # consecutive: one read
-        images = dataset.images.read(int(rows[0]), int(rows[-1]) + 1)
-    else:
-        images = np.stack([dataset.images.read(int(r), int(r) + 1)[0] for r in rows])
-    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
-    if bad.any():
-        if dataset.fill_value is None:
-            raise ValueError(f"objects at rows {rows[bad][:10].tolist()} of {dataset.images.path} have NaN/Inf "
-                             "pixels; load the survey with nan_policy='reject' or 'fill'")
-        images = np.nan_to_num(images, nan=dataset.fill_value, posinf=dataset.fill_value, neginf=dataset.fill_value)
-    return images
-
-
 def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: Sequence[str],
                 settings: AttackSettings, seed: int = 0, chunk_size: int = 256, batch_size: int = 128,
                 lo: Optional[Sequence[float]] = None, hi: Optional[Sequence[float]] = None,
@@ -109,7 +94,7 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
 
     def compute(chunk):
         rows = dataset.indices[chunk.start:chunk.stop]
-        images = torch.from_numpy(_chunk_images(dataset, chunk.start, chunk.stop)).to(device)
+        images = torch.from_numpy(dataset.read_images(chunk.start, chunk.stop)).to(device)
         extra = (torch.from_numpy(dataset.values[ebv][rows]).to(device),) if task == "photoz" else ()
         ids = dataset.ids[rows] if dataset.ids is not None else rows
         return scan_rows(model, images, extra, ids, task=task, attacks=attacks, settings=settings,
