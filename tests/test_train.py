@@ -110,6 +110,41 @@ def test_checkpoint_round_trip_continues_identically(tmp_path):
         load_checkpoint(tmp_path / "weights.safetensors")
 
 
+def test_one_cycle_schedule_and_resume(tmp_path):
+    data = TensorDataset(torch.randn(32, 3, 8, 8), torch.randint(0, 3, (32,)))
+    lrs = []
+    trainer = Trainer(_tiny(), "ce", lr=0.01, one_cycle=True, progress=False)
+    step = trainer.train_step
+    trainer.train_step = lambda b: (lrs.append(trainer.optimizer.param_groups[0]["lr"]), step(b))[1]
+    trainer.fit(data, 5, batch_size=8)  # 20 steps: warm-up to the peak at step 6 (30%), then cosine down
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        torch.optim.Adam(_tiny().parameters(), lr=0.01), max_lr=0.01, total_steps=20)
+    expected = []
+    for _ in range(20):
+        expected.append(reference.get_last_lr()[0])
+        reference.optimizer.step()
+        reference.step()
+    assert lrs == pytest.approx(expected) and max(lrs) == pytest.approx(0.01) and lrs[0] == pytest.approx(0.01 / 25)
+    # a run stopped after 2 of 5 epochs and resumed from its checkpoint ends with the same weights
+    ckpt = tmp_path / "c.safetensors"
+    Trainer(_tiny(), "ce", lr=0.01, one_cycle=True, progress=False, checkpoint=ckpt).fit(data, 5, batch_size=8)
+    straight = load_checkpoint(ckpt)[0]
+    ckpt.unlink()
+    first = Trainer(_tiny(), "ce", lr=0.01, one_cycle=True, progress=False, checkpoint=ckpt)
+    first._stopped = lambda: first.epoch >= 2  # stop after two epochs, as a killed run would
+    first.fit(data, 5, batch_size=8)
+    assert first.epoch == 2
+    Trainer(_tiny(), "ce", lr=0.01, one_cycle=True, progress=False, checkpoint=ckpt).fit(data, 5, batch_size=8)
+    resumed = load_checkpoint(ckpt)[0]
+    for k, v in straight.items():
+        if k.startswith("model."):
+            assert torch.equal(v, resumed[k]), k
+    with pytest.raises(ValueError, match="one-cycle schedule covers 20 steps"):
+        Trainer(_tiny(), "ce", lr=0.01, one_cycle=True, progress=False, checkpoint=ckpt).fit(data, 6, batch_size=8)
+    with pytest.raises(ValueError, match="two learning-rate schedules"):
+        Trainer(_tiny(), "ce", one_cycle=True, plateau_patience=2)
+
+
 def test_early_stopping_and_history():
     data = TensorDataset(torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,)))
     # a learning rate of 10 makes the validation loss worse after the first epoch

@@ -76,7 +76,11 @@ class Trainer:
         extra_losses: :data:`ExtraLoss` terms (MMD, sensitivity).
         plateau_patience: epochs without improvement of the monitored loss (validation loss when a
             validation set is given, else the training loss) before the learning rate is multiplied
-            by ``plateau_factor``; None: constant learning rate.
+            by ``plateau_factor``; None: constant learning rate (unless ``one_cycle``).
+        one_cycle: the one-cycle schedule (Smith and Topin 2019, ``torch.optim.lr_scheduler.OneCycleLR``):
+            the learning rate rises from ``lr / 25`` to ``lr`` over the first 30% of the steps of
+            :meth:`fit` and anneals to ``lr / 1e4`` by its last step (stepped per batch). Not with
+            ``plateau_patience``.
         early_stopping: stop after this many epochs without improvement of the monitored loss; None: never.
         metric: ``"accuracy"``, ``"sigma_mad"`` (photo-z, needs the model's ``bin_centres``), a callable
             ``(outputs (N, ...), y (N,)) -> float`` or None; reported on the validation set.
@@ -96,7 +100,7 @@ class Trainer:
     def __init__(self, model: nn.Module, loss: Union[str, LossFn] = "ce", *, optimizer: str = "adam",
                  lr: float = 1e-3, weight_decay: float = 0.0, adam_eps: float = 1e-8,
                  batch_transform: Optional[BatchTransform] = None, extra_losses: Sequence[ExtraLoss] = (),
-                 plateau_patience: Optional[int] = None, plateau_factor: float = 0.1,
+                 plateau_patience: Optional[int] = None, plateau_factor: float = 0.1, one_cycle: bool = False,
                  early_stopping: Optional[int] = None, metric: Union[str, Callable, None] = "auto",
                  seed: int = 0, amp: bool = False, progress: bool = True,
                  checkpoint: Optional[Union[str, os.PathLike]] = None,
@@ -122,6 +126,10 @@ class Trainer:
                 raise ValueError(f"Trainer: plateau_factor must be < 1, got {plateau_factor}")
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=plateau_factor, patience=int(plateau_patience))
+        if one_cycle and plateau_patience is not None:
+            raise ValueError("Trainer: one_cycle and plateau_patience are two learning-rate schedules; give one")
+        self.one_cycle = bool(one_cycle)
+        self.lr = float(lr)
         if early_stopping is not None:
             check_number("Trainer", "early_stopping", early_stopping, integer=True, positive=True)
         self.early_stopping = early_stopping
@@ -309,12 +317,20 @@ class Trainer:
         world, rank = distributed.world_size(), distributed.rank()
         if batch_size % world:
             raise ValueError(f"Trainer.fit: batch_size {batch_size} is not divisible by the {world} processes")
+        sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        loader = DataLoader(train, batch_size=batch_size // world, sampler=sampler)
+        total_steps = epochs * len(loader)
+        if self.one_cycle and self.scheduler is None:
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=self.lr,
+                                                                 total_steps=max(total_steps, 1))
         if resume and self.checkpoint is not None and os.path.exists(self.checkpoint):
             self.load(self.checkpoint)
         elif self.epoch == 0:
             torch.manual_seed(self.seed)
-        sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
-        loader = DataLoader(train, batch_size=batch_size // world, sampler=sampler)
+        if self.one_cycle and self.scheduler.total_steps != max(total_steps, 1):
+            raise ValueError(f"Trainer.fit: the one-cycle schedule covers {self.scheduler.total_steps} steps, but "
+                             f"{epochs} epochs of {len(loader)} batches are {total_steps}: a resumed run needs the "
+                             "same epochs, batch size and data, or a fresh checkpoint")
         show = self.progress and distributed.is_main()
         head = getattr(self.module, "head", None)
         hook = head.register_forward_pre_hook(self._keep_latent) if isinstance(head, nn.Module) else None
@@ -333,6 +349,8 @@ class Trainer:
             for items in bar:
                 total += self.train_step(self._batch(items))
                 steps += 1
+                if self.one_cycle:
+                    self.scheduler.step()
                 if show:
                     bar.set_postfix(loss=f"{total / steps:.4g}")
             record = {"epoch": self.epoch + 1, "train_loss": total / max(steps, 1),
@@ -343,7 +361,7 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
                 bar.close()
             monitored = record.get("val_loss", record["train_loss"])
-            if self.scheduler is not None:
+            if self.scheduler is not None and not self.one_cycle:
                 self.scheduler.step(monitored)
             if monitored < self._best:
                 self._best, self._bad_epochs = monitored, 0
