@@ -55,7 +55,8 @@ def test_grid_classifier_scores_and_batch_independence():
     x, y = _data()
     models = {"a": TinyClassifier(0), "b": TinyClassifier(1)}
     r1 = evaluate_grid(models, ATTACKS, x, y, batch_size=24, keep_distances=True)
-    r2 = evaluate_grid(models, {k: v for k, v in ATTACKS.items() if k != "one-pixel"}, x, y, batch_size=5)
+    r2 = evaluate_grid(models, {k: v for k, v in ATTACKS.items() if k != "one-pixel"}, x, y, batch_size=5,
+                       keep_predictions=True)
     assert r1.columns() == [NATURAL, "FGSM", "PGD-inf", "one-pixel", "gaussian"]
     for name, m in models.items():
         with torch.no_grad():
@@ -63,6 +64,9 @@ def test_grid_classifier_scores_and_batch_independence():
             ref_fgsm = classification_metrics(y, m(FGSM(m, eps=0.1)(x, y)).argmax(1), 3)
         assert r1.scores[name][NATURAL]["accuracy"] == pytest.approx(ref["accuracy"])
         assert r1.scores[name]["FGSM"]["f1"] == pytest.approx(ref_fgsm["f1"])
+        with torch.no_grad():
+            assert np.array_equal(r2.predictions[name][NATURAL], m(x).argmax(1).numpy())
+            assert np.array_equal(r2.predictions[name]["FGSM"], m(FGSM(m, eps=0.1)(x, y)).argmax(1).numpy())
         # the deterministic attacks do not depend on the batch size (the noise draws follow the batches)
         for a in ("FGSM", "PGD-inf"):
             assert r2.scores[name][a]["accuracy"] == pytest.approx(r1.scores[name][a]["accuracy"])
@@ -91,9 +95,12 @@ def test_grid_photoz():
     ebv = torch.full((12,), 0.02)
     m = TinyPhotoz()
     r = evaluate_grid({"p": m}, {"noise": natural(gaussian_noise, sigma=0.01)}, x, z, ebv, task="photoz",
-                      batch_size=5)
+                      batch_size=5, keep_predictions=True)
     with torch.no_grad():
         ref = photoz_metrics(redshift.z_phot(m(x, ebv), m.bin_centres), z)
+        np.testing.assert_allclose(r.predictions["p"][NATURAL], redshift.z_phot(m(x, ebv), m.bin_centres).numpy(),
+                                   rtol=1e-6)
+    assert r.predictions["p"]["noise"].shape == (12,) and r.predictions["p"]["noise"].dtype == np.float64
     for key in ("bias", "sigma_mad", "eta"):
         assert r.scores["p"][NATURAL][key] == pytest.approx(ref[key], rel=1e-6)
     assert set(r.cells()["p"]["noise"]) == {"bias", "sigma_mad", "eta"}

@@ -76,12 +76,15 @@ class GridResult:
             ``iterations``) and ``latent`` (distance median / mean / sem) when available.
             ``scores[model]["natural"]`` holds the clean metrics.
         distances: ``distances[model][attack]`` -> ``(N,)`` latent distances (``keep_distances=True``).
+        predictions: ``predictions[model][column]`` -> ``(N,)`` predicted class (int64) or z_phot
+            (float64), ``natural`` included (``keep_predictions=True``).
         seconds: ``seconds[model][attack]`` wall time of the attack plus scoring (``natural``: clean pass).
     """
 
     task: str
     scores: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
     distances: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
+    predictions: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     seconds: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     def columns(self) -> list:
@@ -108,7 +111,7 @@ def _slices(n: int, batch_size: int):
 def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackFactory], x: Tensor, y: Tensor,
                   *extra: Tensor, task: str = "classifier", n_classes: Optional[int] = None,
                   batch_size: int = 128, latent: bool = True, keep_distances: bool = False,
-                  outlier_threshold: float = 0.05) -> GridResult:
+                  keep_predictions: bool = False, outlier_threshold: float = 0.05) -> GridResult:
     """Run every model against every attack, batch by batch, and score the results.
 
     Args:
@@ -123,6 +126,7 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
         batch_size: images per attack batch.
         latent: compute latent distances clean vs perturbed where the model has ``features``.
         keep_distances: also return every latent distance (for histograms and the JS distance).
+        keep_predictions: also return every prediction (class or z_phot), clean and perturbed.
         outlier_threshold: photo-z ``|dz|`` outlier threshold (Campagne 2021: 0.05).
 
     Returns:
@@ -153,11 +157,13 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
         k = n_classes or getattr(model, "n_outputs", None)
         has_latent = latent and callable(getattr(model, "features", None))
 
-        def score(acc, logits, yb):
-            if task == "photoz":
-                acc.update(redshift.z_phot(logits, model.bin_centres), yb)
-            else:
-                acc.update(yb, logits.argmax(1))
+        kept: Dict[str, list] = {}
+
+        def score(acc, logits, yb, column):
+            pred = redshift.z_phot(logits, model.bin_centres) if task == "photoz" else logits.argmax(1)
+            acc.update(*((pred, yb) if task == "photoz" else (yb, pred)))
+            if keep_predictions:
+                kept.setdefault(column, []).append(pred.detach().cpu())
 
         def task_metric():
             if task == "photoz":
@@ -180,13 +186,13 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
             eb = tuple(e[sl].to(dev) for e in extra)
             t0 = time.perf_counter()
             logits, feats = predict(model, xb, eb, latent=latent)
-            score(metric[NATURAL], logits, yb)
+            score(metric[NATURAL], logits, yb, NATURAL)
             seconds[NATURAL] += time.perf_counter() - t0
             for a, atk in instances.items():
                 t0 = time.perf_counter()
                 out = attack_batch(model, atk, xb, yb, eb, task=task, latent=latent,
                                    outlier_threshold=outlier_threshold)
-                score(metric[a], out.logits, yb)
+                score(metric[a], out.logits, yb, a)
                 success[a].update(out.success, out.iterations)
                 if feats is not None:
                     dist[a].update(feats, out.features)
@@ -205,5 +211,8 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
                     result.distances[mname][a] = dist[a].distances()
             row[a] = cell
         result.scores[mname] = row
+        if keep_predictions:
+            result.predictions[mname] = {
+                c: torch.cat(v).numpy().astype(np.float64 if task == "photoz" else np.int64) for c, v in kept.items()}
         result.seconds[mname] = seconds
     return result
