@@ -22,6 +22,7 @@ import sys
 
 #: command name -> the one line ``advrobust -h`` shows for it; the code is advrobust.cli.<name>
 COMMANDS = {
+    "demo": "the main job: simulate surveys, train, attack, defend, write a report (--quick: 2 minutes)",
     "scan": "survey robustness scan: one Parquet row per object, resumable, sharded under torchrun",
     "bench": "time the fused kernels (ops, the default) and the attacks (attacks, against torchattacks)",
 }

@@ -1,0 +1,110 @@
+"""The demo's sizes: three presets (``quick``, ``default``, ``paper``) of one :class:`DemoConfig`.
+
+Why these numbers (measured on the 2-core CPU this package is developed on, /bench and the issue's
+calibration notes): the photo-z baseline reaches a credible sigma_MAD only after ~50,000-100,000
+sample-updates on bright (z < 0.4) galaxies, so ``default`` trains 10,000 galaxies for 10 epochs
+with a one-cycle schedule; ``quick`` (the CI smoke run, under two minutes) cannot afford that and
+its report says what it reaches. Morphology is learnt in 2-3 epochs on 1,500 preprocessed Y10
+stamps. ``paper`` has the papers' sizes (Campagne 2021: 100,000 training galaxies, the Inception
+net; Ciprijanovic et al. 2022: ResNet18, one-pixel population 400, 80 generations, 150 images) and
+is meant for a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class PhotozConfig:
+    """The photo-z part (Campagne 2021 on simulated LSST ugriz cutouts, nanomaggies).
+
+    Attributes:
+        n_train, n_test: simulated galaxies for training and for the held-out test set.
+        n_attack: test galaxies the attacks run on (the first ones of the test set).
+        z_max: upper end of the redshift range simulated and of the model's bins (z >= 0.02).
+        model: registry name of the network; its ``z_max`` is set to :attr:`z_max`.
+        epochs, lr, batch_size: Adam with a one-cycle schedule peaking at ``lr``.
+        eps_sky: attack strengths, in sky sigmas of each band (L-inf); the last one is the headline
+            strength, the one adversarial training uses.
+        pgd_steps: PGD-Linf and PGD-L2 iterations (step eps / 4).
+        fraction: adversarial fraction f_a of each mini-batch (Campagne 2021, Algorithm 1).
+    """
+
+    n_train: int = 10_000
+    n_test: int = 2_000
+    n_attack: int = 500
+    z_max: float = 0.4
+    model: str = "photoz_small"
+    epochs: int = 10
+    lr: float = 3e-3
+    batch_size: int = 64
+    eps_sky: Tuple[float, ...] = (0.1, 0.3, 1.0)
+    pgd_steps: int = 10
+    fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class MorphologyConfig:
+    """The morphology part (Ciprijanovic et al. 2022: spiral / elliptical / merger, gri, Y10 and Y1).
+
+    Attributes:
+        n_train, n_test: simulated galaxies (each at Y10 and Y1 depth) for training and testing.
+        size: stamp size in pixels (0.2 arcsec each).
+        model: registry name of the classifier.
+        epochs, lr, batch_size: Adam, constant learning rate.
+        mmd_lambda: weight of the MMD term of domain adaptation (Y10 labelled -> Y1 unlabelled).
+        eps_sky: L-inf strength of FGSM / PGD in sky sigmas of the preprocessed images.
+        n_onepixel: test images attacked by the one-pixel attack (correctly classified by every model).
+        population, generations: differential evolution of the one-pixel attack.
+        noise_sigma: Gaussian sigma of noisy training and of randomized smoothing (preprocessed units).
+        n_certify, n0, n, alpha: randomized-smoothing certification (Cohen et al. 2019).
+    """
+
+    n_train: int = 1_500
+    n_test: int = 600
+    size: int = 100
+    model: str = "morphology_small"
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 32
+    mmd_lambda: float = 1.0
+    eps_sky: float = 1.0
+    n_onepixel: int = 20
+    population: int = 100
+    generations: int = 30
+    noise_sigma: float = 0.1
+    n_certify: int = 100
+    n0: int = 100
+    n: int = 1_000
+    alpha: float = 0.001
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo does, by preset (:data:`PRESETS`)."""
+
+    name: str = "default"
+    photoz: PhotozConfig = field(default_factory=PhotozConfig)
+    morphology: MorphologyConfig = field(default_factory=MorphologyConfig)
+
+    def as_dict(self) -> dict:
+        """JSON-able form (for the report)."""
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    "default": DemoConfig(),
+    "quick": DemoConfig(
+        name="quick",
+        photoz=PhotozConfig(n_train=2_500, n_test=500, n_attack=300, epochs=8, lr=1e-2),
+        morphology=MorphologyConfig(n_train=500, n_test=200, size=64, epochs=3, n_onepixel=8, population=50,
+                                    generations=15, n_certify=40, n0=50, n=300)),
+    "paper": DemoConfig(
+        name="paper",
+        photoz=PhotozConfig(n_train=100_000, n_test=10_000, n_attack=10_000, model="pasquet_inception",
+                            epochs=30, lr=1e-3),
+        morphology=MorphologyConfig(n_train=20_000, n_test=3_000, model="resnet18", epochs=20, n_onepixel=150,
+                                    population=400, generations=80, n_certify=500, n=100_000)),
+}

@@ -1,0 +1,208 @@
+"""The demo's morphology part (Ciprijanovic et al. 2022, DeepAdversaries; Cohen et al. 2019).
+
+Simulate spirals, ellipticals and mergers (gri, each at LSST Y10 and Y1 depth), preprocess them as
+the paper does (percentile clip + arcsinh, so every image lies in [0, 1]), and train three
+classifiers on the labelled Y10 images: a baseline, one with MMD domain adaptation towards the
+unlabelled Y1 images, and one with Gaussian noise (the base of randomized smoothing). Then measure:
+accuracy on Y10 and on the Y1 twins (observational noise), FGSM and PGD, the one-pixel attack
+(success rate and iterations needed, with and without domain adaptation; a changed pixel stays in
+[0, 1], the data's range), latent distances, isomaps, a church window, and certified accuracy of
+the smoothed classifier.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from advrobust.attacks.by_name import AttackSettings, attack_by_name
+from advrobust.data import MORPHOLOGY_BANDS, MORPHOLOGY_CLASSES, SurveyDataset, simulate_morphology, sky_sigma
+from advrobust.defenses import MMDAdaptation, NoisyTraining, Smooth, domain_mmd
+from advrobust.demo.config import MorphologyConfig
+from advrobust.demo.stage import StageResult, sky_label
+from advrobust.evaluate import NATURAL, church_window, evaluate_grid, predict
+from advrobust.metrics import average_certified_radius, certified_accuracy, js_distance, latent_distances
+from advrobust.models import create
+from advrobust.plots import plot_certified_accuracy, plot_church_window, plot_distance_histograms, plot_isomap
+from advrobust.report import ReportTable
+from advrobust.train import Trainer
+
+#: radii (preprocessed image units, L2) at which certified accuracy is tabulated
+CERTIFY_RADII = (0.0, 0.1, 0.2, 0.3, 0.5)
+#: test images attacked by FGSM / PGD (of the test set's first ones)
+N_GRADIENT_ATTACK = 200
+
+
+def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool) -> StageResult:
+    """Simulate, train the three classifiers, perturb, certify, tabulate.
+
+    Returns:
+        :class:`StageResult`; ``facts`` holds ``<model>/Y10``, ``<model>/Y1`` accuracies,
+        ``<model>/onepixel_success``, ``<model>/onepixel_median_iterations``, ``certified_acr``.
+    """
+    out = StageResult()
+    n = cfg.n_train + cfg.n_test
+    with out.timed(f"morphology: simulate and preprocess {n:,} galaxies at Y10 and Y1 depth"):
+        sim = simulate_morphology(n, seed=seed + 1, size=cfg.size, preprocess=True)
+    x10, x1 = torch.from_numpy(sim["images_y10"]), torch.from_numpy(sim["images_y1"])
+    labels = torch.from_numpy(sim["labels"]).long()
+    train, test = slice(0, cfg.n_train), slice(cfg.n_train, n)
+    sky = sky_sigma(sim["images_y10"][train])
+    unit = torch.tensor(sky, dtype=torch.float32, device=device)
+    train_set = SurveyDataset(x10[train], {"label": labels[train]}, augment=True)
+
+    def fit(label: str, transform=None, extra=()):
+        torch.manual_seed(seed)
+        model = create(cfg.model, image_size=cfg.size)
+        with out.timed(f"morphology: train {label} ({cfg.n_train:,} Y10 images, {cfg.epochs} epochs)"):
+            Trainer(model, "ce", lr=cfg.lr, batch_transform=transform, extra_losses=extra, seed=seed,
+                    progress=progress, device=device, fields=("image", "label")).fit(
+                train_set, cfg.epochs, batch_size=cfg.batch_size)
+        return model.eval()
+
+    base, da, noisy = "baseline", f"MMD domain adaptation (lambda = {cfg.mmd_lambda:g})", \
+        f"noisy training (sigma = {cfg.noise_sigma:g})"
+    models = {base: fit(base),
+              da: fit(da, extra=(MMDAdaptation(x1[train].to(device), lam=cfg.mmd_lambda),)),
+              noisy: fit(noisy, NoisyTraining(cfg.noise_sigma))}
+
+    x10_t, x1_t, y_t = x10[test].to(device), x1[test].to(device), labels[test].to(device)
+    k = min(N_GRADIENT_ATTACK, cfg.n_test)
+    settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=10, unit=unit, population=cfg.population,
+                              generations=cfg.generations)
+
+    def factory(kind: str):
+        return lambda m: attack_by_name(kind, m, settings, task="classifier", image_shape=tuple(x10.shape[1:]),
+                                        generator=torch.Generator(device=device).manual_seed(seed), seed=seed,
+                                        lo=0.0, hi=1.0)
+
+    fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
+    with out.timed(f"morphology: accuracy on Y10 and Y1 ({cfg.n_test} test galaxies), FGSM and PGD on {k}"):
+        on_y10 = evaluate_grid(models, {}, x10_t, y_t, n_classes=3, keep_predictions=True)
+        on_y1 = evaluate_grid(models, {}, x1_t, y_t, n_classes=3, keep_predictions=True)
+        grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10_t[:k], y_t[:k], n_classes=3)
+        latents = {m: (predict(model, x10_t)[1], predict(model, x1_t)[1]) for m, model in models.items()}
+        mmd = {m: domain_mmd(model, x10_t, x1_t) for m, model in models.items()}
+
+    accuracy_rows = {}
+    for m in models:
+        y10, y1 = on_y10.scores[m][NATURAL], on_y1.scores[m][NATURAL]
+        d = latent_distances(*latents[m])
+        accuracy_rows[m] = {"Y10": y10["accuracy"], "Y1": y1["accuracy"], "F1 Y10": y10["f1"], "F1 Y1": y1["f1"],
+                            fgsm: grad.scores[m][fgsm]["accuracy"], pgd: grad.scores[m][pgd]["accuracy"],
+                            "latent distance Y10-Y1 (median)": f"{np.median(d):.3g}",
+                            "MMD^2 Y10-Y1 latents": f"{mmd[m]:.3g}"}
+        out.facts[f"{m}/Y10"], out.facts[f"{m}/Y1"] = y10["accuracy"], y1["accuracy"]
+    out.tables.append(ReportTable(
+        f"Morphology: accuracy on Y10, on their Y1 twins, and under attack ({cfg.n_test} test galaxies; "
+        f"FGSM / PGD on {k})", rows=accuracy_rows,
+        note=(f"{cfg.model} on {cfg.size}x{cfg.size} gri stamps preprocessed as Ciprijanovic et al. 2022 "
+              "(percentile clip + arcsinh, values in [0, 1]); F1 weighted by true counts. FGSM / PGD strength: "
+              f"{cfg.eps_sky:g} sky sigma of the preprocessed Y10 images per band ("
+              + ", ".join(f"{b} {s:.3g}" for b, s in zip(MORPHOLOGY_BANDS, sky)) + "), clamped to [0, 1]. "
+              "The MMD^2 (DeepAdversaries' 19 kernel widths) is between the Y10 and Y1 latents of the test galaxies.")))
+
+    onepixel = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), seed)
+    out.figures.update(_latent_figures(models, (base, da), latents, y_t, onepixel, cfg))
+    out.figures.update(_church(models[base], base, x10_t[onepixel.chosen[:1]], y_t[onepixel.chosen[:1]],
+                               factory("onepixel"), seed))
+    _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
+    out.headline += [
+        ("morphology baseline accuracy Y10 -> Y1", f"{out.facts[f'{base}/Y10']:.1%} -> {out.facts[f'{base}/Y1']:.1%}"),
+        ("morphology with MMD domain adaptation Y10 -> Y1",
+         f"{out.facts[f'{da}/Y10']:.1%} -> {out.facts[f'{da}/Y1']:.1%}"),
+        (f"morphology baseline accuracy under {fgsm}", f"{grad.scores[base][fgsm]['accuracy']:.1%}"),
+    ]
+    return out
+
+
+def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_y10, attack, seed: int):
+    """The one-pixel attack on test images every model classifies correctly; returns the grid."""
+    correct = np.logical_and.reduce([on_y10.predictions[m][NATURAL] == y.cpu().numpy() for m in models])
+    chosen = torch.from_numpy(np.flatnonzero(correct)[:cfg.n_onepixel]).to(x.device)
+    with out.timed(f"morphology: one-pixel attack on {len(chosen)} images x {len(names)} models "
+                   f"(population {cfg.population}, {cfg.generations} generations)"):
+        grid = evaluate_grid({m: models[m] for m in names}, {"one-pixel": attack}, x[chosen], y[chosen],
+                             n_classes=3, keep_distances=True)
+    rows = {}
+    for m in names:
+        cell = grid.scores[m]["one-pixel"]
+        it = cell["iterations"]
+        rows[m] = {"images": str(len(chosen)), "success rate": cell["success_rate"],
+                   "iterations needed (median of successes)": _num(it.get("median")),
+                   "iterations needed (mean of successes)": _num(it.get("mean")),
+                   "latent distance (median)": f"{cell['latent']['median']:.3g}"}
+        out.facts[f"{m}/onepixel_success"] = cell["success_rate"]
+        out.facts[f"{m}/onepixel_median_iterations"] = it.get("median", float("nan"))
+    out.tables.append(ReportTable(
+        "Morphology: one-pixel attack, with and without domain adaptation", rows=rows,
+        note=(f"Differential evolution (best1, population {cfg.population}, at most {cfg.generations} generations) "
+              "replacing one pixel's gri values with values in [0, 1] (the preprocessed data's range), on test images "
+              "every model classifies correctly. Success: the predicted class changes. Iterations: generations "
+              "until the first success (Ciprijanovic et al. 2022 use them as a susceptibility measure).")))
+    base = names[0]
+    out.headline.append((f"morphology one-pixel success ({len(chosen)} images): baseline / domain adaptation",
+                         f"{rows[base]['success rate']:.0%} / {rows[names[1]]['success rate']:.0%}"))
+    grid.chosen = chosen
+    return grid
+
+
+def _num(v) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
+
+
+def _latent_figures(models, names, latents, y, onepixel, cfg: MorphologyConfig) -> dict:
+    """Isomaps (Y10 filled, Y1 empty) and latent-distance histograms, for baseline and DA."""
+    figures = {}
+    y_np = y.cpu().numpy()
+    hist = {}
+    for m in names:
+        z10, z1 = (t.cpu().numpy() for t in latents[m])
+        figures[f"Isomap of the {m} latent space: Y10 (filled) and Y1 (empty), colour = true class"] = plot_isomap(
+            {"Y10": z10, "Y1": z1}, {"Y10": y_np, "Y1": y_np}, class_names=MORPHOLOGY_CLASSES)
+        hist[f"Y1 noise, {m}"] = latent_distances(z10, z1)
+        hist[f"one-pixel, {m}"] = onepixel.distances[m]["one-pixel"]
+    jsd = js_distance(hist[f"Y1 noise, {names[0]}"], hist[f"Y1 noise, {names[1]}"])
+    figures[f"Latent distances clean - perturbed (JS distance of the Y1 histograms, baseline vs DA: {jsd:.3f})"] = \
+        plot_distance_histograms(hist)
+    return figures
+
+
+def _church(model, name: str, x, y, attack, seed: int) -> dict:
+    """Church window of one image: the one-pixel direction against a random direction of the same norm."""
+    x_adv = attack(model)(x, y)
+    d1 = (x_adv - x)[0]
+    if not bool(d1.abs().sum() > 0):
+        return {}
+    d2 = torch.randn(d1.shape, generator=torch.Generator().manual_seed(seed)).to(d1)
+    d2 *= d1.norm() / d2.norm()
+    window = church_window(model, x[0], d1, d2, extent=(-1.5, 1.5), steps=41)
+    return {f"Church window of one test galaxy ({name}): one-pixel direction vs a random direction of the same "
+            "norm (the attacked image is at (1, 0))": plot_church_window(window, class_names=MORPHOLOGY_CLASSES)}
+
+
+def _certify(out: StageResult, cfg: MorphologyConfig, model, name: str, x, y, seed: int, device) -> None:
+    """Randomized smoothing of the noise-trained classifier: certified accuracy vs L2 radius."""
+    k = min(cfg.n_certify, x.shape[0])
+    smooth = Smooth(model, 3, cfg.noise_sigma)
+    with out.timed(f"morphology: randomized smoothing, certify {k} images (n0 {cfg.n0}, n {cfg.n:,})"):
+        pred, radius = smooth.certify_batch(x[:k], cfg.n0, cfg.n, cfg.alpha, batch_size=500,
+                                            generator=torch.Generator(device=device).manual_seed(seed))
+    labels = y[:k].cpu().numpy()
+    acc = certified_accuracy(pred.numpy(), radius.numpy(), labels, CERTIFY_RADII)
+    acr = average_certified_radius(pred.numpy(), radius.numpy(), labels)
+    out.facts["certified_acr"] = acr
+    row = {f"radius {r:g}": a for r, a in zip(CERTIFY_RADII, acc)}
+    row["abstained"] = float((pred == Smooth.ABSTAIN).float().mean())
+    row["average certified radius"] = f"{acr:.3f}"
+    out.tables.append(ReportTable(
+        f"Randomized smoothing (Cohen et al. 2019): certified accuracy of the {name} classifier on {k} Y10 test images",
+        rows={name: row},
+        note=(f"Smoothing sigma {cfg.noise_sigma:g}, n0 = {cfg.n0}, n = {cfg.n:,}, alpha = {cfg.alpha:g}; radii are "
+              "L2 in preprocessed image units (the image of 3 x {0} x {0} values in [0, 1]); an abstention counts "
+              "as wrong.".format(cfg.size))))
+    grid = np.linspace(0.0, max(float(radius.max()), 0.1) * 1.05, 60)
+    curve = certified_accuracy(pred.numpy(), radius.numpy(), labels, grid)
+    out.figures["Certified accuracy vs L2 radius (randomized smoothing)"] = plot_certified_accuracy(
+        {f"sigma = {cfg.noise_sigma:g}": (grid, curve)}, unit="preprocessed image units")
+    out.headline.append((f"morphology smoothed classifier: certified accuracy at radius {CERTIFY_RADII[2]:g}",
+                         f"{acc[2]:.0%} (ACR {acr:.3f})"))

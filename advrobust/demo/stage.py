@@ -1,0 +1,50 @@
+"""What each part of the demo hands to the report: tables, figures, headline lines, stage timings."""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Tuple
+
+from advrobust.report import ReportTable
+
+
+@dataclass
+class StageResult:
+    """One part of the demo (photo-z or morphology).
+
+    Attributes:
+        tables: report tables, in order.
+        figures: ``{caption: matplotlib Figure}``.
+        headline: ``(what, measured)`` lines of the table printed at the end.
+        facts: the measured numbers the tests and the summary read, by name.
+        timings: ``{stage: wall seconds}``.
+        eps: ``{attack: eps per band in image units}`` for the report's strength table.
+    """
+
+    tables: List[ReportTable] = field(default_factory=list)
+    figures: Dict[str, object] = field(default_factory=dict)
+    headline: List[Tuple[str, str]] = field(default_factory=list)
+    facts: Dict[str, float] = field(default_factory=dict)
+    timings: Dict[str, float] = field(default_factory=dict)
+    eps: Dict[str, object] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Time the block as ``stage`` and say on stderr when it starts and how long it took."""
+        print(f"[advrobust demo] {stage} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = time.perf_counter() - start
+        print(f"[advrobust demo] {stage}: {self.timings[stage]:.1f} s", file=sys.stderr, flush=True)
+
+
+def sigma_eta(cell: dict) -> str:
+    """A photo-z metrics dict as ``"sigma_MAD / eta"`` text, e.g. ``"0.0170 / 1.0%"``."""
+    return f"{cell['sigma_mad']:.4f} / {100 * cell['eta']:.1f}%"
+
+
+def sky_label(eps: float) -> str:
+    """An attack strength in sky sigmas as a label, e.g. ``"0.1 sky sigma"``."""
+    return f"{eps:g} sky sigma"
