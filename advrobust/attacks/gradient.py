@@ -35,7 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import NAN_OUTPUT_HINT, Attack, Unit, channel_view, check_unit, clamp_range, unit_per_channel
+from advrobust.attacks.base import (
+    NAN_OUTPUT_HINT, Attack, Unit, channel_view, check_unit, clamp_range, unit_per_channel,
+)
 from advrobust.checks import (
     Bound, ScalarOrPerSample, broadcast_per_sample, check_number, check_radius, check_within_range, nonfinite_rows,
     per_sample, raise_nonfinite_rows,
