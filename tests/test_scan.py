@@ -107,3 +107,32 @@ def test_scan_without_a_valid_range_draws_one_pixel_values_in_the_first_chunks_r
     assert manifest["lo"] is None and manifest["hi"] is None  # no clamp for the gradient attacks
     assert np.allclose(manifest["pixel_lo"], images[:CHUNK].min(axis=(0, 2, 3)))
     assert np.allclose(manifest["pixel_hi"], images[:CHUNK].max(axis=(0, 2, 3)))
+
+
+def test_scan_eps_sky_is_k_sky_sigmas_in_every_band(survey, tmp_path, capsys):
+    import json
+
+    from advrobust.data.sky import sky_sigma
+
+    folder, model, images = survey
+    out = tmp_path / "cat.parquet"
+    args = scan_args(folder, out, "--attacks", "fgsm,noise")
+    i = args.index("--eps")
+    args[i:i + 2] = ["--eps-sky", "3"]
+    main(args)
+    sky = sky_sigma(images[:CHUNK])
+    assert "eps = 3 sky sigmas per band" in capsys.readouterr().out
+    cat = pq.read_table(out).to_pandas()
+    assert np.allclose(cat["fgsm_eps"], 3.0) and np.allclose(cat["noise_eps"], 3.0)
+    with open(str(out) + ".parts/manifest.json") as handle:
+        manifest = json.load(handle)
+    assert np.allclose(manifest["settings"]["unit"], sky) and manifest["settings"]["eps"] == 3.0
+    x = torch.from_numpy(images)
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+    x_fgsm = FGSM(model, eps=3.0, lo=-0.01, hi=0.06, unit=torch.from_numpy(sky))(x, clean)
+    move = (x_fgsm - x).abs().amax((0, 2, 3)).numpy()
+    assert np.ptp(sky) > 1e-3 * sky.mean()  # the measured sigmas differ by band (by a few per cent here) ...
+    assert np.allclose(move, 3.0 * sky, rtol=1e-4)  # ... and each band gets its own budget
+    with torch.no_grad():
+        assert cat["fgsm_class"].tolist() == model(x_fgsm).argmax(1).tolist()

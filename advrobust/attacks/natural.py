@@ -19,6 +19,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from advrobust.attacks.base import Unit, channel_view, unit_per_channel
 from advrobust.checks import (
     ScalarOrPerSample, broadcast_per_sample, check_batch, check_float_tensor, check_number, per_sample,
 )
@@ -31,30 +32,52 @@ def _check_x(name: str, x: Tensor) -> None:
     check_batch(name, x)
 
 
-def _scale(name: str, what: str, v: ScalarOrPerSample, x: Tensor) -> ScalarOrPerSample:
-    """A float >= 0, or a (B,) tensor broadcast to (B, 1, ..., 1)."""
-    return broadcast_per_sample(per_sample(name, what, v, x), x)
+def _scale(name: str, what: str, v: ScalarOrPerSample, x: Tensor, unit: Unit = None) -> ScalarOrPerSample:
+    """A float >= 0, or a (B,) tensor broadcast to (B, 1, ..., 1); times the unit (None, a float or a
+    per-channel tensor viewed (1, C, 1, ..., 1)) when one is given."""
+    v = broadcast_per_sample(per_sample(name, what, v, x), x)
+    unit = unit_per_channel(name, unit, x)
+    return v if unit is None else v * channel_view(unit, x)
 
 
-def gaussian_noise(x: Tensor, sigma: ScalarOrPerSample, *, generator: Optional[torch.Generator] = None) -> Tensor:
-    """``x + sigma * N(0, 1)``, per element; sigma a float or per-sample ``(B,)`` tensor, image units.
+def gaussian_noise(x: Tensor, sigma: ScalarOrPerSample, *, unit: Unit = None,
+                   generator: Optional[torch.Generator] = None) -> Tensor:
+    """``x + sigma * u[c] * N(0, 1)``, per element.
+
+    Args:
+        x: ``(B, C, ...)`` float images, image units.
+        sigma: float or per-sample ``(B,)`` tensor, >= 0, in image units (or in ``unit``).
+        unit: None (image units), a float or a per-channel ``(C,)`` tensor ``u`` > 0 (e.g. the per-band
+            sky sigma: ``sigma = 1`` then adds one more sky sigma of noise in every band).
 
     Example:
         >>> x_noisy = gaussian_noise(images, 0.05)
     """
     _check_x("gaussian_noise", x)
-    s = _scale("gaussian_noise", "sigma", sigma, x)
+    s = _scale("gaussian_noise", "sigma", sigma, x, unit)
     return x + s * torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
 
 
-def uniform_noise(x: Tensor, eps: ScalarOrPerSample, *, generator: Optional[torch.Generator] = None) -> Tensor:
-    """``x + U[-eps, eps]`` per element (Campagne 2021's random control for its eps choice).
+def uniform_noise(x: Tensor, eps: ScalarOrPerSample, *, unit: Unit = None,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+    """``x + U[-eps * u[c], eps * u[c]]`` per element (Campagne 2021's random control for its eps choice).
+
+    Args:
+        x: ``(B, C, ...)`` float images, image units.
+        eps: half-width, float or per-sample ``(B,)`` tensor, >= 0, in image units (or in ``unit``).
+        unit: None (image units, ``u = 1``), a float or a per-channel ``(C,)`` tensor ``u`` > 0 (e.g. the
+            per-band sky sigma: ``eps`` sky sigmas in every band, the box of the L-inf attacks with the
+            same unit).
+
+    Raises:
+        ValueError: eps < 0 or of the wrong length; unit <= 0, NaN, not 1 or C values (naming ``unit``).
 
     Example:
         >>> x_noisy = uniform_noise(images, 0.01)
+        >>> x_noisy = uniform_noise(images, 2.0, unit=sky_sigma_per_band)  # 2 sky sigmas in every band
     """
     _check_x("uniform_noise", x)
-    e = _scale("uniform_noise", "eps", eps, x)
+    e = _scale("uniform_noise", "eps", eps, x, unit)
     u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     return x + (2.0 * u - 1.0) * e
 
@@ -130,9 +153,9 @@ class _Augmentation(nn.Module):
         self._setting_names = tuple(settings)  # the values live in attributes of those names
         for key, value in settings.items():
             setattr(self, key, value)
-        sky = settings.get("sky")
-        per_sample = [v.numel() for k, v in settings.items() if isinstance(v, Tensor) and k != "sky"]
-        probe = torch.ones(max(per_sample, default=1), sky.numel() if isinstance(sky, Tensor) else 1, 1, 1)
+        per_channel = [v.numel() for k, v in settings.items() if isinstance(v, Tensor) and k in ("sky", "unit")]
+        per_sample = [v.numel() for k, v in settings.items() if isinstance(v, Tensor) and k not in ("sky", "unit")]
+        probe = torch.ones(max(per_sample, default=1), max(per_channel, default=1), 1, 1)
         type(self)._fn(probe, **settings, generator=torch.Generator())  # a throwaway generator: no global draw
 
     def _settings(self) -> dict:
@@ -148,21 +171,23 @@ class _Augmentation(nn.Module):
 
 
 class GaussianNoise(_Augmentation):
-    """Module form of :func:`gaussian_noise`: ``GaussianNoise(sigma, always=False, generator=None)``."""
+    """Module form of :func:`gaussian_noise`: ``GaussianNoise(sigma, unit=None, always=False, generator=None)``."""
 
     _fn = staticmethod(gaussian_noise)
 
-    def __init__(self, sigma: float, *, always: bool = False, generator: Optional[torch.Generator] = None) -> None:
-        super().__init__(always=always, generator=generator, sigma=sigma)
+    def __init__(self, sigma: float, *, unit: Unit = None, always: bool = False,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(always=always, generator=generator, sigma=sigma, unit=unit)
 
 
 class UniformNoise(_Augmentation):
-    """Module form of :func:`uniform_noise`: ``UniformNoise(eps, always=False, generator=None)``."""
+    """Module form of :func:`uniform_noise`: ``UniformNoise(eps, unit=None, always=False, generator=None)``."""
 
     _fn = staticmethod(uniform_noise)
 
-    def __init__(self, eps: float, *, always: bool = False, generator: Optional[torch.Generator] = None) -> None:
-        super().__init__(always=always, generator=generator, eps=eps)
+    def __init__(self, eps: float, *, unit: Unit = None, always: bool = False,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__(always=always, generator=generator, eps=eps, unit=unit)
 
 
 class ShorterExposure(_Augmentation):

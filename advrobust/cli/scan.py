@@ -48,10 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     atk.add_argument("--attacks", default="fgsm,pgd,onepixel,noise",
                      help=f"comma-separated, among {','.join(ATTACK_NAMES)} (default: fgsm,pgd,onepixel,noise)")
     strength = atk.add_mutually_exclusive_group()
-    strength.add_argument("--eps", type=float, help="L-inf radius in image units")
+    strength.add_argument("--eps", type=float, help="L-inf radius in image units, the same in every band")
     strength.add_argument("--eps-sky", type=float, default=2.0,
-                          help="L-inf radius in sky-noise sigmas: K x the median over bands of the per-band "
-                               "sky sigma measured on the first chunk (default: 2)")
+                          help="L-inf radius in sky-noise sigmas, K in every band: band b moves by at most "
+                               "K x its own sky sigma, measured on the first chunk (the attacks' unit; pgd2's "
+                               "L2 radius is then in those units too) (default: 2)")
     atk.add_argument("--pgd-steps", type=int, default=10)
     atk.add_argument("--pixels", type=int, default=1, help="one-pixel attack: pixels changed (default 1)")
     atk.add_argument("--population", type=int, default=100, help="one-pixel attack: DE population (default 100)")
@@ -103,14 +104,14 @@ def main(argv: list, prog: str) -> None:
                               catalogue_key=args.catalog_key, id_column=args.id_column, image_ids=args.image_ids)
         first = dataset.images.read(0, min(len(dataset.images), args.chunk_size))
         sky = sky_sigma(first)
-        eps = args.eps if args.eps is not None else float(args.eps_sky * np.median(sky))
+        eps, unit = (args.eps, None) if args.eps is not None else (args.eps_sky, tuple(sky.tolist()))
         bands = first.shape[1]
         per_band = (lambda v: None if v is None else np.broadcast_to(np.asarray(v, float), (bands,)).tolist())
         lo, hi = per_band(args.valid_lo), per_band(args.valid_hi)
         pixel_lo = lo if lo is not None else np.nanmin(first, axis=(0, 2, 3)).tolist()
         pixel_hi = hi if hi is not None else np.nanmax(first, axis=(0, 2, 3)).tolist()
         settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
-                                  population=args.population, generations=args.generations)
+                                  population=args.population, generations=args.generations, unit=unit)
         result = scan_survey(
             model, dataset, args.out, attacks=attacks, settings=settings, seed=args.seed,
             chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
@@ -120,10 +121,12 @@ def main(argv: list, prog: str) -> None:
                     "id_column": args.id_column},
             progress=not args.no_progress)
         if distributed.is_main():
-            sky_text = ", ".join(f"{s:.3g}" for s in sky)
+            band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
+            eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
+                        if unit is not None else
+                        f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
             print(f"{prog}: {result['objects']} objects -> {result['out']} "
                   f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
-                  f"{result['seconds']:.1f} s; eps = {eps:.4g} image units = {eps / np.median(sky):.2f} x the "
-                  f"median sky sigma; sky sigma per band [{sky_text}])")
+                  f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}])")
     finally:
         distributed.shutdown()

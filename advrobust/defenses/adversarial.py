@@ -22,6 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from advrobust.attacks.base import Unit, check_unit
 from advrobust.attacks.by_name import TRAINING_ATTACKS as ATTACKS, make_attack
 from advrobust.checks import Bound, check_number
 from advrobust.train.trainer import Batch
@@ -32,7 +33,8 @@ __all__ = ["ATTACKS", "make_attack", "AdversarialTraining", "WeightedAdversarial
 class _AttackTransform:
     """Shared parts: the attack built on the trainer's (unwrapped) model, loss and generator."""
 
-    def __init__(self, attack: str, eps: float, steps: int, step_size: Optional[float], lo: Bound, hi: Bound) -> None:
+    def __init__(self, attack: str, eps: float, steps: int, step_size: Optional[float], lo: Bound, hi: Bound,
+                 unit: Unit) -> None:
         name = type(self).__name__
         if attack not in ATTACKS:
             raise ValueError(f"{name}: attack must be one of {ATTACKS}, got {attack!r}")
@@ -40,12 +42,14 @@ class _AttackTransform:
         self.steps = int(check_number(name, "steps", steps, integer=True, positive=True))
         self.step_size = None if step_size is None else check_number(name, "step_size", step_size, positive=True)
         self.lo, self.hi = lo, hi
+        self.unit = check_unit(name, unit)
 
     def adversarial(self, trainer, batch: Batch, kind: Optional[str] = None, eps: Optional[float] = None) -> Tensor:
         """Adversarial version of the whole ``batch.x`` on the current weights (detached)."""
+        unit = self.unit.to(batch.x.device) if isinstance(self.unit, Tensor) else self.unit
         atk = make_attack(kind or self.attack, trainer.module, self.eps if eps is None else eps,
                           loss=trainer.loss_fn, steps=self.steps, step_size=self.step_size,
-                          generator=trainer.generator, lo=self.lo, hi=self.hi)
+                          generator=trainer.generator, lo=self.lo, hi=self.hi, unit=unit)
         return atk(batch.x, batch.y, *batch.extra)
 
 
@@ -55,14 +59,18 @@ class AdversarialTraining(_AttackTransform):
 
     Args:
         attack: ``"fgsm"``, ``"fgsm_rs"``, ``"pgd"`` or ``"pgd_l2"`` (see :func:`make_attack`).
-        eps: radius in image units (nanomaggies for the simulated surveys; sky noise ~1e-3 per pixel).
+        eps: radius in image units (nanomaggies for the simulated surveys; sky noise ~1e-3 per pixel),
+            or in ``unit``.
         fraction: f_a in (0, 1]; ``round(f_a * B)`` samples are replaced.
-        steps, step_size: PGD iterations and step. lo, hi: valid image range.
+        steps, step_size: PGD iterations and step (step in the units of eps). lo, hi: valid image range.
+        unit: the unit of eps and step_size: None (image units), a float or a per-band ``(C,)`` tensor,
+            e.g. the sky sigma of each band (``eps=0.1, unit=sky``: 0.1 sky sigma in every band; see
+            :class:`~advrobust.attacks.PGD`; moved to the batch's device).
     """
 
     def __init__(self, attack: str = "fgsm", eps: float = 0.01, *, fraction: float = 0.5, steps: int = 7,
-                 step_size: Optional[float] = None, lo: Bound = None, hi: Bound = None) -> None:
-        super().__init__(attack, eps, steps, step_size, lo, hi)
+                 step_size: Optional[float] = None, lo: Bound = None, hi: Bound = None, unit: Unit = None) -> None:
+        super().__init__(attack, eps, steps, step_size, lo, hi, unit)
         self.fraction = check_number("AdversarialTraining", "fraction", fraction, positive=True)
         if self.fraction > 1:
             raise ValueError(f"AdversarialTraining: fraction must be in (0, 1], got {fraction}")
@@ -84,13 +92,13 @@ class WeightedAdversarialTraining(_AttackTransform):
     each sample of the first weighted ``alpha / B`` and of the second ``(1 - alpha) / B``.
 
     Args:
-        attack, eps, steps, step_size, lo, hi: as :class:`AdversarialTraining`.
+        attack, eps, steps, step_size, lo, hi, unit: as :class:`AdversarialTraining`.
         alpha: weight of the natural loss in [0, 1] (1: standard training, 0: adversarial only).
     """
 
     def __init__(self, attack: str = "fgsm", eps: float = 0.01, *, alpha: float = 0.5, steps: int = 7,
-                 step_size: Optional[float] = None, lo: Bound = None, hi: Bound = None) -> None:
-        super().__init__(attack, eps, steps, step_size, lo, hi)
+                 step_size: Optional[float] = None, lo: Bound = None, hi: Bound = None, unit: Unit = None) -> None:
+        super().__init__(attack, eps, steps, step_size, lo, hi, unit)
         self.alpha = check_number("WeightedAdversarialTraining", "alpha", alpha)
         if self.alpha > 1:
             raise ValueError(f"WeightedAdversarialTraining: alpha must be in [0, 1], got {alpha}")
@@ -109,14 +117,15 @@ class MixedTraining(_AttackTransform):
     samples of radius ``eps``.
 
     Args:
-        eps: L-inf radius (image units). eps_l2: L2 radius (image units; see
-            :func:`advrobust.attacks.eps_l2_equal_volume` for Campagne 2021's choice).
-        steps: PGD iterations for both. lo, hi: valid image range.
+        eps: L-inf radius (image units, or ``unit``). eps_l2: L2 radius (image units, or the
+            whitened L2 norm in ``unit``; see :func:`advrobust.attacks.eps_l2_equal_volume` for
+            Campagne 2021's choice).
+        steps: PGD iterations for both. lo, hi: valid image range. unit: as :class:`AdversarialTraining`.
     """
 
     def __init__(self, eps: float = 0.01, eps_l2: float = 0.1, *, steps: int = 7, lo: Bound = None,
-                 hi: Bound = None) -> None:
-        super().__init__("pgd", eps, steps, None, lo, hi)
+                 hi: Bound = None, unit: Unit = None) -> None:
+        super().__init__("pgd", eps, steps, None, lo, hi, unit)
         self.eps_l2 = check_number("MixedTraining", "eps_l2", eps_l2, positive=True)
 
     def __call__(self, trainer, batch: Batch) -> Batch:

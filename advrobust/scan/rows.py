@@ -13,7 +13,7 @@ class, or the photo-z model's ``z_phot``. Columns, for the attack names of
 | ``<a>_latent_distance`` | Euclidean distance of the latent vectors, clean vs perturbed | same |
 | ``<a>_success`` | the attack's verdict (flip; photo-z ``|dz| > threshold``) | same |
 | ``<a>_iterations`` | one-pixel only: DE generations run (``generations`` when it failed; see ``<a>_success``) | same |
-| ``<a>_eps`` | the radius used, image units (pgd2: its L2 radius; none for the one-pixel attack) | same |
+| ``<a>_eps`` | the radius used: image units, or units of ``settings.unit`` (per band, e.g. sky sigmas; pgd2: its L2 radius; none for one-pixel) | same |
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         dataset: the survey (:func:`advrobust.data.load_survey`; images streamed from the file).
         out: the catalogue's path (``.parquet``); part files go to ``<out>.parts/``.
         attacks: names from :data:`~advrobust.attacks.by_name.ATTACK_NAMES`.
-        settings: the attacks' settings (eps in image units).
+        settings: the attacks' settings (eps in image units, or in ``settings.unit``: one value per
+            band, e.g. the sky sigma; the manifest records both, the rows' ``<a>_eps`` the eps).
         seed: the scan's seed.
         chunk_size: objects per part file (and per resume step).
         batch_size: images per attack batch.
