@@ -30,6 +30,8 @@ __all__ = [
 
 ScalarOrPerSample = Union[float, Tensor]
 Bound = Union[None, float, Tensor]
+#: The unit of an attack strength: None (image units), a number or a per-channel ``(C,)`` tensor (> 0).
+Unit = Union[None, float, Tensor]
 
 #: The floating dtypes the kernels compute in.
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -224,6 +226,37 @@ def per_channel(name: str, what: str, v: Bound, x: Tensor, *, as_tensor: bool = 
     if bool(torch.isnan(v).any()):
         raise ValueError(f"{name}: {what} has NaN values, got {v.tolist()}")
     return v.detach().reshape(-1).to(x.dtype).contiguous()
+
+
+def check_unit(name: str, unit: Unit) -> Unit:
+    """A strength unit given at construction: None, a finite number > 0, or a 1-D tensor of finite
+    values > 0, one per channel (its length is checked against x by :func:`unit_per_channel`).
+
+    Raises:
+        TypeError: not a number or tensor. ValueError: a value <= 0, NaN or infinite, an empty or
+            multi-dimensional tensor; the message names ``unit`` and its value.
+    """
+    if unit is None:
+        return None
+    if not isinstance(unit, Tensor):
+        return check_number(name, "unit", unit, positive=True)
+    if unit.dim() > 1 or unit.numel() == 0:
+        raise ValueError(f"{name}: unit must be None, a number or a 1-D tensor with one value per channel, "
+                         f"got shape {tuple(unit.shape)}")
+    unit = unit.detach() if unit.is_floating_point() else unit.detach().double()
+    if not bool(torch.isfinite(unit).all()) or bool((unit <= 0).any()):
+        raise ValueError(f"{name}: unit must be > 0 and finite in every channel, got {unit.tolist()}")
+    return unit
+
+
+def unit_per_channel(name: str, unit: Unit, x: Tensor) -> Unit:
+    """A unit checked by :func:`check_unit`, for the batch ``x`` (B, C, ...): None, a float, or a
+    ``(1,)``/``(C,)`` tensor of ``x``'s dtype (see :func:`per_channel`).
+
+    Raises:
+        ValueError: a tensor whose length is not 1 or C, or on another device than x.
+    """
+    return per_channel(name, "unit", check_unit(name, unit), x)
 
 
 def check_lo_le_hi(name: str, lo: Bound, hi: Bound) -> None:

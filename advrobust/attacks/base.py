@@ -50,11 +50,7 @@ from advrobust.checks import (
     raise_nonfinite_rows,
 )
 
-__all__ = ["Attack", "AttackResult", "eval_mode", "clamp_range", "check_fitness", "Unit", "check_unit",
-           "unit_per_channel", "channel_view"]
-
-#: The unit of an attack strength: None (image units), a number or a per-channel ``(C,)`` tensor (> 0).
-Unit = Union[None, float, Tensor]
+__all__ = ["Attack", "AttackResult", "eval_mode", "clamp_range", "check_fitness", "channel_view"]
 
 #: What the NaN errors suggest.
 NAN_OUTPUT_HINT = "the model is broken for these inputs (NaN weights, log of 0, ...); an attack on it means nothing"
@@ -97,37 +93,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-def check_unit(name: str, unit: Unit) -> Unit:
-    """A strength unit given at construction: None, a finite number > 0, or a 1-D tensor of finite
-    values > 0, one per channel (its length is checked against x by :func:`unit_per_channel`).
-
-    Raises:
-        TypeError: not a number or tensor. ValueError: a value <= 0, NaN or infinite, an empty or
-            multi-dimensional tensor; the message names ``unit`` and its value.
-    """
-    if unit is None:
-        return None
-    if not isinstance(unit, Tensor):
-        return check_number(name, "unit", unit, positive=True)
-    if unit.dim() > 1 or unit.numel() == 0:
-        raise ValueError(f"{name}: unit must be None, a number or a 1-D tensor with one value per channel, "
-                         f"got shape {tuple(unit.shape)}")
-    unit = unit.detach() if unit.is_floating_point() else unit.detach().double()
-    if not bool(torch.isfinite(unit).all()) or bool((unit <= 0).any()):
-        raise ValueError(f"{name}: unit must be > 0 and finite in every channel, got {unit.tolist()}")
-    return unit
-
-
-def unit_per_channel(name: str, unit: Unit, x: Tensor) -> Unit:
-    """A unit checked by :func:`check_unit`, for the batch ``x`` (B, C, ...): None, a float, or a
-    ``(1,)``/``(C,)`` tensor of ``x``'s dtype (see :func:`~advrobust.checks.per_channel`).
-
-    Raises:
-        ValueError: a tensor whose length is not 1 or C, or on another device than x.
-    """
-    return per_channel(name, "unit", check_unit(name, unit), x)
 
 
 def channel_view(b: Union[float, Tensor], x: Tensor) -> Union[float, Tensor]:

@@ -24,7 +24,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import Attack, Unit, check_unit
+from advrobust.attacks.base import Attack
+from advrobust.checks import Unit, check_unit
 from advrobust.attacks.gradient import FGSM, PGD, PGDL2, eps_l2_equal_volume
 from advrobust.attacks.natural import uniform_noise
 from advrobust.attacks.onepixel import OnePixel

@@ -19,7 +19,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import Unit, channel_view, unit_per_channel
+from advrobust.attacks.base import channel_view
+from advrobust.checks import Unit, unit_per_channel
 from advrobust.checks import (
     ScalarOrPerSample, broadcast_per_sample, check_batch, check_float_tensor, check_number, per_sample,
 )

@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Unit, check_unit
+from advrobust.checks import Unit, check_unit
 from advrobust.attacks.by_name import TRAINING_ATTACKS as ATTACKS, make_attack
 from advrobust.checks import Bound, check_number
 from advrobust.train.trainer import Batch
