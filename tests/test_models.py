@@ -201,3 +201,12 @@ def test_load_checks_the_header_shapes_before_building(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match="header"):
             models.load(path)
     assert "cpu" not in built_on
+
+
+def test_model_arguments_name_what_create_accepts():
+    assert "image_size" in models.model_arguments("morphology_small")
+    assert "image_size" not in models.model_arguments("resnet18")  # global pooling: any stamp size
+    for name in models.available_models():
+        assert "self" not in models.model_arguments(name)
+    with pytest.raises(ValueError, match="unknown model"):
+        models.model_arguments("vgg16")

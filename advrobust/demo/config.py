@@ -5,7 +5,7 @@ calibration notes): the photo-z baseline reaches a credible sigma_MAD only after
 sample-updates on bright (z < 0.4) galaxies, so ``default`` trains 10,000 galaxies for 10 epochs
 with a one-cycle schedule; ``quick`` (the CI smoke run, under two minutes) cannot afford that and
 its report says what it reaches. Morphology is learnt in 2-3 epochs on 1,500 preprocessed Y10
-stamps. ``paper`` has the papers' sizes (Campagne 2021: 100,000 training galaxies, the Inception
+stamps (64x64 here; 100x100, the paper's size, in ``paper``). ``paper`` has the papers' sizes (Campagne 2021: 100,000 training galaxies, the Inception
 net; Ciprijanovic et al. 2022: ResNet18, one-pixel population 400, 80 generations, 150 images) and
 is meant for a GPU.
 """
@@ -56,6 +56,7 @@ class MorphologyConfig:
         epochs, lr, batch_size: Adam, constant learning rate.
         mmd_lambda: weight of the MMD term of domain adaptation (Y10 labelled -> Y1 unlabelled).
         eps_sky: L-inf strength of FGSM / PGD in sky sigmas of the preprocessed images.
+        n_attack: test images attacked by FGSM and PGD (the first ones of the test set).
         n_onepixel: test images attacked by the one-pixel attack (correctly classified by every model).
         population, generations: differential evolution of the one-pixel attack.
         noise_sigma: Gaussian sigma of noisy training and of randomized smoothing (preprocessed units).
@@ -64,13 +65,14 @@ class MorphologyConfig:
 
     n_train: int = 1_500
     n_test: int = 600
-    size: int = 100
+    size: int = 64
     model: str = "morphology_small"
     epochs: int = 3
     lr: float = 1e-3
     batch_size: int = 32
     mmd_lambda: float = 1.0
     eps_sky: float = 1.0
+    n_attack: int = 200
     n_onepixel: int = 20
     population: int = 100
     generations: int = 30
@@ -98,13 +100,14 @@ PRESETS = {
     "default": DemoConfig(),
     "quick": DemoConfig(
         name="quick",
-        photoz=PhotozConfig(n_train=2_500, n_test=500, n_attack=300, epochs=8, lr=1e-2),
-        morphology=MorphologyConfig(n_train=500, n_test=200, size=64, epochs=3, n_onepixel=8, population=50,
+        photoz=PhotozConfig(n_train=2_000, n_test=500, n_attack=200, epochs=8, lr=1e-2),
+        morphology=MorphologyConfig(n_train=500, n_test=200, epochs=3, n_attack=100, n_onepixel=8, population=50,
                                     generations=15, n_certify=40, n0=50, n=300)),
     "paper": DemoConfig(
         name="paper",
         photoz=PhotozConfig(n_train=100_000, n_test=10_000, n_attack=10_000, model="pasquet_inception",
                             epochs=30, lr=1e-3),
-        morphology=MorphologyConfig(n_train=20_000, n_test=3_000, model="resnet18", epochs=20, n_onepixel=150,
-                                    population=400, generations=80, n_certify=500, n=100_000)),
+        morphology=MorphologyConfig(n_train=20_000, n_test=3_000, size=100, model="resnet18", epochs=20,
+                                    n_attack=3_000, n_onepixel=150, population=400, generations=80, n_certify=500,
+                                    n=100_000)),
 }

@@ -21,15 +21,13 @@ from advrobust.demo.config import MorphologyConfig
 from advrobust.demo.stage import StageResult, sky_label
 from advrobust.evaluate import NATURAL, church_window, evaluate_grid, predict
 from advrobust.metrics import average_certified_radius, certified_accuracy, js_distance, latent_distances
-from advrobust.models import create
+from advrobust.models import create, model_arguments
 from advrobust.plots import plot_certified_accuracy, plot_church_window, plot_distance_histograms, plot_isomap
 from advrobust.report import ReportTable
 from advrobust.train import Trainer
 
 #: radii (preprocessed image units, L2) at which certified accuracy is tabulated
 CERTIFY_RADII = (0.0, 0.1, 0.2, 0.3, 0.5)
-#: test images attacked by FGSM / PGD (of the test set's first ones)
-N_GRADIENT_ATTACK = 200
 
 
 def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool) -> StageResult:
@@ -52,7 +50,8 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
 
     def fit(label: str, transform=None, extra=()):
         torch.manual_seed(seed)
-        model = create(cfg.model, image_size=cfg.size)
+        sized = {"image_size": cfg.size} if "image_size" in model_arguments(cfg.model) else {}  # ResNet18 pools globally
+        model = create(cfg.model, **sized)
         with out.timed(f"morphology: train {label} ({cfg.n_train:,} Y10 images, {cfg.epochs} epochs)"):
             Trainer(model, "ce", lr=cfg.lr, batch_transform=transform, extra_losses=extra, seed=seed,
                     progress=progress, device=device, fields=("image", "label")).fit(
@@ -66,7 +65,7 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
               noisy: fit(noisy, NoisyTraining(cfg.noise_sigma))}
 
     x10_t, x1_t, y_t = x10[test].to(device), x1[test].to(device), labels[test].to(device)
-    k = min(N_GRADIENT_ATTACK, cfg.n_test)
+    k = min(cfg.n_attack, cfg.n_test)
     settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=10, unit=unit, population=cfg.population,
                               generations=cfg.generations)
 

@@ -18,12 +18,13 @@ from advrobust.models.base import LatentModel, PhotozModel
 from advrobust.models.cnn import CampagneCNN, SmallPhotozCNN
 from advrobust.models.convnet import ConvNet
 from advrobust.models.inception import PASQUET_CELLS, InceptionCell, PasquetInception
-from advrobust.models.registry import available_models, create, load, save
+from advrobust.models.registry import available_models, create, load, model_arguments, save
 from advrobust.models.resnet import ResNet18
 
 __all__ = [
     "create",
     "available_models",
+    "model_arguments",
     "save",
     "load",
     "LatentModel",

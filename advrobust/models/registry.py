@@ -6,6 +6,7 @@ the model with :func:`create` and copies the tensors in; nothing is ever unpickl
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from advrobust.models.convnet import ConvNet
 from advrobust.models.inception import PasquetInception
 from advrobust.models.resnet import ResNet18
 
-__all__ = ["create", "available_models", "save", "load"]
+__all__ = ["create", "available_models", "model_arguments", "save", "load"]
 
 _METADATA_KEY = "advrobust"
 
@@ -39,6 +40,17 @@ _REGISTRY: dict[str, tuple[Callable[..., LatentModel], dict[str, Any]]] = {
 def available_models() -> list[str]:
     """Names accepted by :func:`create`."""
     return sorted(_REGISTRY)
+
+
+def model_arguments(name: str) -> tuple[str, ...]:
+    """The constructor arguments :func:`create` accepts for ``name`` (e.g. whether it takes ``image_size``).
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    return tuple(p for p in inspect.signature(_REGISTRY[name][0]).parameters if p != "self")
 
 
 def create(name: str, **kwargs: Any) -> LatentModel:
