@@ -4,9 +4,9 @@ device, and small argument parsers.
 Configuration files (``--config FILE``, read with :mod:`tomllib`): the keys are the long option
 names, with dashes or underscores (``batch-size = 64`` or ``batch_size = 64``); options given on the
 command line override the file. A ``[model]`` table holds model constructor arguments where the
-command takes them (``advrobust train`` with a registry name). Example ``train.toml``::
+command takes them (``advrobust train``: ``name`` is the registry name, as TOML cannot hold both a key
+``model`` and a table ``[model]``; the other keys go to the constructor). Example ``train.toml``::
 
-    model = "morphology_small"
     data = "survey.h5"
     target = "label"
     out = "model.safetensors"
@@ -16,6 +16,7 @@ command takes them (``advrobust train`` with a registry name). Example ``train.t
     eps-sky = 2.0
 
     [model]
+    name = "morphology_small"
     latent_dim = 64
 """
 from __future__ import annotations

@@ -29,8 +29,9 @@ _MAY_CHANGE = ("epochs", "device", "config", "no_progress", "out")
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a model name (one of advrobust.models.available_models(); constructor "
-                                        "arguments in the config's [model] table) or a weight file to fine-tune")
+    parser.add_argument("--model", help="a model name (one of advrobust.models.available_models()) or a weight file "
+                                        "to fine-tune; in a config, either `model = ...` or a [model] table with "
+                                        "`name = ...` and the constructor's arguments")
     parser.add_argument("--out", help="model file to write (safetensors); the checkpoint is OUT.checkpoint")
     common.add_data_arguments(parser, target_help="catalogue column to learn: class labels 0..K-1 (classifier) "
                                                   "or spectroscopic redshifts (photo-z model)")
@@ -143,7 +144,14 @@ def _check_resumable(path: str, run: dict) -> None:
 
 def main(argv: list, prog: str) -> None:
     parser = build_parser(prog)
-    args, tables = common.parse(parser, argv, required=("model", "data", "target", "out"), tables=("model",))
+    args, tables = common.parse(parser, argv, required=("data", "target", "out"), tables=("model",))
+    model_kwargs = dict(tables.get("model", {}))
+    name = model_kwargs.pop("name", None)  # TOML cannot hold both a key `model` and a table [model]
+    if args.model is None:
+        if name is None:
+            parser.error("the following arguments are required (on the command line or in --config): --model "
+                         "(or `name` in the config's [model] table)")
+        args.model = name
 
     import torch
     from torch.utils.data import Subset
@@ -158,11 +166,11 @@ def main(argv: list, prog: str) -> None:
         raise FileNotFoundError(f"--out {args.out}: the folder {os.path.dirname(out)} does not exist")
     checkpoint = out + ".checkpoint"
     run = {k: v for k, v in vars(args).items() if k not in _MAY_CHANGE}
-    run["model_kwargs"] = tables.get("model", {})
+    run["model_kwargs"] = model_kwargs
     _check_resumable(checkpoint + ".json", run)
 
     torch.manual_seed(args.seed)  # the initial weights of a model built by name
-    model = common.load_model(args.model, dev, registry=True, kwargs=tables.get("model"))
+    model = common.load_model(args.model, dev, registry=True, kwargs=model_kwargs)
     photoz = common.is_photoz(model)
     dataset = common.open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
     train_rows, val_rows = split(len(dataset), args.val_fraction, args.seed)
