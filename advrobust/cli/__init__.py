@@ -22,10 +22,10 @@ import sys
 
 #: command name -> the one line ``advrobust -h`` shows for it; the code is advrobust.cli.<name>
 COMMANDS = {
+    "scan": "survey robustness scan: one Parquet row per object, resumable, sharded under torchrun",
     "train": "train a model on your survey files (defenses, resumable), by flags or a TOML --config",
     "attack": "a model under fgsm/pgd/pgd2/onepixel/noise on your data: report, table, adversarial images",
     "certify": "randomized-smoothing certificates (Cohen et al. 2019) per object, to CSV or Parquet",
-    "scan": "survey robustness scan: one Parquet row per object, resumable, sharded under torchrun",
     "bench": "benchmarks: ops (the default), attacks, defenses, incremental, readers, or all of them",
 }
 
