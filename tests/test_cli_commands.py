@@ -141,6 +141,34 @@ def test_config_model_table_builds_the_named_model(capsys, files, tmp_path):
     assert models.load(out).config["latent_dim"] == 12
 
 
+@pytest.mark.parametrize("defense, flags, printed_as", [
+    ("noisy", ("--noise-sigma", "0.002"), "defense noisy (sigma 0.002)"),
+    ("mixed", ("--eps", "0.001"), "defense mixed (eps 0.001"),
+    ("adversarial", ("--attack", "pgd", "--pgd-steps", "2", "--eps", "0.001"), "defense adversarial (pgd, eps 0.001"),
+    ("mmd", ("--mmd-target", "TARGET", "--mmd-key", "images"), "defense mmd (lambda 0.01, 32 target images)"),
+])
+def test_train_defenses_change_the_training(capsys, files, tmp_path, defense, flags, printed_as):
+    flags = [str(files / "morph.npz") if f == "TARGET" else f for f in flags]
+    out = tmp_path / f"{defense}.safetensors"
+    code, stdout, err = run_cli(capsys, *train_args(files, out, "--defense", defense, *flags, "--val-fraction", "0"))
+    assert code == 0, err
+    assert printed_as in stdout and "training (no validation set) on 32 objects" in stdout
+    assert run_cli(capsys, *train_args(files, tmp_path / "plain.safetensors", "--val-fraction", "0"))[0] == 0
+    assert not same_weights(out, tmp_path / "plain.safetensors")
+
+
+def test_a_flag_beats_the_configs_exclusive_alternative(capsys, files, tmp_path):
+    config = tmp_path / "eps.toml"
+    config.write_text("defense = 'adversarial'\neps-sky = 2.0\n")
+    out = tmp_path / "m.safetensors"
+    code, stdout, err = run_cli(capsys, *train_args(files, out), "--config", config, "--eps", "0.0015")
+    assert code == 0, err
+    assert "defense adversarial (fgsm, eps 0.0015 =" in stdout  # --eps on the command line drops eps-sky
+    config.write_text("defense = 'adversarial'\neps-sky = 2.0\neps = 0.001\n")
+    code, _, err = run_cli(capsys, *train_args(files, out), "--config", config)
+    assert code == 1 and "keys ['eps', 'eps-sky'] exclude each other" in err
+
+
 @pytest.mark.parametrize("text, message", [
     ("epochz = 3\n", "unknown key 'epochz'"),
     ("epochs = 'three'\n", "key 'epochs' must be an integer, got 'three'"),
