@@ -14,7 +14,6 @@ batch-dependent rounding. Photo-z models are refused: smoothing certifies a clas
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 

@@ -61,8 +61,7 @@ def sha256(path: str) -> str:
 # ------------------------------------------------------------------------------ options and config
 def _options(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
     """dest -> action of every option a config file may set (not -h, not --config)."""
-    return {a.dest: a for a in parser._actions
-            if a.option_strings and a.dest not in ("help", "config") and not isinstance(a, argparse._HelpAction)}
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
 
 
 def _config_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
@@ -311,9 +310,9 @@ def open_survey(args: argparse.Namespace, *, photoz: bool, n_classes: int | None
     return dataset
 
 
-def fields(photoz: bool, with_target: bool = True) -> tuple:
+def fields(photoz: bool) -> tuple:
     """Item keys ``(x, y, *extra)`` of :func:`open_survey`'s dataset for the Trainer."""
-    return ("image", REDSHIFT, EBV) if photoz else ("image", LABEL) if with_target else ("image",)
+    return ("image", REDSHIFT, EBV) if photoz else ("image", LABEL)
 
 
 def read_rows(dataset, n: int | None = None) -> Tuple[np.ndarray, Dict[str, np.ndarray], np.ndarray]:

@@ -53,7 +53,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     common.add_eps_arguments(defense, default_sky=None)
     defense.add_argument("--eps-l2", type=float, help="mixed: PGD-L2 radius (image units; default: the L2 ball of "
                                                       "the L-inf ball's volume, advrobust.attacks.eps_l2_equal_volume)")
-    defense.add_argument("--fraction", type=float, default=0.2, help="adversarial: fraction of each batch (default 0.2)")
+    defense.add_argument("--fraction", type=float, default=0.2,
+                         help="adversarial: fraction of each batch (default 0.2)")
     defense.add_argument("--pgd-steps", type=int, default=7, help="PGD iterations (default 7)")
     defense.add_argument("--noise-sigma", type=float, help="noisy: noise sigma in image units")
     defense.add_argument("--mmd-target", help="mmd: image file of the unlabelled target domain")
@@ -75,7 +76,7 @@ def split(n: int, fraction: float, seed: int):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _defense(args, model, photoz: bool, train_images: np.ndarray, parser):
+def _defense(args, photoz: bool, train_images: np.ndarray, parser):
     """``(batch_transform, extra_losses, description)`` of ``--defense``."""
     import torch
 
@@ -99,7 +100,8 @@ def _defense(args, model, photoz: bool, train_images: np.ndarray, parser):
         if not os.path.exists(args.mmd_target):
             raise FileNotFoundError(f"--mmd-target {args.mmd_target}: no such file")
         target = torch.from_numpy(np.ascontiguousarray(load_images(args.mmd_target, args.mmd_key), dtype=np.float32))
-        return None, [MMDAdaptation(target, args.mmd_lambda)], f"mmd (lambda {args.mmd_lambda:g}, {len(target)} target images)"
+        return (None, [MMDAdaptation(target, args.mmd_lambda)],
+                f"mmd (lambda {args.mmd_lambda:g}, {len(target)} target images)")
     if args.eps is None and args.eps_sky is None:
         parser.error(f"--defense {args.defense} needs --eps or --eps-sky")
     eps, sky = common.resolve_eps(args, train_images[:1024], default_sky=None)
@@ -176,7 +178,7 @@ def main(argv: list, prog: str) -> None:
     train_rows, val_rows = split(len(dataset), args.val_fraction, args.seed)
     train_set, val_set = Subset(dataset, train_rows.tolist()), Subset(dataset, val_rows.tolist())
     first = dataset.read_images(0, min(len(dataset), 1024)) if args.defense not in ("none", "noisy", "mmd") else None
-    transform, extra_losses, defense = _defense(args, model, photoz, first, parser)
+    transform, extra_losses, defense = _defense(args, photoz, first, parser)
 
     trainer = Trainer(model, "photoz_ce" if photoz else "ce", lr=args.lr, seed=args.seed, device=dev,
                       checkpoint=checkpoint, batch_transform=transform, extra_losses=extra_losses,
