@@ -181,8 +181,9 @@ def main(argv: list, prog: str) -> None:
     with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump({"task": task, "eps": eps, "sky_sigma": None if sky is None else sky.tolist(),
                    "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
-    strengths = {a: (eps_l2_equal_volume(eps, int(images.shape[-1] * images.shape[-2])) if a == "pgd2" else eps)
-                 for a in args.attacks if a != "onepixel"}
+    strengths = {a: eps for a in args.attacks if a in ("fgsm", "pgd", "noise")}  # L-inf, per pixel
+    if "pgd2" in args.attacks:
+        strengths["pgd2 (L2 radius over a band's pixels)"] = eps_l2_equal_volume(eps, int(np.prod(images.shape[-2:])))
     tables = _tables(result, label, list(args.attacks), args.generations)
     config = {"model": os.path.abspath(args.model), "model_sha256": common.sha256(args.model),
               "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog, "target": args.target,
