@@ -1,13 +1,17 @@
-"""``advrobust bench [ops|attacks|defenses] [options]``: the benchmarks of :mod:`advrobust.bench`.
+"""``advrobust bench [ops|attacks|defenses|incremental|readers|all] [options]``: the benchmarks of
+:mod:`advrobust.bench`.
 
 Without a suite name the options go to ``ops`` (``advrobust bench --quick`` is
-``advrobust bench ops --quick``).
+``advrobust bench ops --quick``). ``all`` runs every suite in turn, each rewriting its own
+``bench/RESULTS*.md``, with ``--quick`` and ``--device`` passed on; a suite that fails is reported and
+the others still run (exit 1 at the end).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import shlex
+import sys
 
 SUITES = ("ops", "attacks", "defenses", "incremental", "readers")  # modules of advrobust.bench; the first is the default
 
@@ -23,7 +27,27 @@ def main(argv: list, prog: str) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
-    if not argv or argv[0] not in (*SUITES, "-h", "--help"):
+    every = suites.add_parser("all", help=f"every suite in turn ({', '.join(SUITES)}), each with its defaults",
+                              description="Run every suite in turn; each rewrites its own bench/RESULTS*.md.")
+    every.add_argument("--quick", action="store_true", help="small sizes only (passed to every suite)")
+    every.add_argument("--device", help="cpu or cuda (passed to every suite; default: each suite's)")
+    if not argv or argv[0] not in (*SUITES, "all", "-h", "--help"):
         argv = [SUITES[0], *argv]
     args = parser.parse_args(argv)
-    args.run(args, command=f"{prog} {shlex.join(argv)}")
+    if args.suite != "all":
+        args.run(args, command=f"{prog} {shlex.join(argv)}")
+        return
+    forwarded = (["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
+    failed = []
+    for name in SUITES:
+        suite_argv = [name, *forwarded]
+        print(f"== {prog} {shlex.join(suite_argv)}", flush=True)
+        suite_args = parser.parse_args(suite_argv)
+        try:
+            suite_args.run(suite_args, command=f"{prog} {shlex.join(suite_argv)}")
+        except (Exception, SystemExit) as err:  # noqa: BLE001 -- one suite's failure does not stop the others
+            message = " ".join(str(err).split()) or type(err).__name__
+            print(f"{prog}: suite {name} failed: {message}", file=sys.stderr, flush=True)
+            failed.append(name)
+    if failed:
+        sys.exit(f"{prog} all: {len(failed)} suite(s) failed: {', '.join(failed)}")

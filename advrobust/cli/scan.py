@@ -9,27 +9,12 @@ Resumable (run the same command again after a kill) and sharded under ``torchrun
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 
 import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _floats(text: str) -> list:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+from advrobust.cli.common import floats as _floats, sha256 as _sha256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
