@@ -145,9 +145,9 @@ def main(argv: list, prog: str) -> None:
     task = "photoz" if photoz else "classifier"
     dataset = common.open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
     images, values, ids = common.read_rows(dataset, args.n)
-    eps, sky = common.resolve_eps(args, images)
+    eps, unit, sky = common.resolve_eps(args, images)
     settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
-                              population=args.population, generations=args.generations)
+                              population=args.population, generations=args.generations, unit=unit)
     x = torch.from_numpy(images)
     extra = (torch.from_numpy(values[common.EBV]),) if photoz else ()
     if args.target is not None:
@@ -179,10 +179,12 @@ def main(argv: list, prog: str) -> None:
     arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a].x_adv).numpy() for a in args.attacks}}
     save_arrays(os.path.join(out, "adversarial.npz"), arrays)
     with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"task": task, "eps": eps, "sky_sigma": None if sky is None else sky.tolist(),
+        json.dump({"task": task, "eps": eps, "eps_unit": "sky sigma per band" if unit else "image units",
+                   "sky_sigma": None if sky is None else sky.tolist(),
                    "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
-    strengths = {a: eps for a in args.attacks if a in ("fgsm", "pgd", "noise")}  # L-inf, per pixel
-    if "pgd2" in args.attacks:
+    eps_image = eps * np.asarray(unit) if unit is not None else eps  # per band with --eps-sky
+    strengths = {a: eps_image for a in args.attacks if a in ("fgsm", "pgd", "noise")}  # L-inf, per pixel
+    if "pgd2" in args.attacks and unit is None:  # with a unit the ball is ||delta / sky||_2 <= r: no image-unit radius
         strengths["pgd2 (L2 radius over a band's pixels)"] = eps_l2_equal_volume(eps, int(np.prod(images.shape[-2:])))
     tables = _tables(result, label, list(args.attacks), args.generations)
     config = {"model": os.path.abspath(args.model), "model_sha256": common.sha256(args.model),
@@ -199,6 +201,10 @@ def main(argv: list, prog: str) -> None:
         print(f"\n{table.title}")
         for row in [header] + body:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
-    in_sky = f" = {eps / np.median(sky):.3g} x the median sky sigma" if sky is not None else ""
-    print(f"\n{prog}: {len(images)} objects, eps {eps:.4g} image units{in_sky}; report -> {report['markdown']}, "
+    if unit is not None:
+        strength = f"eps {eps:.4g} sky sigmas in every band = [{', '.join(f'{v:.3g}' for v in eps_image)}] image units"
+    else:
+        strength = f"eps {eps:.4g} image units" + (f" = {eps / np.median(sky):.3g} x the median sky sigma"
+                                                   if sky is not None else "")
+    print(f"\n{prog}: {len(images)} objects, {strength}; report -> {report['markdown']}, "
           f"adversarial images -> {os.path.join(out, 'adversarial.npz')}")

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
-from advrobust.cli.common import floats as _floats, sha256 as _sha256
+from advrobust.cli.common import add_eps_arguments, floats, resolve_eps, sha256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,21 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     atk = parser.add_argument_group("attacks")
     atk.add_argument("--attacks", default="fgsm,pgd,onepixel,noise",
                      help=f"comma-separated, among {','.join(ATTACK_NAMES)} (default: fgsm,pgd,onepixel,noise)")
-    strength = atk.add_mutually_exclusive_group()
-    strength.add_argument("--eps", type=float, help="L-inf radius in image units, the same in every band")
-    strength.add_argument("--eps-sky", type=float, default=2.0,
-                          help="L-inf radius in sky-noise sigmas, K in every band: band b moves by at most "
-                               "K x its own sky sigma, measured on the first chunk (the attacks' unit; pgd2's "
-                               "L2 radius is then in those units too) (default: 2)")
+    add_eps_arguments(atk, default_sky=2.0, measured_on="the first chunk")
     atk.add_argument("--pgd-steps", type=int, default=10)
     atk.add_argument("--pixels", type=int, default=1, help="one-pixel attack: pixels changed (default 1)")
     atk.add_argument("--population", type=int, default=100, help="one-pixel attack: DE population (default 100)")
     atk.add_argument("--generations", type=int, default=30, help="one-pixel attack: DE generations (default 30)")
     # (not --lo/--hi: torchrun would read --lo as an abbreviation of its own options)
-    atk.add_argument("--valid-lo", type=_floats, help="valid range of the pixels, per band (comma-separated) or "
+    atk.add_argument("--valid-lo", type=floats, help="valid range of the pixels, per band (comma-separated) or "
                      "one value: the gradient attacks clamp to it and the one-pixel attack draws its values in "
                      "it; default: no clamp, and one-pixel values within the per-band minimum of the first chunk")
-    atk.add_argument("--valid-hi", type=_floats, help="as --valid-lo, the maximum")
+    atk.add_argument("--valid-hi", type=floats, help="as --valid-lo, the maximum")
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--chunk-size", type=int, default=256, help="objects per part file (default 256)")
@@ -66,7 +61,6 @@ def main(argv: list, prog: str) -> None:
     from advrobust import distributed, models
     from advrobust.attacks.by_name import AttackSettings
     from advrobust.data import load_survey
-    from advrobust.data.sky import sky_sigma
     from advrobust.models.base import PhotozModel
     from advrobust.scan.survey import scan_survey
 
@@ -88,8 +82,7 @@ def main(argv: list, prog: str) -> None:
         dataset = load_survey(args.data, args.catalog, columns=columns, image_key=args.key,
                               catalogue_key=args.catalog_key, id_column=args.id_column, image_ids=args.image_ids)
         first = dataset.images.read(0, min(len(dataset.images), args.chunk_size))
-        sky = sky_sigma(first)
-        eps, unit = (args.eps, None) if args.eps is not None else (args.eps_sky, tuple(sky.tolist()))
+        eps, unit, sky = resolve_eps(args, first)
         bands = first.shape[1]
         per_band = (lambda v: None if v is None else np.broadcast_to(np.asarray(v, float), (bands,)).tolist())
         lo, hi = per_band(args.valid_lo), per_band(args.valid_hi)
@@ -101,7 +94,7 @@ def main(argv: list, prog: str) -> None:
             model, dataset, args.out, attacks=attacks, settings=settings, seed=args.seed,
             chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
             pixel_hi=pixel_hi, ebv="ebv",
-            config={"model": os.path.abspath(args.model), "model_sha256": _sha256(args.model),
+            config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
                     "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
                     "id_column": args.id_column},
             progress=not args.no_progress)

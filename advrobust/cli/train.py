@@ -104,13 +104,17 @@ def _defense(args, photoz: bool, train_images: np.ndarray, parser):
                 f"mmd (lambda {args.mmd_lambda:g}, {len(target)} target images)")
     if args.eps is None and args.eps_sky is None:
         parser.error(f"--defense {args.defense} needs --eps or --eps-sky")
-    eps, sky = common.resolve_eps(args, train_images[:1024], default_sky=None)
-    in_sky = f" = {eps / np.median(sky):.3g} median sky sigmas" if sky is not None else ""
+    eps, unit, sky = common.resolve_eps(args, train_images[:1024])
+    if unit is not None:
+        in_sky = f" sky sigmas in every band = [{', '.join(f'{eps * s:.3g}' for s in sky)}] image units"
+    else:
+        in_sky = f" = {eps / np.median(sky):.3g} median sky sigmas" if sky is not None else ""
+    unit = None if unit is None else torch.tensor(unit)
     if args.defense == "adversarial":
-        return (AdversarialTraining(args.attack, eps, fraction=args.fraction, steps=args.pgd_steps), [],
+        return (AdversarialTraining(args.attack, eps, fraction=args.fraction, steps=args.pgd_steps, unit=unit), [],
                 f"adversarial ({args.attack}, eps {eps:.4g}{in_sky}, fraction {args.fraction:g})")
     eps_l2 = args.eps_l2 if args.eps_l2 is not None else eps_l2_equal_volume(eps, int(np.prod(train_images.shape[-2:])))
-    return (MixedTraining(eps, eps_l2, steps=args.pgd_steps), [],
+    return (MixedTraining(eps, eps_l2, steps=args.pgd_steps, unit=unit), [],
             f"mixed (eps {eps:.4g}{in_sky}, eps_l2 {eps_l2:.4g})")
 
 
