@@ -11,8 +11,7 @@ checkpoint that does not match) becomes one line on stderr and exit 1; ``--debug
 command line shows the traceback instead. The module is imported only when its command runs, so
 ``advrobust -h`` stays fast and one command's imports cost the others nothing.
 
-Adding a command (``demo``, ``train``, ``attack``, ``certify``, ``scan`` are planned) is the whole
-of: write its module, and add its name and one-line help to :data:`COMMANDS`.
+Adding a command is the whole of: write its module, and add its name and one-line help to :data:`COMMANDS`.
 """
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
 
     Args:
         config: a preset name (``"quick"``, ``"default"``, ``"paper"``) or a :class:`DemoConfig`.
-        out: the report folder (created; an earlier report there is replaced file by file, atomically).
+        out: the report folder (created; an earlier report there is replaced file by file, atomically);
+            the trained models go to ``out/models/`` (safetensors, :func:`advrobust.models.load`).
         seed: seeds the simulation, the weights, the sample order and every attack.
         device: ``"cpu"`` or ``"cuda"`` (simulation runs on the CPU).
         progress: progress bars of the training loops.
@@ -65,11 +66,14 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     np.random.seed(seed)
     torch.manual_seed(seed)
     start = time.perf_counter()
+    models_dir = os.path.join(os.fspath(out), "models")
+    os.makedirs(models_dir, exist_ok=True)
     stages = {}
     if "photoz" in parts:
-        stages["photoz"] = run_photoz(cfg.photoz, seed=seed, device=device, progress=progress)
+        stages["photoz"] = run_photoz(cfg.photoz, seed=seed, device=device, progress=progress, models_dir=models_dir)
     if "morphology" in parts:
-        stages["morphology"] = run_morphology(cfg.morphology, seed=seed, device=device, progress=progress)
+        stages["morphology"] = run_morphology(cfg.morphology, seed=seed, device=device, progress=progress,
+                                              models_dir=models_dir)
     merged = StageResult()
     for stage in stages.values():
         merged.tables += stage.tables

@@ -101,7 +101,7 @@ PRESETS = {
     "quick": DemoConfig(
         name="quick",
         photoz=PhotozConfig(n_train=2_000, n_test=500, n_attack=200, epochs=8, lr=1e-2),
-        morphology=MorphologyConfig(n_train=500, n_test=200, epochs=3, n_attack=100, n_onepixel=8, population=50,
+        morphology=MorphologyConfig(n_train=1_000, n_test=200, epochs=3, n_attack=100, n_onepixel=8, population=50,
                                     generations=15, n_certify=40, n0=50, n=300)),
     "paper": DemoConfig(
         name="paper",

@@ -11,6 +11,8 @@ the smoothed classifier.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -21,7 +23,7 @@ from advrobust.demo.config import MorphologyConfig
 from advrobust.demo.stage import StageResult, sky_label
 from advrobust.evaluate import NATURAL, church_window, evaluate_grid, predict
 from advrobust.metrics import average_certified_radius, certified_accuracy, js_distance, latent_distances
-from advrobust.models import create, model_arguments
+from advrobust.models import create, model_arguments, save
 from advrobust.plots import plot_certified_accuracy, plot_church_window, plot_distance_histograms, plot_isomap
 from advrobust.report import ReportTable
 from advrobust.train import Trainer
@@ -30,8 +32,11 @@ from advrobust.train import Trainer
 CERTIFY_RADII = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 
-def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool) -> StageResult:
+def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool,
+                   models_dir: str) -> StageResult:
     """Simulate, train the three classifiers, perturb, certify, tabulate.
+
+    The trained models are written to ``models_dir`` (``morphology_<baseline|mmd|noisy>.safetensors``).
 
     Returns:
         :class:`StageResult`; ``facts`` holds ``<model>/Y10``, ``<model>/Y1`` accuracies,
@@ -48,7 +53,7 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
     unit = torch.tensor(sky, dtype=torch.float32, device=device)
     train_set = SurveyDataset(x10[train], {"label": labels[train]}, augment=True)
 
-    def fit(label: str, transform=None, extra=()):
+    def fit(label: str, file: str, transform=None, extra=()):
         torch.manual_seed(seed)
         sized = {"image_size": cfg.size} if "image_size" in model_arguments(cfg.model) else {}  # ResNet18 pools globally
         model = create(cfg.model, **sized)
@@ -56,13 +61,14 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
             Trainer(model, "ce", lr=cfg.lr, batch_transform=transform, extra_losses=extra, seed=seed,
                     progress=progress, device=device, fields=("image", "label")).fit(
                 train_set, cfg.epochs, batch_size=cfg.batch_size)
+        save(model, os.path.join(models_dir, f"morphology_{file}.safetensors"))
         return model.eval()
 
     base, da, noisy = "baseline", f"MMD domain adaptation (lambda = {cfg.mmd_lambda:g})", \
         f"noisy training (sigma = {cfg.noise_sigma:g})"
-    models = {base: fit(base),
-              da: fit(da, extra=(MMDAdaptation(x1[train].to(device), lam=cfg.mmd_lambda),)),
-              noisy: fit(noisy, NoisyTraining(cfg.noise_sigma))}
+    models = {base: fit(base, "baseline"),
+              da: fit(da, "mmd", extra=(MMDAdaptation(x1[train].to(device), lam=cfg.mmd_lambda),)),
+              noisy: fit(noisy, "noisy", NoisyTraining(cfg.noise_sigma))}
 
     x10_t, x1_t, y_t = x10[test].to(device), x1[test].to(device), labels[test].to(device)
     k = min(cfg.n_attack, cfg.n_test)

@@ -9,6 +9,7 @@ of each band (the per-band sky noise measured on the training cutouts by
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
@@ -22,7 +23,7 @@ from advrobust.defenses import AdversarialTraining
 from advrobust.demo.config import PhotozConfig
 from advrobust.demo.stage import StageResult, sigma_eta, sky_label
 from advrobust.evaluate import NATURAL, evaluate_grid, natural, predict
-from advrobust.models import create
+from advrobust.models import create, save
 from advrobust.plots import plot_perturbation, plot_photoz_comparison
 from advrobust.report import ReportTable
 from advrobust.train import Trainer
@@ -53,8 +54,11 @@ def y1_noise(bands=PHOTOZ_BANDS, years: float = 10.0) -> Callable[..., Tensor]:
     return perturb
 
 
-def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: bool) -> StageResult:
+def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: bool, models_dir: str) -> StageResult:
     """Simulate, train the baseline and the adversarially trained model, attack both, tabulate.
+
+    The trained models are written to ``models_dir`` (``photoz_baseline.safetensors``,
+    ``photoz_adversarial.safetensors``; :func:`advrobust.models.load` reads them).
 
     Returns:
         :class:`StageResult` with the tables, figures, headline lines and measured facts
@@ -73,18 +77,20 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
     headline = cfg.eps_sky[-1]
     train_set = SurveyDataset(images[train], {"z_spec": z_spec[train], "ebv": ebv[train]}, augment=True)
 
-    def fit(label: str, transform=None):
+    def fit(label: str, transform=None, file: str = ""):
         torch.manual_seed(seed)
         model = create(cfg.model, z_max=cfg.z_max)
         with out.timed(f"photo-z: train {label} ({cfg.n_train:,} galaxies, {cfg.epochs} epochs)"):
             Trainer(model, "photoz_ce", lr=cfg.lr, one_cycle=True, batch_transform=transform, seed=seed,
                     progress=progress, device=device, fields=("image", "z_spec", "ebv")).fit(
                 train_set, cfg.epochs, batch_size=cfg.batch_size)
+        save(model, os.path.join(models_dir, file))
         return model.eval()
 
     base_name, adv_name = "baseline", f"adversarial training (FGSM, f_a = {cfg.fraction:.0%})"
-    models = {base_name: fit(base_name),
-              adv_name: fit(adv_name, AdversarialTraining("fgsm", headline, fraction=cfg.fraction, unit=unit))}
+    models = {base_name: fit(base_name, file="photoz_baseline.safetensors"),
+              adv_name: fit(adv_name, AdversarialTraining("fgsm", headline, fraction=cfg.fraction, unit=unit),
+                            file="photoz_adversarial.safetensors")}
 
     x_test, z_test, ebv_test = images[test].to(device), z_spec[test].to(device), ebv[test].to(device)
     with out.timed(f"photo-z: clean metrics on {cfg.n_test:,} test galaxies"):
