@@ -8,24 +8,10 @@ import torch
 import advrobust
 from advrobust.bench import harness
 from advrobust.cli import COMMANDS, main
+from cli_runner import run_cli
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def run_cli(capsys, *argv):
-    """(exit code, stdout, stderr) of `advrobust *argv` run in this process; ``sys.exit("message")``
-    gives 1 with the message on stderr, as in a real run."""
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = e.code
-        if isinstance(code, str):
-            print(code, file=sys.stderr)
-            code = 1
-    out, err = capsys.readouterr()
-    return code or 0, out, err
 
 
 def test_help_lists_the_commands(capsys):

@@ -13,27 +13,13 @@ import torch
 from torch.utils.data import Subset
 
 from advrobust import models
-from advrobust.cli import main
 from advrobust.cli.train import split
 from advrobust.data import load_survey, save_arrays, simulate_morphology, simulate_photoz, sky_sigma
 from advrobust.train import Trainer
+from cli_runner import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(capsys, *argv):
-    """(exit code, stdout, stderr) of `advrobust *argv` in this process (``sys.exit("message")`` -> 1)."""
-    code = 0
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-        if isinstance(code, str):
-            print(code, file=sys.stderr)
-            code = 1
-    out, err = capsys.readouterr()
-    return code or 0, out, err
 
 
 def run_subprocess(*argv):

@@ -171,7 +171,7 @@ def test_named_attacks_and_adversarial_training_pass_the_unit_on():
                                   torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, float("nan"), 1.0]),
                                   torch.ones(3, 1)])
 def test_bad_unit_is_refused_naming_it(unit):
-    model, (x, y) = classifier(), batch()
+    model, (x, _) = classifier(), batch()
     for call in (lambda: FGSM(model, 0.01, unit=unit), lambda: PGDL2(model, 0.1, unit=unit),
                  lambda: uniform_noise(x, 0.01, unit=unit), lambda: UniformNoise(0.01, unit=unit),
                  lambda: AttackSettings(eps=1.0, unit=unit), lambda: AdversarialTraining("fgsm", 0.1, unit=unit)):
