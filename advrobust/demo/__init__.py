@@ -28,7 +28,7 @@ __all__ = ["run_demo", "DemoResult", "PRESETS", "DemoConfig"]
 
 
 class DemoResult(dict):
-    """``{"report": paths from write_report, "headline": [(what, measured)], "facts": {...},
+    """``{"report": paths from write_report, "headline": [(what, measured)], "findings": [sentences], "facts": {...},
     "timings": {stage: s}, "seconds": total}``."""
 
 
@@ -79,6 +79,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         merged.tables += stage.tables
         merged.figures.update(stage.figures)
         merged.headline += stage.headline
+        merged.findings += stage.findings
         merged.facts.update(stage.facts)
         merged.timings.update(stage.timings)
         merged.eps.update(stage.eps)
@@ -91,9 +92,9 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         out, tables=merged.tables, figures=merged.figures, config=config_json,
         sky_sigma=None if photoz is None else photoz.facts["sky_sigma"], bands=None if photoz is None else PHOTOZ_BANDS,
         eps=merged.eps or None, timings=merged.timings,
-        title=f"advrobust demo ({cfg.name} preset, seed {seed})")
-    return DemoResult(report=paths, headline=merged.headline, facts=merged.facts, timings=merged.timings,
-                      seconds=seconds)
+        title=f"advrobust demo ({cfg.name} preset, seed {seed})", findings=merged.findings)
+    return DemoResult(report=paths, headline=merged.headline, findings=merged.findings, facts=merged.facts,
+                      timings=merged.timings, seconds=seconds)
 
 
 def headline_table(result: DemoResult) -> str:

@@ -34,7 +34,7 @@ class PhotozConfig:
 
     n_train: int = 10_000
     n_test: int = 2_000
-    n_attack: int = 500
+    n_attack: int = 1_000
     z_max: float = 0.4
     model: str = "photoz_small"
     epochs: int = 10
@@ -72,8 +72,8 @@ class MorphologyConfig:
     batch_size: int = 32
     mmd_lambda: float = 1.0
     eps_sky: float = 1.0
-    n_attack: int = 200
-    n_onepixel: int = 20
+    n_attack: int = 600
+    n_onepixel: int = 100
     population: int = 100
     generations: int = 30
     noise_sigma: float = 0.1

@@ -12,6 +12,7 @@ the smoothed classifier.
 from __future__ import annotations
 
 import os
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -28,8 +29,8 @@ from advrobust.plots import plot_certified_accuracy, plot_church_window, plot_di
 from advrobust.report import ReportTable
 from advrobust.train import Trainer
 
-#: radii (preprocessed image units, L2) at which certified accuracy is tabulated
-CERTIFY_RADII = (0.0, 0.1, 0.2, 0.3, 0.5)
+#: radii at which certified accuracy is tabulated, in units of the smoothing sigma
+CERTIFY_RADII_SIGMA = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool,
@@ -106,6 +107,13 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
               + ", ".join(f"{b} {s:.3g}" for b, s in zip(MORPHOLOGY_BANDS, sky)) + "), clamped to [0, 1]. "
               "The MMD^2 (DeepAdversaries' 19 kernel widths) is between the Y10 and Y1 latents of the test galaxies.")))
 
+    out.findings.append(
+        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is "
+        f"{out.facts[f'{base}/Y10']:.1%} -> {out.facts[f'{base}/Y1']:.1%} for the baseline and "
+        f"{out.facts[f'{da}/Y10']:.1%} -> {out.facts[f'{da}/Y1']:.1%} with MMD domain adaptation; the MMD^2 between "
+        f"the Y10 and Y1 latents is {mmd[base]:.3g} (baseline) and {mmd[da]:.3g} (domain adaptation). Under "
+        f"{fgsm} the baseline keeps {grad.scores[base][fgsm]['accuracy']:.1%}, under {pgd} "
+        f"{grad.scores[base][pgd]['accuracy']:.1%} ({k} images).")
     onepixel = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), seed)
     out.figures.update(_latent_figures(models, (base, da), latents, y_t, onepixel, cfg))
     out.figures.update(_church(models[base], base, x10_t[onepixel.chosen[:1]], y_t[onepixel.chosen[:1]],
@@ -144,9 +152,19 @@ def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_
               "replacing one pixel's gri values with values in [0, 1] (the preprocessed data's range), on test images "
               "every model classifies correctly. Success: the predicted class changes. Iterations: generations "
               "until the first success (Ciprijanovic et al. 2022 use them as a susceptibility measure).")))
-    base = names[0]
+    base, other = names
+    n = len(chosen)
+
+    def rate(m):  # success rate with its binomial standard error
+        p = rows[m]["success rate"]
+        return f"{p:.0%} +- {np.sqrt(p * (1 - p) / max(n, 1)):.0%}"
+
+    out.findings.append(
+        f"One-pixel attack on {n} test images every model classifies correctly: success {rate(base)} for the "
+        f"baseline (median {rows[base]['iterations needed (median of successes)']} generations when it succeeds) and "
+        f"{rate(other)} with domain adaptation (median {rows[other]['iterations needed (median of successes)']}).")
     out.headline.append((f"morphology one-pixel success ({len(chosen)} images): baseline / domain adaptation",
-                         f"{rows[base]['success rate']:.0%} / {rows[names[1]]['success rate']:.0%}"))
+                         f"{rows[base]['success rate']:.0%} / {rows[other]['success rate']:.0%}"))
     grid.chosen = chosen
     return grid
 
@@ -193,21 +211,29 @@ def _certify(out: StageResult, cfg: MorphologyConfig, model, name: str, x, y, se
         pred, radius = smooth.certify_batch(x[:k], cfg.n0, cfg.n, cfg.alpha, batch_size=500,
                                             generator=torch.Generator(device=device).manual_seed(seed))
     labels = y[:k].cpu().numpy()
-    acc = certified_accuracy(pred.numpy(), radius.numpy(), labels, CERTIFY_RADII)
+    radii = [r * cfg.noise_sigma for r in CERTIFY_RADII_SIGMA]
+    acc = certified_accuracy(pred.numpy(), radius.numpy(), labels, radii)
     acr = average_certified_radius(pred.numpy(), radius.numpy(), labels)
+    # the largest radius n samples can certify: every sample votes for the class, p_A >= alpha^(1/n)
+    largest = cfg.noise_sigma * float(NormalDist().inv_cdf(cfg.alpha ** (1.0 / cfg.n)))
     out.facts["certified_acr"] = acr
-    row = {f"radius {r:g}": a for r, a in zip(CERTIFY_RADII, acc)}
+    row = {f"radius {r:g}": a for r, a in zip(radii, acc)}
     row["abstained"] = float((pred == Smooth.ABSTAIN).float().mean())
     row["average certified radius"] = f"{acr:.3f}"
     out.tables.append(ReportTable(
         f"Randomized smoothing (Cohen et al. 2019): certified accuracy of the {name} classifier on {k} Y10 test images",
         rows={name: row},
         note=(f"Smoothing sigma {cfg.noise_sigma:g}, n0 = {cfg.n0}, n = {cfg.n:,}, alpha = {cfg.alpha:g}; radii are "
-              "L2 in preprocessed image units (the image of 3 x {0} x {0} values in [0, 1]); an abstention counts "
-              "as wrong.".format(cfg.size))))
+              f"L2 in preprocessed image units (the image of 3 x {cfg.size} x {cfg.size} values in [0, 1]); an "
+              f"abstention counts as wrong. With n = {cfg.n:,} samples no radius above {largest:.3f} can be "
+              "certified (every sample voting for the class).")))
     grid = np.linspace(0.0, max(float(radius.max()), 0.1) * 1.05, 60)
     curve = certified_accuracy(pred.numpy(), radius.numpy(), labels, grid)
     out.figures["Certified accuracy vs L2 radius (randomized smoothing)"] = plot_certified_accuracy(
         {f"sigma = {cfg.noise_sigma:g}": (grid, curve)}, unit="preprocessed image units")
-    out.headline.append((f"morphology smoothed classifier: certified accuracy at radius {CERTIFY_RADII[2]:g}",
+    out.headline.append((f"morphology smoothed classifier: certified accuracy at radius {radii[2]:g}",
                          f"{acc[2]:.0%} (ACR {acr:.3f})"))
+    out.findings.append(
+        f"Randomized smoothing (sigma {cfg.noise_sigma:g}) of the noise-trained classifier certifies {acc[2]:.0%} of "
+        f"{k} Y10 test images correct within an L2 radius of {radii[2]:g} ({acc[0]:.0%} correct at radius 0; "
+        f"average certified radius {acr:.3f}; at most {largest:.3f} can be certified with n = {cfg.n:,}).")

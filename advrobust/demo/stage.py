@@ -18,6 +18,7 @@ class StageResult:
         tables: report tables, in order.
         figures: ``{caption: matplotlib Figure}``.
         headline: ``(what, measured)`` lines of the table printed at the end.
+        findings: sentences written from the measured numbers (the report's "Findings").
         facts: the measured numbers the tests and the summary read, by name.
         timings: ``{stage: wall seconds}``.
         eps: ``{attack: eps per band in image units}`` for the report's strength table.
@@ -26,6 +27,7 @@ class StageResult:
     tables: List[ReportTable] = field(default_factory=list)
     figures: Dict[str, object] = field(default_factory=dict)
     headline: List[Tuple[str, str]] = field(default_factory=list)
+    findings: List[str] = field(default_factory=list)
     facts: Dict[str, float] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Dict[str, object] = field(default_factory=dict)
@@ -43,6 +45,11 @@ class StageResult:
 def sigma_eta(cell: dict) -> str:
     """A photo-z metrics dict as ``"sigma_MAD / eta"`` text, e.g. ``"0.0170 / 1.0%"``."""
     return f"{cell['sigma_mad']:.4f} / {100 * cell['eta']:.1f}%"
+
+
+def ratio(new: float, old: float) -> str:
+    """``new / old`` as ``"3.1x"`` (``"-"`` when ``old`` is 0)."""
+    return f"{new / old:.1f}x" if old else "-"
 
 
 def sky_label(eps: float) -> str:

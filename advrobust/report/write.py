@@ -145,7 +145,7 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
                  config: Optional[Mapping[str, Any]] = None, sky_sigma=None,
                  bands: Optional[Sequence[str]] = None, eps: Optional[Mapping[str, Any]] = None,
                  timings: Optional[Mapping[str, float]] = None, image_unit: str = "nanomaggies",
-                 title: str = "advrobust robustness report") -> Dict[str, Any]:
+                 title: str = "advrobust robustness report", findings: Sequence[str] = ()) -> Dict[str, Any]:
     """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``.
 
     Args:
@@ -160,6 +160,8 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
         timings: ``{stage: wall seconds}``.
         image_unit: the images' unit (named in the eps table).
         title: the report's heading.
+        findings: sentences stating what the run measured (a bulleted "Findings" section first);
+            write them from the measured numbers, never by hand.
 
     Returns:
         ``{"markdown": path, "html": path, "figures": [png and pdf paths]}``.
@@ -198,6 +200,10 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
             md.extend([note, ""])
             body_html.append(f"<p>{html.escape(note)}</p>")
 
+    if findings:
+        section("Findings (measured in this run)")
+        md.extend([f"- {f}" for f in findings] + [""])
+        body_html.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>")
     if tables:
         section("Results")
         for t in tables:
