@@ -82,8 +82,8 @@ def test_two_process_torchrun_scan_equals_one_process(survey, tmp_path, capsys):
     one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
     main(scan_args(folder, one))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", "29533", "-m", "advrobust.cli", *scan_args(folder, two)],
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "advrobust.cli", *scan_args(folder, two)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = pq.read_table(one).to_pandas(), pq.read_table(two).to_pandas()

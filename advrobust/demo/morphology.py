@@ -116,8 +116,9 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
         f"{grad.scores[base][pgd]['accuracy']:.1%} ({k} images).")
     onepixel = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), seed)
     out.figures.update(_latent_figures(models, (base, da), latents, y_t, onepixel, cfg))
-    out.figures.update(_church(models[base], base, x10_t[onepixel.chosen[:1]], y_t[onepixel.chosen[:1]],
-                               factory("onepixel"), seed))
+    fooled = np.flatnonzero(onepixel.predictions[base]["one-pixel"] != y_t[onepixel.chosen].cpu().numpy())
+    pick = onepixel.chosen[fooled[:1] if fooled.size else [0]]  # the first image the attack fooled, if any
+    out.figures.update(_church(models[base], base, x10_t[pick], y_t[pick], factory("onepixel"), seed))
     _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
     out.headline += [
         ("morphology baseline accuracy Y10 -> Y1", f"{out.facts[f'{base}/Y10']:.1%} -> {out.facts[f'{base}/Y1']:.1%}"),
@@ -135,7 +136,7 @@ def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_
     with out.timed(f"morphology: one-pixel attack on {len(chosen)} images x {len(names)} models "
                    f"(population {cfg.population}, {cfg.generations} generations)"):
         grid = evaluate_grid({m: models[m] for m in names}, {"one-pixel": attack}, x[chosen], y[chosen],
-                             n_classes=3, keep_distances=True)
+                             n_classes=3, keep_distances=True, keep_predictions=True)
     rows = {}
     for m in names:
         cell = grid.scores[m]["one-pixel"]
@@ -196,11 +197,13 @@ def _church(model, name: str, x, y, attack, seed: int) -> dict:
     d1 = (x_adv - x)[0]
     if not bool(d1.abs().sum() > 0):
         return {}
+    classes = [MORPHOLOGY_CLASSES[int(predict(model, v)[0].argmax())] for v in (x, x_adv)]
     d2 = torch.randn(d1.shape, generator=torch.Generator().manual_seed(seed)).to(d1)
     d2 *= d1.norm() / d2.norm()
     window = church_window(model, x[0], d1, d2, extent=(-1.5, 1.5), steps=41)
     return {f"Church window of one test galaxy ({name}): one-pixel direction vs a random direction of the same "
-            "norm (the attacked image is at (1, 0))": plot_church_window(window, class_names=MORPHOLOGY_CLASSES)}
+            f"norm; the clean image (0, 0) is classified {classes[0]}, the attacked one (1, 0) {classes[1]}":
+            plot_church_window(window, class_names=MORPHOLOGY_CLASSES)}
 
 
 def _certify(out: StageResult, cfg: MorphologyConfig, model, name: str, x, y, seed: int, device) -> None:
