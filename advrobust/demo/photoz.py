@@ -20,7 +20,7 @@ from advrobust.attacks.by_name import AttackSettings, attack_by_name
 from advrobust.data import PHOTOZ_BANDS, SurveyDataset, simulate_photoz, sky_sigma
 from advrobust.data import photometry
 from advrobust.defenses import AdversarialTraining
-from advrobust.demo.config import PhotozConfig
+from advrobust.demo.config import PRESETS, PhotozConfig
 from advrobust.demo.stage import StageResult, ratio, sigma_eta, sky_label
 from advrobust.evaluate import NATURAL, evaluate_grid, natural, predict
 from advrobust.models import create, save
@@ -119,8 +119,9 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         note=(f"{cfg.model} trained on {cfg.n_train:,} simulated galaxies with 0.02 < z < {cfg.z_max} for "
               f"{cfg.epochs} epochs. Target for a credible baseline: sigma_MAD <= {TARGET_SIGMA_MAD}, "
               f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else
-              "NOT met in this run: the training budget of this preset is too small (the baseline sits on "
-              "its learning plateau; the default preset trains ~4x longer)."))))
+              f"NOT met in this run: {cfg.n_train * cfg.epochs:,} sample-updates are too few (the baseline sits "
+              "on its learning plateau, which ends after ~50,000 on this data; the default preset makes "
+              f"{PRESETS['default'].photoz.n_train * PRESETS['default'].photoz.epochs:,})."))))
     columns = list(grid.scores[base_name])
     rows = {col: {m: sigma_eta(grid.scores[m][col]) for m in models} for col in columns}
     paper_rows = {NATURAL: "clean", f"FGSM {sky_label(headline)}": "FGSM", f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
