@@ -119,9 +119,9 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         note=(f"{cfg.model} trained on {cfg.n_train:,} simulated galaxies with 0.02 < z < {cfg.z_max} for "
               f"{cfg.epochs} epochs. Target for a credible baseline: sigma_MAD <= {TARGET_SIGMA_MAD}, "
               f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else
-              f"NOT met in this run: {cfg.n_train * cfg.epochs:,} sample-updates are too few (the baseline sits "
-              "on its learning plateau, which ends after ~50,000 on this data; the default preset makes "
-              f"{PRESETS['default'].photoz.n_train * PRESETS['default'].photoz.epochs:,})."))))
+              f"NOT met in this run: {cfg.n_train * cfg.epochs:,} sample-updates (galaxies x epochs) were too "
+              "few for this model to reach it; the default preset makes "
+              f"{PRESETS['default'].photoz.n_train * PRESETS['default'].photoz.epochs:,}."))))
     columns = list(grid.scores[base_name])
     rows = {col: {m: sigma_eta(grid.scores[m][col]) for m in models} for col in columns}
     paper_rows = {NATURAL: "clean", f"FGSM {sky_label(headline)}": "FGSM", f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
