@@ -28,7 +28,8 @@ from advrobust.attacks.losses import (
     ClassifierObjective, CrossEntropy, PhotozBinCE, PhotozDeltaZ, PhotozObjective,
 )
 from advrobust.attacks.natural import (
-    GaussianNoise, ShorterExposure, UniformNoise, gaussian_noise, shorter_exposure, uniform_noise,
+    GaussianNoise, ShorterExposure, UniformNoise, gaussian_noise, lsst_shorter_exposure, shorter_exposure,
+    uniform_noise,
 )
 from advrobust.attacks.onepixel import OnePixel, OnePixelResult, one_pixel
 
@@ -37,5 +38,5 @@ __all__ = [
     "FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume",
     "OnePixel", "OnePixelResult", "one_pixel",
     "CrossEntropy", "PhotozBinCE", "PhotozDeltaZ", "ClassifierObjective", "PhotozObjective",
-    "gaussian_noise", "uniform_noise", "shorter_exposure", "GaussianNoise", "UniformNoise", "ShorterExposure",
+    "gaussian_noise", "uniform_noise", "shorter_exposure", "lsst_shorter_exposure", "GaussianNoise", "UniformNoise", "ShorterExposure",
 ]

@@ -14,7 +14,7 @@ mode only unless ``always=True``).
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,7 @@ from advrobust.checks import (
     ScalarOrPerSample, broadcast_per_sample, check_batch, check_float_tensor, check_number, per_sample,
 )
 
-__all__ = ["gaussian_noise", "uniform_noise", "shorter_exposure",
+__all__ = ["gaussian_noise", "uniform_noise", "shorter_exposure", "lsst_shorter_exposure",
            "GaussianNoise", "UniformNoise", "ShorterExposure"]
 
 def _check_x(name: str, x: Tensor) -> None:
@@ -136,6 +136,38 @@ def shorter_exposure(x: Tensor, *, sky: Union[float, Tensor], exposure_ratio: fl
         lam = counts * s
         return x + (torch.poisson(lam, generator=generator) - lam) / (s * g)
     return torch.poisson(counts * r, generator=generator) / (r * g) - sky_b
+
+
+def lsst_shorter_exposure(x: Tensor, *, bands: Sequence[str], years: float, exposure_ratio: float,
+                          generator: Optional[torch.Generator] = None) -> Tensor:
+    """:func:`shorter_exposure` for cutouts in nanomaggies of ``years`` of the simulated LSST survey.
+
+    Each band is converted to electrons with the simulator's photometry
+    (:func:`advrobust.data.photometry.electrons_per_nanomaggy`, ``sky_electrons_per_pixel``), given
+    the Poisson noise of ``years * exposure_ratio`` years, and converted back: with ``years=10`` and
+    ``exposure_ratio=0.1`` a Y10 cutout gets the noise of Y1 (Ciprijanovic et al. 2022), the noise
+    :func:`advrobust.data.simulate_morphology` gives its ``images_y1``.
+
+    Args:
+        x: ``(B, C, H, W)`` sky-subtracted cutouts in nanomaggies, one channel per band of ``bands``.
+        bands: the LSST band of each channel, e.g. ``("u", "g", "r", "i", "z")``.
+        years: depth of ``x`` in years of the survey (> 0).
+        exposure_ratio: ``t_short / t_long`` in (0, 1].
+
+    Raises:
+        ValueError: ``len(bands)`` is not ``x``'s channel count, an unknown band, ``years <= 0``.
+    """
+    from advrobust.data import photometry  # numpy only; imported here so attacks do not load the simulator
+
+    _check_x("lsst_shorter_exposure", x)
+    if x.dim() != 4 or x.shape[1] != len(bands):
+        raise ValueError(f"lsst_shorter_exposure: x must be (B, C, H, W) with one channel per band of {tuple(bands)}, "
+                         f"got shape {tuple(x.shape)}")
+    gain = torch.tensor([photometry.electrons_per_nanomaggy(b, years) for b in bands], dtype=x.dtype,
+                        device=x.device)
+    sky = torch.tensor([photometry.sky_electrons_per_pixel(b, years) for b in bands], dtype=x.dtype, device=x.device)
+    g = gain[:, None, None]
+    return shorter_exposure(x * g, sky=sky, exposure_ratio=exposure_ratio, gain=1.0, generator=generator) / g
 
 
 class _Augmentation(nn.Module):

@@ -84,13 +84,12 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         merged.timings.update(stage.timings)
         merged.eps.update(stage.eps)
     seconds = time.perf_counter() - start
-    merged.timings["total"] = seconds
     photoz = stages.get("photoz")
     config_json = {"preset": cfg.name, "seed": seed, "device": str(device), "parts": list(parts),
                    **json.loads(json.dumps(cfg.as_dict()))}
     paths = write_report(
         out, tables=merged.tables, figures=merged.figures, config=config_json,
-        sky_sigma=None if photoz is None else photoz.facts["sky_sigma"], bands=None if photoz is None else PHOTOZ_BANDS,
+        sky_sigma=None if photoz is None else photoz.sky_sigma, bands=None if photoz is None else PHOTOZ_BANDS,
         eps=merged.eps or None, timings=merged.timings,
         title=f"advrobust demo ({cfg.name} preset, seed {seed})", findings=merged.findings)
     return DemoResult(report=paths, headline=merged.headline, findings=merged.findings, facts=merged.facts,
@@ -98,6 +97,6 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
 
 
 def headline_table(result: DemoResult) -> str:
-    """The headline lines as an aligned plain-text table."""
+    """The ``headline`` of a :func:`run_demo` result as aligned plain-text lines (what, measured value)."""
     width = max(len(what) for what, _ in result["headline"])
     return "\n".join(f"  {what:<{width}}  {value}" for what, value in result["headline"])

@@ -56,6 +56,7 @@ class MorphologyConfig:
         epochs, lr, batch_size: Adam, constant learning rate.
         mmd_lambda: weight of the MMD term of domain adaptation (Y10 labelled -> Y1 unlabelled).
         eps_sky: L-inf strength of FGSM / PGD in sky sigmas of the preprocessed images.
+        pgd_steps: PGD-Linf iterations (step eps / 4).
         n_attack: test images attacked by FGSM and PGD (the first ones of the test set).
         n_onepixel: test images attacked by the one-pixel attack (correctly classified by every model).
         population, generations: differential evolution of the one-pixel attack.
@@ -72,6 +73,7 @@ class MorphologyConfig:
     batch_size: int = 32
     mmd_lambda: float = 1.0
     eps_sky: float = 1.0
+    pgd_steps: int = 10
     n_attack: int = 600
     n_onepixel: int = 100
     population: int = 100

@@ -40,8 +40,9 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
     The trained models are written to ``models_dir`` (``morphology_<baseline|mmd|noisy>.safetensors``).
 
     Returns:
-        :class:`StageResult`; ``facts`` holds ``<model>/Y10``, ``<model>/Y1`` accuracies,
-        ``<model>/onepixel_success``, ``<model>/onepixel_median_iterations``, ``certified_acr``.
+        :class:`StageResult`; ``facts`` holds ``morphology/<model>/Y10`` and ``.../Y1`` accuracies,
+        ``morphology/<model>/onepixel_success``, ``.../onepixel_median_iterations``,
+        ``morphology/certified_acr``.
     """
     out = StageResult()
     n = cfg.n_train + cfg.n_test
@@ -73,7 +74,7 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
 
     x10_t, x1_t, y_t = x10[test].to(device), x1[test].to(device), labels[test].to(device)
     k = min(cfg.n_attack, cfg.n_test)
-    settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=10, unit=unit, population=cfg.population,
+    settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=cfg.pgd_steps, unit=unit, population=cfg.population,
                               generations=cfg.generations)
 
     def factory(kind: str):
@@ -88,55 +89,64 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
         grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10_t[:k], y_t[:k], n_classes=3)
         latents = {m: (predict(model, x10_t)[1], predict(model, x1_t)[1]) for m, model in models.items()}
         mmd = {m: domain_mmd(model, x10_t, x1_t) for m, model in models.items()}
+    # each model's latent space has its own scale: distances are given in units of the median norm of
+    # the model's clean Y10 latents, so that models can be compared
+    scale = {m: float(latents[m][0].norm(dim=1).median()) for m in models}
 
     accuracy_rows = {}
     for m in models:
         y10, y1 = on_y10.scores[m][NATURAL], on_y1.scores[m][NATURAL]
-        d = latent_distances(*latents[m])
+        d = latent_distances(*latents[m]) / scale[m]
         accuracy_rows[m] = {"Y10": y10["accuracy"], "Y1": y1["accuracy"], "F1 Y10": y10["f1"], "F1 Y1": y1["f1"],
                             fgsm: grad.scores[m][fgsm]["accuracy"], pgd: grad.scores[m][pgd]["accuracy"],
-                            "latent distance Y10-Y1 (median)": f"{np.median(d):.3g}",
+                            "latent distance Y10-Y1 (median, relative)": f"{np.median(d):.3g}",
                             "MMD^2 Y10-Y1 latents": f"{mmd[m]:.3g}"}
-        out.facts[f"{m}/Y10"], out.facts[f"{m}/Y1"] = y10["accuracy"], y1["accuracy"]
+        out.facts[f"morphology/{m}/Y10"], out.facts[f"morphology/{m}/Y1"] = y10["accuracy"], y1["accuracy"]
     out.tables.append(ReportTable(
         f"Morphology: accuracy on Y10, on their Y1 twins, and under attack ({cfg.n_test} test galaxies; "
         f"FGSM / PGD on {k})", rows=accuracy_rows,
         note=(f"{cfg.model} on {cfg.size}x{cfg.size} gri stamps preprocessed as Ciprijanovic et al. 2022 "
               "(percentile clip + arcsinh, values in [0, 1]); F1 weighted by true counts. FGSM / PGD strength: "
               f"{cfg.eps_sky:g} sky sigma of the preprocessed Y10 images per band ("
-              + ", ".join(f"{b} {s:.3g}" for b, s in zip(MORPHOLOGY_BANDS, sky)) + "), clamped to [0, 1]. "
-              "The MMD^2 (DeepAdversaries' 19 kernel widths) is between the Y10 and Y1 latents of the test galaxies.")))
+              + ", ".join(f"{b} {s:.3g}" for b, s in zip(MORPHOLOGY_BANDS, sky)) + "; one value per band pooled over "
+              "the training images, each of which has its own percentile clip), clamped to [0, 1]. Latent distances "
+              "are Euclidean, in units of the median norm of the model's own clean Y10 latents; the MMD^2 "
+              "(DeepAdversaries' 19 kernel widths) is between the Y10 and Y1 latents of the test galaxies, in each "
+              "model's own latent units.")))
 
     out.findings.append(
         f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is "
-        f"{out.facts[f'{base}/Y10']:.1%} -> {out.facts[f'{base}/Y1']:.1%} for the baseline and "
-        f"{out.facts[f'{da}/Y10']:.1%} -> {out.facts[f'{da}/Y1']:.1%} with MMD domain adaptation; the MMD^2 between "
+        f"{out.facts[f'morphology/{base}/Y10']:.1%} -> {out.facts[f'morphology/{base}/Y1']:.1%} for the baseline and "
+        f"{out.facts[f'morphology/{da}/Y10']:.1%} -> {out.facts[f'morphology/{da}/Y1']:.1%} with MMD domain adaptation; the MMD^2 between "
         f"the Y10 and Y1 latents is {mmd[base]:.3g} (baseline) and {mmd[da]:.3g} (domain adaptation). Under "
         f"{fgsm} the baseline keeps {grad.scores[base][fgsm]['accuracy']:.1%}, under {pgd} "
         f"{grad.scores[base][pgd]['accuracy']:.1%} ({k} images).")
-    onepixel = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), seed)
-    out.figures.update(_latent_figures(models, (base, da), latents, y_t, onepixel, cfg))
-    fooled = np.flatnonzero(onepixel.predictions[base]["one-pixel"] != y_t[onepixel.chosen].cpu().numpy())
-    pick = onepixel.chosen[fooled[:1] if fooled.size else [0]]  # the first image the attack fooled, if any
-    out.figures.update(_church(models[base], base, x10_t[pick], y_t[pick], factory("onepixel"), seed))
+    onepixel, chosen = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), scale)
+    out.figures.update(_latent_figures((base, da), latents, scale, y_t, onepixel))
+    if onepixel is not None:
+        out.figures.update(_church(models[base], base, x10_t[chosen], y_t[chosen], factory("onepixel"), seed))
     _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
     out.headline += [
-        ("morphology baseline accuracy Y10 -> Y1", f"{out.facts[f'{base}/Y10']:.1%} -> {out.facts[f'{base}/Y1']:.1%}"),
+        ("morphology baseline accuracy Y10 -> Y1", f"{out.facts[f'morphology/{base}/Y10']:.1%} -> {out.facts[f'morphology/{base}/Y1']:.1%}"),
         ("morphology with MMD domain adaptation Y10 -> Y1",
-         f"{out.facts[f'{da}/Y10']:.1%} -> {out.facts[f'{da}/Y1']:.1%}"),
+         f"{out.facts[f'morphology/{da}/Y10']:.1%} -> {out.facts[f'morphology/{da}/Y1']:.1%}"),
         (f"morphology baseline accuracy under {fgsm}", f"{grad.scores[base][fgsm]['accuracy']:.1%}"),
     ]
     return out
 
 
-def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_y10, attack, seed: int):
-    """The one-pixel attack on test images every model classifies correctly; returns the grid."""
-    correct = np.logical_and.reduce([on_y10.predictions[m][NATURAL] == y.cpu().numpy() for m in models])
+def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_y10, attack, scale):
+    """The one-pixel attack on the first ``n_onepixel`` test images both models ``names`` classify
+    correctly; returns ``(grid, chosen indices)``, ``(None, None)`` when there is none."""
+    correct = np.logical_and.reduce([on_y10.predictions[m][NATURAL] == y.cpu().numpy() for m in names])
     chosen = torch.from_numpy(np.flatnonzero(correct)[:cfg.n_onepixel]).to(x.device)
+    if len(chosen) == 0:
+        out.findings.append("One-pixel attack: skipped, no test image is classified correctly by both models.")
+        return None, None
     with out.timed(f"morphology: one-pixel attack on {len(chosen)} images x {len(names)} models "
                    f"(population {cfg.population}, {cfg.generations} generations)"):
         grid = evaluate_grid({m: models[m] for m in names}, {"one-pixel": attack}, x[chosen], y[chosen],
-                             n_classes=3, keep_distances=True, keep_predictions=True)
+                             n_classes=3, keep_distances=True, batch_size=len(chosen))  # one batch: _church re-runs it
     rows = {}
     for m in names:
         cell = grid.scores[m]["one-pixel"]
@@ -144,15 +154,16 @@ def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_
         rows[m] = {"images": str(len(chosen)), "success rate": cell["success_rate"],
                    "iterations needed (median of successes)": _num(it.get("median")),
                    "iterations needed (mean of successes)": _num(it.get("mean")),
-                   "latent distance (median)": f"{cell['latent']['median']:.3g}"}
-        out.facts[f"{m}/onepixel_success"] = cell["success_rate"]
-        out.facts[f"{m}/onepixel_median_iterations"] = it.get("median", float("nan"))
+                   "latent distance (median, relative)": f"{cell['latent']['median'] / scale[m]:.3g}"}
+        out.facts[f"morphology/{m}/onepixel_success"] = cell["success_rate"]
+        out.facts[f"morphology/{m}/onepixel_median_iterations"] = it.get("median", float("nan"))
     out.tables.append(ReportTable(
         "Morphology: one-pixel attack, with and without domain adaptation", rows=rows,
         note=(f"Differential evolution (best1, population {cfg.population}, at most {cfg.generations} generations) "
               "replacing one pixel's gri values with values in [0, 1] (the preprocessed data's range), on test images "
-              "every model classifies correctly. Success: the predicted class changes. Iterations: generations "
-              "until the first success (Ciprijanovic et al. 2022 use them as a susceptibility measure).")))
+              "both models classify correctly. Success: the predicted class changes. Iterations: generations "
+              "until the first success (Ciprijanovic et al. 2022 use them as a susceptibility measure). Latent "
+              "distance clean - attacked in units of the median norm of the model's clean Y10 latents.")))
     base, other = names
     n = len(chosen)
 
@@ -161,21 +172,21 @@ def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_
         return f"{p:.0%} +- {np.sqrt(p * (1 - p) / max(n, 1)):.0%}"
 
     out.findings.append(
-        f"One-pixel attack on {n} test images every model classifies correctly: success {rate(base)} for the "
+        f"One-pixel attack on {n} test images both models classify correctly: success {rate(base)} for the "
         f"baseline (median {rows[base]['iterations needed (median of successes)']} generations when it succeeds) and "
         f"{rate(other)} with domain adaptation (median {rows[other]['iterations needed (median of successes)']}).")
     out.headline.append((f"morphology one-pixel success ({len(chosen)} images): baseline / domain adaptation",
                          f"{rows[base]['success rate']:.0%} / {rows[other]['success rate']:.0%}"))
-    grid.chosen = chosen
-    return grid
+    return grid, chosen
 
 
 def _num(v) -> str:
+    """A statistic as text, ``"-"`` when it is missing or not finite (e.g. the median of no successes)."""
     return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
-def _latent_figures(models, names, latents, y, onepixel, cfg: MorphologyConfig) -> dict:
-    """Isomaps (Y10 filled, Y1 empty) and latent-distance histograms, for baseline and DA."""
+def _latent_figures(names, latents, scale, y, onepixel) -> dict:
+    """Isomaps (Y10 filled, Y1 empty) and relative latent-distance histograms, for baseline and DA."""
     figures = {}
     y_np = y.cpu().numpy()
     hist = {}
@@ -183,17 +194,24 @@ def _latent_figures(models, names, latents, y, onepixel, cfg: MorphologyConfig) 
         z10, z1 = (t.cpu().numpy() for t in latents[m])
         figures[f"Isomap of the {m} latent space: Y10 (filled) and Y1 (empty), colour = true class"] = plot_isomap(
             {"Y10": z10, "Y1": z1}, {"Y10": y_np, "Y1": y_np}, class_names=MORPHOLOGY_CLASSES)
-        hist[f"Y1 noise, {m}"] = latent_distances(z10, z1)
-        hist[f"one-pixel, {m}"] = onepixel.distances[m]["one-pixel"]
+        hist[f"Y1 noise, {m}"] = latent_distances(z10, z1) / scale[m]
+        if onepixel is not None:
+            hist[f"one-pixel, {m}"] = onepixel.distances[m]["one-pixel"] / scale[m]
     jsd = js_distance(hist[f"Y1 noise, {names[0]}"], hist[f"Y1 noise, {names[1]}"])
-    figures[f"Latent distances clean - perturbed (JS distance of the Y1 histograms, baseline vs DA: {jsd:.3f})"] = \
-        plot_distance_histograms(hist)
+    figures[f"Latent distances clean - perturbed, relative to each model's median clean latent norm (JS distance of "
+            f"the Y1 histograms, baseline vs DA: {jsd:.3f})"] = plot_distance_histograms(
+        hist, title="latent distance clean - perturbed / median clean latent norm")
     return figures
 
 
 def _church(model, name: str, x, y, attack, seed: int) -> dict:
-    """Church window of one image: the one-pixel direction against a random direction of the same norm."""
+    """Church window of the first image of ``x`` (B, C, H, W) the one-pixel attack fools (else the
+    first image): the one-pixel direction against a random direction of the same norm. The attack
+    is re-run on the same batch with the same seed, i.e. the search the one-pixel table scored."""
     x_adv = attack(model)(x, y)
+    fooled = np.flatnonzero((predict(model, x_adv)[0].argmax(1) != y).cpu().numpy())
+    i = int(fooled[0]) if fooled.size else 0
+    x, x_adv = x[i:i + 1], x_adv[i:i + 1]
     d1 = (x_adv - x)[0]
     if not bool(d1.abs().sum() > 0):
         return {}
@@ -219,7 +237,7 @@ def _certify(out: StageResult, cfg: MorphologyConfig, model, name: str, x, y, se
     acr = average_certified_radius(pred.numpy(), radius.numpy(), labels)
     # the largest radius n samples can certify: every sample votes for the class, p_A >= alpha^(1/n)
     largest = cfg.noise_sigma * float(NormalDist().inv_cdf(cfg.alpha ** (1.0 / cfg.n)))
-    out.facts["certified_acr"] = acr
+    out.facts["morphology/certified_acr"] = acr
     row = {f"radius {r:g}": a for r, a in zip(radii, acc)}
     row["abstained"] = float((pred == Smooth.ABSTAIN).float().mean())
     row["average certified radius"] = f"{acr:.3f}"
@@ -229,7 +247,9 @@ def _certify(out: StageResult, cfg: MorphologyConfig, model, name: str, x, y, se
         note=(f"Smoothing sigma {cfg.noise_sigma:g}, n0 = {cfg.n0}, n = {cfg.n:,}, alpha = {cfg.alpha:g}; radii are "
               f"L2 in preprocessed image units (the image of 3 x {cfg.size} x {cfg.size} values in [0, 1]); an "
               f"abstention counts as wrong. With n = {cfg.n:,} samples no radius above {largest:.3f} can be "
-              "certified (every sample voting for the class).")))
+              "certified (every sample voting for the class). The smoothed classifier votes over noisy copies of "
+              "each image, so its accuracy at radius 0 differs from the base classifier's on clean images; these "
+              f"are the first {k} test images.")))
     grid = np.linspace(0.0, max(float(radius.max()), 0.1) * 1.05, 60)
     curve = certified_accuracy(pred.numpy(), radius.numpy(), labels, grid)
     out.figures["Certified accuracy vs L2 radius (randomized smoothing)"] = plot_certified_accuracy(

@@ -10,15 +10,13 @@ of each band (the per-band sky noise measured on the training cutouts by
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-from advrobust.attacks import shorter_exposure
+from advrobust.attacks import eps_l2_equal_volume, lsst_shorter_exposure
 from advrobust.attacks.by_name import AttackSettings, attack_by_name
 from advrobust.data import PHOTOZ_BANDS, SurveyDataset, simulate_photoz, sky_sigma
-from advrobust.data import photometry
 from advrobust.defenses import AdversarialTraining
 from advrobust.demo.config import PRESETS, PhotozConfig
 from advrobust.demo.stage import StageResult, ratio, sigma_eta, sky_label
@@ -28,30 +26,17 @@ from advrobust.plots import plot_perturbation, plot_photoz_comparison
 from advrobust.report import ReportTable
 from advrobust.train import Trainer
 
-#: Campagne 2021, Iref (Inception, 100k training galaxies, eps = 0.01 in that paper's image units):
-#: Table 3 (clean / FGSM / PGD-10) and Table 2 (f_a = 20%, clean / FGSM-perturbed), as sigma_MAD / eta
-PAPER_SOURCE = "Campagne 2021, Tables 2-3, eps = 0.01 in its units"
+#: Campagne 2021, Iref (Inception, 100k SDSS training galaxies): Table 3 (clean / FGSM / PGD-10 at
+#: eps = 0.01) and Table 2 (f_a = 20%, clean / FGSM-perturbed), as sigma_MAD / eta
+PAPER_SOURCE = "Campagne 2021, Tables 2-3, eps = 0.01"
+PAPER_SOURCE_CLEAN = "Campagne 2021, Tables 2-3; 100k SDSS galaxies"
 PAPER_BASELINE = {"clean": "0.011 / 1%", "FGSM": "0.066 / 42%", "PGD-Linf": "0.082 / 59%"}
 PAPER_ADVERSARIAL = {"clean": "0.011 / 1%", "FGSM": "0.008 / 1%"}
 #: the demo's targets for a credible photo-z baseline (issue 10: sigma_MAD <= 0.03, eta <= 5%)
 TARGET_SIGMA_MAD, TARGET_ETA = 0.03, 0.05
 Y1_EXPOSURE_RATIO = 0.1  # one year of a ten-year survey
-
-
-def y1_noise(bands=PHOTOZ_BANDS, years: float = 10.0) -> Callable[..., Tensor]:
-    """``perturb(x, generator=g)``: the Poisson noise of a one-year exposure added to ``years``-deep
-    cutouts in nanomaggies, band by band (the simulator's LSST sky and gain)."""
-    gain = torch.tensor([photometry.electrons_per_nanomaggy(b, years) for b in bands])
-    sky = torch.tensor([photometry.sky_electrons_per_pixel(b, years) for b in bands])
-
-    def perturb(x: Tensor, generator=None) -> Tensor:
-        g = gain.to(x.device, x.dtype)[:, None, None]
-        electrons = shorter_exposure(x * g, sky=sky.to(x.device, x.dtype), exposure_ratio=Y1_EXPOSURE_RATIO,
-                                     gain=1.0, generator=generator)
-        return electrons / g
-
-    perturb.__name__ = "y1_noise"
-    return perturb
+#: the paper's attack strength, in its images' units (SDSS frames, nanomaggies)
+PAPER_EPS = 0.01
 
 
 def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: bool, models_dir: str) -> StageResult:
@@ -61,8 +46,9 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
     ``photoz_adversarial.safetensors``; :func:`advrobust.models.load` reads them).
 
     Returns:
-        :class:`StageResult` with the tables, figures, headline lines and measured facts
-        (``clean_sigma_mad``, ``clean_eta``, and per perturbation ``<model>/<column>/sigma_mad|eta``).
+        :class:`StageResult` with the tables, figures, headline lines, the per-band sky sigma
+        (nanomaggies) and measured facts (``photoz/clean_sigma_mad``, ``photoz/clean_eta`` on the
+        held-out set, and per perturbation ``photoz/<model>/<column>/sigma_mad|eta``).
     """
     out = StageResult()
     n = cfg.n_train + cfg.n_test
@@ -77,7 +63,7 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
     headline = cfg.eps_sky[-1]
     train_set = SurveyDataset(images[train], {"z_spec": z_spec[train], "ebv": ebv[train]}, augment=True)
 
-    def fit(label: str, transform=None, file: str = ""):
+    def fit(label: str, file: str, transform=None):
         torch.manual_seed(seed)
         model = create(cfg.model, z_max=cfg.z_max)
         with out.timed(f"photo-z: train {label} ({cfg.n_train:,} galaxies, {cfg.epochs} epochs)"):
@@ -88,43 +74,47 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         return model.eval()
 
     base_name, adv_name = "baseline", f"adversarial training (FGSM, f_a = {cfg.fraction:.0%})"
-    models = {base_name: fit(base_name, file="photoz_baseline.safetensors"),
-              adv_name: fit(adv_name, AdversarialTraining("fgsm", headline, fraction=cfg.fraction, unit=unit),
-                            file="photoz_adversarial.safetensors")}
+    models = {base_name: fit(base_name, "photoz_baseline.safetensors"),
+              adv_name: fit(adv_name, "photoz_adversarial.safetensors",
+                            AdversarialTraining("fgsm", headline, fraction=cfg.fraction, unit=unit))}
 
     x_test, z_test, ebv_test = images[test].to(device), z_spec[test].to(device), ebv[test].to(device)
     with out.timed(f"photo-z: clean metrics on {cfg.n_test:,} test galaxies"):
         clean = evaluate_grid(models, {}, x_test, z_test, ebv_test, task="photoz", latent=False).scores
 
     attacks, strengths = _attacks(cfg, unit, seed, image_shape=tuple(images.shape[1:]))
-    k = cfg.n_attack
+    n_pixels = int(images.shape[-1] * images.shape[-2])
+    k = min(cfg.n_attack, cfg.n_test)
     with out.timed(f"photo-z: {len(attacks)} perturbations x {len(models)} models on {k:,} test galaxies"):
         grid = evaluate_grid(models, attacks, x_test[:k], z_test[:k], ebv_test[:k], task="photoz", latent=False,
                              keep_predictions=True)
 
     base_clean = clean[base_name][NATURAL]
-    out.facts.update(clean_sigma_mad=base_clean["sigma_mad"], clean_eta=base_clean["eta"], sky_sigma=sky.tolist())
+    out.sky_sigma = sky.tolist()
+    out.facts.update({"photoz/clean_sigma_mad": base_clean["sigma_mad"], "photoz/clean_eta": base_clean["eta"]})
     for m, row in grid.scores.items():
         for col, cell in row.items():
-            out.facts[f"{m}/{col}/sigma_mad"], out.facts[f"{m}/{col}/eta"] = cell["sigma_mad"], cell["eta"]
+            out.facts[f"photoz/{m}/{col}/sigma_mad"], out.facts[f"photoz/{m}/{col}/eta"] = cell["sigma_mad"], cell["eta"]
     out.eps = {f"photo-z {name}": (e * sky).tolist() for name, e in strengths.items()}
 
+    default_updates = PRESETS["default"].photoz.n_train * PRESETS["default"].photoz.epochs
     target_met = base_clean["sigma_mad"] <= TARGET_SIGMA_MAD and base_clean["eta"] <= TARGET_ETA
     out.tables.append(ReportTable(
         "Photo-z on the held-out test set (clean)",
         rows={m: {"galaxies": f"{cfg.n_test:,}", "bias": f"{s[NATURAL]['bias']:+.4f}",
                   "sigma_MAD / eta": sigma_eta(s[NATURAL])} for m, s in clean.items()},
         paper={"sigma_MAD / eta": {base_name: PAPER_BASELINE["clean"], adv_name: PAPER_ADVERSARIAL["clean"]}},
-        paper_source=PAPER_SOURCE.replace(", eps = 0.01 in its units", "; 100k real SDSS galaxies"),
+        paper_source=PAPER_SOURCE_CLEAN,
         note=(f"{cfg.model} trained on {cfg.n_train:,} simulated galaxies with 0.02 < z < {cfg.z_max} for "
               f"{cfg.epochs} epochs. Target for a credible baseline: sigma_MAD <= {TARGET_SIGMA_MAD}, "
-              f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else
-              f"NOT met in this run: {cfg.n_train * cfg.epochs:,} sample-updates (galaxies x epochs) were too "
-              "few for this model to reach it; the default preset makes "
-              f"{PRESETS['default'].photoz.n_train * PRESETS['default'].photoz.epochs:,}."))))
+              f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else "NOT met in this run." + (
+                  f" This preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the default preset on "
+                  f"{default_updates:,}." if cfg.n_train * cfg.epochs < default_updates else "")))))
+    clean_here = f"clean (the same {k:,} galaxies)"
+    label = {NATURAL: clean_here}
     columns = list(grid.scores[base_name])
-    rows = {col: {m: sigma_eta(grid.scores[m][col]) for m in models} for col in columns}
-    paper_rows = {NATURAL: "clean", f"FGSM {sky_label(headline)}": "FGSM", f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
+    rows = {label.get(col, col): {m: sigma_eta(grid.scores[m][col]) for m in models} for col in columns}
+    paper_rows = {clean_here: "clean", f"FGSM {sky_label(headline)}": "FGSM", f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
     out.tables.append(ReportTable(
         f"Photo-z under perturbation: sigma_MAD / eta on {k:,} test galaxies",
         rows=rows,
@@ -134,20 +124,24 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         note=("Strengths are L-inf radii in sky sigmas of each band (sky sigma per band, nanomaggies: "
               + ", ".join(f"{b} {s:.2e}" for b, s in zip(PHOTOZ_BANDS, sky)) + "); uniform noise is U[-eps, eps] "
               f"per band; PGD-Linf and PGD-L2: {cfg.pgd_steps} steps of eps/4; the PGD-L2 radius is the "
-              "equal-volume radius eps * sqrt(2n/(e pi)), n = 64x64, measured in sky sigmas (a chi ball). "
-              "Y1 noise: the Poisson noise of one year instead of ten. The paper's eps = 0.01 is in its own "
-              "image units and is 10-35 sky sigmas of these cutouts: its columns are for comparison of the "
-              "effect, not of the strength.")))
+              f"equal-volume radius eps * sqrt(2n/(e pi)) with n = {n_pixels}, in sky-sigma units: "
+              f"||delta / sky||_2 <= {eps_l2_equal_volume(headline, n_pixels):.4g} at {sky_label(headline)} (a chi "
+              "ball, no single radius in nanomaggies). Y1 noise: the Poisson noise of one year of the survey "
+              f"instead of ten. The paper's eps = {PAPER_EPS} (nanomaggies, if its SDSS frames are in them, as "
+              "SDSS corrected frames are) would be "
+              + ", ".join(f"{b} {PAPER_EPS / s:.0f}" for b, s in zip(PHOTOZ_BANDS, sky)) + " sky sigmas of these "
+              "cutouts: its columns compare the effect, not the strength.")))
 
     fgsm_h, uni_h = f"FGSM {sky_label(headline)}", f"uniform noise {sky_label(headline)}"
     pgd_h = f"PGD-Linf {sky_label(headline)}"
     b = grid.scores[base_name]
     out.headline += [
-        ("photo-z baseline, clean (test set)", sigma_eta(base_clean)),
-        (f"photo-z baseline, {uni_h}", sigma_eta(b[uni_h])),
-        (f"photo-z baseline, {fgsm_h}", sigma_eta(b[fgsm_h])),
-        (f"photo-z baseline, {pgd_h}", sigma_eta(b[pgd_h])),
-        (f"photo-z adversarially trained, {fgsm_h}", sigma_eta(grid.scores[adv_name][fgsm_h])),
+        (f"photo-z baseline, clean ({cfg.n_test:,} held-out galaxies)", sigma_eta(base_clean)),
+        (f"photo-z baseline, clean ({k:,} of them)", sigma_eta(b[NATURAL])),
+        (f"photo-z baseline, {uni_h} (same {k:,})", sigma_eta(b[uni_h])),
+        (f"photo-z baseline, {fgsm_h} (same {k:,})", sigma_eta(b[fgsm_h])),
+        (f"photo-z baseline, {pgd_h} (same {k:,})", sigma_eta(b[pgd_h])),
+        (f"photo-z adversarially trained, {fgsm_h} (same {k:,})", sigma_eta(grid.scores[adv_name][fgsm_h])),
     ]
     out.findings += _findings(cfg, clean, grid, base_name, adv_name, target_met)
     out.figures.update(_figures(models, grid, x_test, z_test, ebv_test, unit, headline, cfg))
@@ -164,17 +158,18 @@ def _findings(cfg: PhotozConfig, clean, grid, base: str, adv: str, target_met: b
         f"Photo-z baseline on {cfg.n_test:,} held-out galaxies: sigma_MAD {c['sigma_mad']:.4f}, eta "
         f"{c['eta']:.1%}: the target of a credible baseline (sigma_MAD <= {TARGET_SIGMA_MAD}, eta <= "
         f"{TARGET_ETA:.0%}) is {'met' if target_met else 'NOT met (see the table note)'}.",
-        f"On {cfg.n_attack:,} test galaxies, uniform noise of {h} per band leaves sigma_MAD at "
-        f"{b[f'uniform noise {h}']['sigma_mad']:.4f} (clean {nat['sigma_mad']:.4f}) and eta at "
+        f"On {min(cfg.n_attack, cfg.n_test):,} of the test galaxies, uniform noise of {h} per band gives sigma_MAD "
+        f"{b[f'uniform noise {h}']['sigma_mad']:.4f} (clean on the same galaxies {nat['sigma_mad']:.4f}) and eta "
         f"{b[f'uniform noise {h}']['eta']:.1%} (clean {nat['eta']:.1%}), while FGSM of the same size gives "
         f"sigma_MAD {b[f'FGSM {h}']['sigma_mad']:.4f} ({ratio(b[f'FGSM {h}']['sigma_mad'], nat['sigma_mad'])}) "
         f"and eta {b[f'FGSM {h}']['eta']:.1%} ({ratio(b[f'FGSM {h}']['eta'], nat['eta'])}); PGD-Linf "
         f"{sigma_eta(b[f'PGD-Linf {h}'])}, PGD-L2 {sigma_eta(b[f'PGD-L2 {h}'])}.",
     ]
     doubled = [e for e in cfg.eps_sky if b[f"FGSM {sky_label(e)}"]["sigma_mad"] >= 2 * nat["sigma_mad"]]
-    if doubled:
-        findings.append(f"The smallest tested FGSM strength that doubles sigma_MAD is {sky_label(min(doubled))} "
-                        f"per band (tested: {', '.join(f'{e:g}' for e in cfg.eps_sky)}).")
+    tested = ", ".join(f"{e:g}" for e in cfg.eps_sky)
+    findings.append(f"The smallest tested FGSM strength that doubles sigma_MAD is {sky_label(min(doubled))} per band "
+                    f"(tested: {tested} sky sigma)." if doubled else
+                    f"No tested FGSM strength ({tested} sky sigma per band) doubles sigma_MAD.")
     findings.append(
         f"Adversarial training (FGSM at {h}, f_a = {cfg.fraction:.0%}): under FGSM {h} sigma_MAD / eta "
         f"{sigma_eta(a[f'FGSM {h}'])} (baseline {sigma_eta(b[f'FGSM {h}'])}), under PGD-Linf "
@@ -204,7 +199,8 @@ def _attacks(cfg: PhotozConfig, unit: Tensor, seed: int, image_shape):
     for label, kind in (("PGD-Linf", "pgd"), ("PGD-L2", "pgd2")):
         attacks[f"{label} {sky_label(headline)}"] = by_name(kind, headline)
     strengths[f"PGD-Linf {sky_label(headline)}"] = headline
-    attacks["Y1 noise (one-year exposure)"] = natural(y1_noise(), seed=seed)
+    attacks["Y1 noise (one-year exposure)"] = natural(lsst_shorter_exposure, seed=seed, bands=PHOTOZ_BANDS,
+                                                      years=10.0, exposure_ratio=Y1_EXPOSURE_RATIO)
     return attacks, strengths
 
 

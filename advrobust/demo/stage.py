@@ -5,7 +5,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from advrobust.report import ReportTable
 
@@ -22,6 +22,7 @@ class StageResult:
         facts: the measured numbers the tests and the summary read, by name.
         timings: ``{stage: wall seconds}``.
         eps: ``{attack: eps per band in image units}`` for the report's strength table.
+        sky_sigma: per-band sky sigma in image units of the part whose strengths ``eps`` gives, or None.
     """
 
     tables: List[ReportTable] = field(default_factory=list)
@@ -29,6 +30,7 @@ class StageResult:
     headline: List[Tuple[str, str]] = field(default_factory=list)
     findings: List[str] = field(default_factory=list)
     facts: Dict[str, float] = field(default_factory=dict)
+    sky_sigma: Optional[List[float]] = None
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Dict[str, object] = field(default_factory=dict)
 

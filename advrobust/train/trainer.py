@@ -328,9 +328,10 @@ class Trainer:
         elif self.epoch == 0:
             torch.manual_seed(self.seed)
         if self.one_cycle and self.scheduler.total_steps != max(total_steps, 1):
-            raise ValueError(f"Trainer.fit: the one-cycle schedule covers {self.scheduler.total_steps} steps, but "
-                             f"{epochs} epochs of {len(loader)} batches are {total_steps}: a resumed run needs the "
-                             "same epochs, batch size and data, or a fresh checkpoint")
+            raise ValueError(f"Trainer.fit: the one-cycle schedule covers {self.scheduler.total_steps} steps (fixed by "
+                             f"the first fit or the checkpoint), but {epochs} epochs of {len(loader)} batches are "
+                             f"{total_steps}: continuing a schedule needs the same epochs, batch size and data; "
+                             "otherwise use a new Trainer (and checkpoint)")
         show = self.progress and distributed.is_main()
         head = getattr(self.module, "head", None)
         hook = head.register_forward_pre_hook(self._keep_latent) if isinstance(head, nn.Module) else None
