@@ -35,4 +35,5 @@ def main(argv: list, prog: str) -> None:
                       parts=(args.only,) if args.only else None)
     print(f"\nadvrobust demo ({preset}, seed {args.seed}, {result['seconds']:.0f} s) -- measured in this run:")
     print(headline_table(result))
-    print(f"\nreport: {os.path.abspath(result['report']['html'])}\n        {os.path.abspath(result['report']['markdown'])}")
+    report = result["report"]
+    print(f"\nreport: {os.path.abspath(report['html'])}\n        {os.path.abspath(report['markdown'])}")

@@ -57,7 +57,8 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
 
     def fit(label: str, file: str, transform=None, extra=()):
         torch.manual_seed(seed)
-        sized = {"image_size": cfg.size} if "image_size" in model_arguments(cfg.model) else {}  # ResNet18 pools globally
+        # ResNet18 pools globally and takes no image size
+        sized = {"image_size": cfg.size} if "image_size" in model_arguments(cfg.model) else {}
         model = create(cfg.model, **sized)
         with out.timed(f"morphology: train {label} ({cfg.n_train:,} Y10 images, {cfg.epochs} epochs)"):
             Trainer(model, "ce", lr=cfg.lr, batch_transform=transform, extra_losses=extra, seed=seed,
@@ -86,7 +87,8 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
     with out.timed(f"morphology: accuracy on Y10 and Y1 ({cfg.n_test} test galaxies), FGSM and PGD on {k}"):
         on_y10 = evaluate_grid(models, {}, x10_t, y_t, n_classes=3, keep_predictions=True)
         on_y1 = evaluate_grid(models, {}, x1_t, y_t, n_classes=3, keep_predictions=True)
-        grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10_t[:k], y_t[:k], n_classes=3)
+        grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10_t[:k], y_t[:k], n_classes=3,
+                             progress=progress)
         latents = {m: (predict(model, x10_t)[1], predict(model, x1_t)[1]) for m, model in models.items()}
         mmd = {m: domain_mmd(model, x10_t, x1_t) for m, model in models.items()}
     # each model's latent space has its own scale: distances are given in units of the median norm of
@@ -114,11 +116,13 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
               "(DeepAdversaries' 19 kernel widths) is between the Y10 and Y1 latents of the test galaxies, in each "
               "model's own latent units.")))
 
+    def shift(m: str) -> str:  # accuracy Y10 -> Y1 of model m
+        return f"{out.facts[f'morphology/{m}/Y10']:.1%} -> {out.facts[f'morphology/{m}/Y1']:.1%}"
+
     out.findings.append(
-        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is "
-        f"{out.facts[f'morphology/{base}/Y10']:.1%} -> {out.facts[f'morphology/{base}/Y1']:.1%} for the baseline and "
-        f"{out.facts[f'morphology/{da}/Y10']:.1%} -> {out.facts[f'morphology/{da}/Y1']:.1%} with MMD domain adaptation; the MMD^2 between "
-        f"the Y10 and Y1 latents is {mmd[base]:.3g} (baseline) and {mmd[da]:.3g} (domain adaptation). Under "
+        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is {shift(base)} for the "
+        f"baseline and {shift(da)} with MMD domain adaptation; the MMD^2 between the Y10 and Y1 latents is "
+        f"{mmd[base]:.3g} (baseline) and {mmd[da]:.3g} (domain adaptation), each in its model's latent units. Under "
         f"{fgsm} the baseline keeps {grad.scores[base][fgsm]['accuracy']:.1%}, under {pgd} "
         f"{grad.scores[base][pgd]['accuracy']:.1%} ({k} images).")
     onepixel, chosen = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), scale)
@@ -127,9 +131,8 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
         out.figures.update(_church(models[base], base, x10_t[chosen], y_t[chosen], factory("onepixel"), seed))
     _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
     out.headline += [
-        ("morphology baseline accuracy Y10 -> Y1", f"{out.facts[f'morphology/{base}/Y10']:.1%} -> {out.facts[f'morphology/{base}/Y1']:.1%}"),
-        ("morphology with MMD domain adaptation Y10 -> Y1",
-         f"{out.facts[f'morphology/{da}/Y10']:.1%} -> {out.facts[f'morphology/{da}/Y1']:.1%}"),
+        ("morphology baseline accuracy Y10 -> Y1", shift(base)),
+        ("morphology with MMD domain adaptation Y10 -> Y1", shift(da)),
         (f"morphology baseline accuracy under {fgsm}", f"{grad.scores[base][fgsm]['accuracy']:.1%}"),
     ]
     return out

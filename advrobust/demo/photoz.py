@@ -87,14 +87,15 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
     k = min(cfg.n_attack, cfg.n_test)
     with out.timed(f"photo-z: {len(attacks)} perturbations x {len(models)} models on {k:,} test galaxies"):
         grid = evaluate_grid(models, attacks, x_test[:k], z_test[:k], ebv_test[:k], task="photoz", latent=False,
-                             keep_predictions=True)
+                             keep_predictions=True, progress=progress)
 
     base_clean = clean[base_name][NATURAL]
     out.sky_sigma = sky.tolist()
     out.facts.update({"photoz/clean_sigma_mad": base_clean["sigma_mad"], "photoz/clean_eta": base_clean["eta"]})
     for m, row in grid.scores.items():
         for col, cell in row.items():
-            out.facts[f"photoz/{m}/{col}/sigma_mad"], out.facts[f"photoz/{m}/{col}/eta"] = cell["sigma_mad"], cell["eta"]
+            out.facts[f"photoz/{m}/{col}/sigma_mad"] = cell["sigma_mad"]
+            out.facts[f"photoz/{m}/{col}/eta"] = cell["eta"]
     out.eps = {f"photo-z {name}": (e * sky).tolist() for name, e in strengths.items()}
 
     default_updates = PRESETS["default"].photoz.n_train * PRESETS["default"].photoz.epochs
@@ -114,7 +115,8 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
     label = {NATURAL: clean_here}
     columns = list(grid.scores[base_name])
     rows = {label.get(col, col): {m: sigma_eta(grid.scores[m][col]) for m in models} for col in columns}
-    paper_rows = {clean_here: "clean", f"FGSM {sky_label(headline)}": "FGSM", f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
+    paper_rows = {clean_here: "clean", f"FGSM {sky_label(headline)}": "FGSM",
+                  f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
     out.tables.append(ReportTable(
         f"Photo-z under perturbation: sigma_MAD / eta on {k:,} test galaxies",
         rows=rows,

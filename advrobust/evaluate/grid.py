@@ -111,7 +111,8 @@ def _slices(n: int, batch_size: int):
 def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackFactory], x: Tensor, y: Tensor,
                   *extra: Tensor, task: str = "classifier", n_classes: Optional[int] = None,
                   batch_size: int = 128, latent: bool = True, keep_distances: bool = False,
-                  keep_predictions: bool = False, outlier_threshold: float = 0.05) -> GridResult:
+                  keep_predictions: bool = False, outlier_threshold: float = 0.05,
+                  progress: bool = False) -> GridResult:
     """Run every model against every attack, batch by batch, and score the results.
 
     Args:
@@ -128,6 +129,7 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
         keep_distances: also return every latent distance (for histograms and the JS distance).
         keep_predictions: also return every prediction (class or z_phot), clean and perturbed.
         outlier_threshold: photo-z ``|dz|`` outlier threshold (Campagne 2021: 0.05).
+        progress: a progress bar over the batches of every model (images per second).
 
     Returns:
         :class:`GridResult`.
@@ -181,7 +183,12 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
         for a, atk in instances.items():
             success[a].max_iter = getattr(atk, "max_iter", None)
 
-        for sl in _slices(x.shape[0], batch_size):
+        batches = _slices(x.shape[0], batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(list(batches), desc=f"{mname}: {len(attacks)} perturbations", unit="batch",
+                           leave=False, dynamic_ncols=True)
+        for sl in batches:
             xb, yb = x[sl].to(dev), y[sl].to(dev)
             eb = tuple(e[sl].to(dev) for e in extra)
             t0 = time.perf_counter()
