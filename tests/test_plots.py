@@ -73,7 +73,10 @@ def test_distance_histograms(tmp_path):
     rng = np.random.default_rng(0)
     fig = plots.plot_distance_histograms({"regular": rng.gamma(2, 1, 200), "domain adaptation": rng.gamma(4, 1, 200)})
     assert "JS distance" in fig.axes[0].get_title()
+    assert fig.axes[0].get_xlabel().endswith("[latent units]")
     _check(fig, tmp_path, "distances")
+    rel = plots.plot_distance_histograms({"a": rng.gamma(2, 1, 50)}, unit="median clean latent norm")
+    assert rel.axes[0].get_xlabel().endswith("[median clean latent norm]")
 
 
 def test_certified_accuracy_plot(tmp_path):

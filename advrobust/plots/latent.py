@@ -123,12 +123,13 @@ def plot_isomap(latents: Mapping[str, object], labels: Mapping[str, object], *, 
 
 
 def plot_distance_histograms(distances: Mapping[str, object], *, bins: int = 30,
-                             title: str = "latent distance clean - perturbed") -> Figure:
+                             title: str = "latent distance clean - perturbed", unit: str = "latent units") -> Figure:
     """Histograms (normalised to sum 1) of latent distances on shared bins; the JS distance between
     the first two in the title (Ciprijanovic et al. 2022, Fig. 6).
 
     Args:
         distances: ``{label: (N,) distances}``, e.g. ``{"regular": d_reg, "domain adaptation": d_da}``.
+        unit: the distances' unit, for the x axis.
     """
     if not distances:
         raise ValueError("plot_distance_histograms: give at least one distance sample")
@@ -142,7 +143,7 @@ def plot_distance_histograms(distances: Mapping[str, object], *, bins: int = 30,
     if len(arrays) >= 2:
         (l1, d1), (l2, d2) = list(arrays.items())[:2]
         title += f"\nJS distance ({l1} vs {l2}) = {js_distance(d1, d2, bins=edges):.3f}"
-    ax.set_xlabel("Euclidean distance in latent space [latent units]")
+    ax.set_xlabel(f"Euclidean distance in latent space [{unit}]")
     ax.set_ylabel("fraction of images per bin")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
