@@ -11,7 +11,7 @@ from advrobust.attacks.base import eval_mode
 from advrobust.data import simulate_morphology, simulate_photoz
 from advrobust.defenses import (
     AdversarialTraining, MMDAdaptation, MixedTraining, NoisyTraining, SensitivityLoss,
-    WeightedAdversarialTraining, domain_mmd, interval_bounds, log_volume,
+    WeightedAdversarialTraining, domain_mmd, interval_bounds, latent_mmd, log_volume,
 )
 from advrobust.metrics.photoz import sigma_mad
 from advrobust.models import create
@@ -116,6 +116,17 @@ def test_mmd_training_lowers_latent_mmd(morphology):
         mmd[name] = domain_mmd(model, xs[:300], xt[:300])
     # measured: 0.276 (standard) and 0.259 (DA); model seed 1: 0.318 and 0.246
     assert mmd["mmd"] < mmd["standard"], mmd
+
+
+def test_domain_mmd_is_latent_mmd_of_the_features_without_a_graph():
+    model = small_convnet().eval()
+    g = torch.Generator().manual_seed(1)
+    xs, xt = torch.rand(40, 3, 48, 48, generator=g), torch.rand(30, 3, 48, 48, generator=g) + 0.2
+    with torch.no_grad():
+        zs, zt = model.features(xs), model.features(xt)
+    value = domain_mmd(model, xs, xt, batch_size=16)
+    assert value == pytest.approx(latent_mmd(zs, zt), rel=1e-5) and value > 0
+    assert abs(latent_mmd(zs, zs)) < 0.01 * value  # float32 rounding of a zero MMD^2
 
 
 # ---------------------------------------------------------------- interval bounds

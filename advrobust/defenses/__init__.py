@@ -17,11 +17,11 @@ from advrobust.defenses.adversarial import (
     ATTACKS, AdversarialTraining, MixedTraining, NoisyTraining, WeightedAdversarialTraining, make_attack,
 )
 from advrobust.defenses.interval import SensitivityLoss, interval_bounds, log_volume
-from advrobust.defenses.mmd import MMDAdaptation, domain_mmd, resolve_sigmas
+from advrobust.defenses.mmd import MMDAdaptation, domain_mmd, latent_mmd, resolve_sigmas
 from advrobust.defenses.smoothing import Smooth, certified_radius, lower_confidence_bound
 
 __all__ = [
     "ATTACKS", "make_attack", "AdversarialTraining", "WeightedAdversarialTraining", "MixedTraining",
-    "NoisyTraining", "MMDAdaptation", "domain_mmd", "resolve_sigmas", "interval_bounds", "log_volume",
+    "NoisyTraining", "MMDAdaptation", "domain_mmd", "latent_mmd", "resolve_sigmas", "interval_bounds", "log_volume",
     "SensitivityLoss", "Smooth", "lower_confidence_bound", "certified_radius",
 ]

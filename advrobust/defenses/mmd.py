@@ -18,7 +18,7 @@ from advrobust.attacks.base import eval_mode
 from advrobust.checks import check_batch, check_float_tensor, check_number
 from advrobust.ops import dan_sigmas, mk_mmd, sigmas_from_variances
 
-__all__ = ["MMDAdaptation", "domain_mmd", "resolve_sigmas"]
+__all__ = ["MMDAdaptation", "domain_mmd", "latent_mmd", "resolve_sigmas"]
 
 Sigmas = Union[str, Sequence[float], Tensor]
 
@@ -91,6 +91,14 @@ def domain_mmd(model: nn.Module, source: Tensor, target: Tensor, sigmas: Sigmas 
     """
     def latents(x):
         return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]).float()
-    with eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         zs, zt = latents(source), latents(target)
-    return float(mk_mmd(zs, zt, resolve_sigmas(sigmas, zs, zt)))
+    return latent_mmd(zs, zt, sigmas)
+
+
+def latent_mmd(source: Tensor, target: Tensor, sigmas: Sigmas = "deepadversaries") -> float:
+    """Biased MMD^2 between two sets of latent vectors ``(N, D)`` and ``(M, D)`` (e.g. already
+    computed ``model.features``), kernel widths as :func:`resolve_sigmas`; what :func:`domain_mmd`
+    returns for the latents of its images."""
+    with torch.no_grad():
+        return float(mk_mmd(source.float(), target.float(), resolve_sigmas(sigmas, source.float(), target.float())))

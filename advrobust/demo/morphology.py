@@ -19,7 +19,7 @@ import torch
 
 from advrobust.attacks.by_name import AttackSettings, attack_by_name
 from advrobust.data import MORPHOLOGY_BANDS, MORPHOLOGY_CLASSES, SurveyDataset, simulate_morphology, sky_sigma
-from advrobust.defenses import MMDAdaptation, NoisyTraining, Smooth, domain_mmd
+from advrobust.defenses import MMDAdaptation, NoisyTraining, Smooth, latent_mmd
 from advrobust.demo.config import MorphologyConfig
 from advrobust.demo.stage import StageResult, sky_label
 from advrobust.evaluate import NATURAL, church_window, evaluate_grid, predict
@@ -90,7 +90,7 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
         grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10_t[:k], y_t[:k], n_classes=3,
                              progress=progress)
         latents = {m: (predict(model, x10_t)[1], predict(model, x1_t)[1]) for m, model in models.items()}
-        mmd = {m: domain_mmd(model, x10_t, x1_t) for m, model in models.items()}
+        mmd = {m: latent_mmd(*latents[m]) for m in models}  # as domain_mmd, on the latents just computed
     # each model's latent space has its own scale: distances are given in units of the median norm of
     # the model's clean Y10 latents, so that models can be compared
     scale = {m: float(latents[m][0].norm(dim=1).median()) for m in models}
