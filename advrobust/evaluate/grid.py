@@ -163,7 +163,10 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
 
         def score(acc, logits, yb, column):
             pred = redshift.z_phot(logits, model.bin_centres) if task == "photoz" else logits.argmax(1)
-            acc.update(*((pred, yb) if task == "photoz" else (yb, pred)))
+            if task == "photoz":
+                acc.update(pred, yb)  # (z_phot, z_spec)
+            else:
+                acc.update(yb, pred)  # (y_true, y_pred)
             if keep_predictions:
                 kept.setdefault(column, []).append(pred.detach().cpu())
 
