@@ -330,9 +330,8 @@ def load_survey(
                                    key=catalogue_key, columns=wanted)
         missing = [column for column in wanted if column not in catalogue.columns]
         if missing:
-            raise ValueError(
-                f"catalogue has no column(s) {missing}; available: {', '.join(map(str, catalogue.columns))}"
-            )
+            available = catalogue.attrs.get("file_columns", list(catalogue.columns))
+            raise ValueError(f"catalogue has no column(s) {missing}; available: {', '.join(map(str, available))}")
         if id_column is not None:
             if isinstance(image_ids, str) or image_ids is None:
                 image_ids = _image_ids_from_file(images_path, id_column if image_ids is None else image_ids)
@@ -345,11 +344,15 @@ def load_survey(
         else:
             if len(catalogue) != len(images):
                 raise ValueError(f"catalogue has {len(catalogue)} rows but there are {len(images)} images")
-            id_like = [c for c in catalogue.columns if str(c).lower() in _ID_LIKE]
+            id_like = [c for c in catalogue.attrs.get("file_columns", catalogue.columns) if str(c).lower() in _ID_LIKE]
             if id_like:
                 warnings.warn(f"joining the catalogue to the images by row position although it has the id "
                               f"column(s) {id_like}; pass id_column= to join on ids", UserWarning, stacklevel=2)
         targets = {name: _column_values(catalogue, name, column) for name, column in mapping.items()}
+    elif catalogue_path is not None:  # no column used: still a catalogue that must match the images
+        rows = len(load_catalogue(catalogue_path, key=catalogue_key, columns=[]))
+        if rows != len(images):
+            raise ValueError(f"{catalogue_path}: catalogue has {rows} rows but there are {len(images)} images")
     dataset = SurveyDataset(images, targets, ids=ids, augment=augment, nan_policy=nan_policy, fill_value=fill_value,
                             missing_values=missing_values)
     dataset.join = join

@@ -23,7 +23,8 @@ from typing import Mapping
 import numpy as np
 
 from advrobust.atomic import atomic_path
-from advrobust.data.readers import _FITS, _HDF5, _NUMPY, format_suffix, open_images
+from advrobust.data.readers import (_FITS, _HDF5, _NUMPY, check_hdf5_dataset, check_npz_member, format_suffix,
+                                    open_images)
 
 __all__ = ["save_arrays", "load_arrays", "load_images", "load_catalogue"]
 
@@ -89,7 +90,10 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         import h5py
 
         with h5py.File(path, "r") as handle:
-            return {key: handle[key][()] for key in handle if isinstance(handle[key], h5py.Dataset)}
+            datasets = {key: handle[key] for key in handle if isinstance(handle[key], h5py.Dataset)}
+            for key, dataset in datasets.items():
+                check_hdf5_dataset(path, key, dataset)
+            return {key: dataset[()] for key, dataset in datasets.items()}
     from astropy.io import fits
 
     arrays: dict[str, np.ndarray] = {}
@@ -142,20 +146,18 @@ def _fits_table(path, hdus, key: str | None, columns) -> "object":
     return (wanted or tables)[0]
 
 
-def _npz_columns(path) -> list[str]:
-    """Names of the 1-D members of an .npz, read from the member headers (no data is loaded)."""
+def _npz_columns(path) -> dict[str, int]:
+    """Name -> length of the 1-D members of an .npz, read from the member headers (no data is
+    loaded; a header asking for more than its member holds is refused)."""
     import zipfile
 
-    names = []
+    lengths = {}
     with zipfile.ZipFile(path) as archive:
         for member in archive.namelist():
-            with archive.open(member) as handle:
-                version = np.lib.format.read_magic(handle)
-                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape = reader(handle)[0]
+            shape = check_npz_member(path, archive, member)[0]
             if len(shape) == 1:
-                names.append(member[:-4] if member.endswith(".npy") else member)
-    return names
+                lengths[member[:-4] if member.endswith(".npy") else member] = shape[0]
+    return lengths
 
 
 def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None):
@@ -166,7 +168,9 @@ def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None
         path: FITS table, CSV, Parquet, ``.npz`` or HDF5 of 1-D arrays.
         key: FITS: the table HDU's name (needed when several tables hold the requested columns);
             HDF5: the group holding the 1-D datasets (default: the file's root).
-        columns: the columns wanted (optional): a FITS file's table is chosen among those holding them.
+        columns: the columns wanted (optional): only they are read from ``.npz`` and HDF5 files (a
+            column not asked for is never loaded), and a FITS file's table is chosen among those
+            holding them. None: every column.
 
     Integer ids keep their exact values and types (int64, uint64, strings); FITS ``TNULL`` integers
     and masked values are missing (``<NA>`` / NaN).
@@ -183,9 +187,15 @@ def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None
     if key is not None and suffix not in _FITS + _HDF5:
         raise ValueError(f"{path}: a catalogue key names a FITS table HDU or an HDF5 group; got key={key!r}")
     if suffix == ".csv":
-        return pd.read_csv(path)
+        header = list(pd.read_csv(path, nrows=0).columns)
+        present = [c for c in header if columns is None or c in columns]
+        table = pd.read_csv(path, usecols=present or header[:1])  # one column at least: the row count
+        return _with_names(table[present], header)
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        names = pq.ParquetFile(path).schema_arrow.names
+        return _with_names(pd.read_parquet(path, columns=[c for c in names if columns is None or c in columns]), names)
     if suffix in _FITS:
         from astropy.io import fits
         from astropy.table import Table
@@ -194,23 +204,53 @@ def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None
             index = hdus.index(_fits_table(path, hdus, key, columns))
         table = Table.read(path, hdu=index, mask_invalid=True)  # TNULL -> masked
         names = [name for name in table.colnames if table[name].ndim == 1]
-        return table[names].to_pandas()
+        return _with_names(table[names].to_pandas(), names)
+    wanted = None if columns is None else set(columns)
     if suffix == ".npz":
-        names = _npz_columns(path)
-        if not names:
+        lengths = _npz_columns(path)
+        if not lengths:
             raise ValueError(f"{path}: no 1-D arrays to form a catalogue")
         with np.load(path, allow_pickle=False) as handle:
-            return pd.DataFrame({name: handle[name] for name in names})
+            return _frame({name: handle[name] for name in lengths if wanted is None or name in wanted}, lengths)
     import h5py
 
     with h5py.File(path, "r") as handle:
         group = handle if key is None else handle.get(key)
         if not isinstance(group, h5py.Group):
             raise ValueError(f"{path}: no group {key!r}; it holds {', '.join(handle)}")
-        data = {name: item[()] for name, item in group.items() if isinstance(item, h5py.Dataset) and item.ndim == 1}
-    if not data:
-        raise ValueError(f"{path}: no 1-D arrays to form a catalogue")
+        items = {name: item for name, item in group.items() if isinstance(item, h5py.Dataset) and item.ndim == 1}
+        if not items:
+            raise ValueError(f"{path}: no 1-D arrays to form a catalogue")
+        lengths = {name: item.shape[0] for name, item in items.items()}
+        for name, item in items.items():
+            if wanted is None or name in wanted:
+                check_hdf5_dataset(path, name, item)
+        data = {name: item[()] for name, item in items.items() if wanted is None or name in wanted}
     for name, value in data.items():
         if value.dtype.kind in "SO":  # HDF5 strings arrive as bytes
             data[name] = np.array([v.decode() if isinstance(v, bytes) else v for v in value], dtype=object)
-    return pd.DataFrame(data)
+    return _frame(data, lengths)
+
+
+def _frame(data: dict, lengths: Mapping[str, int]):
+    """A DataFrame of the columns read, with as many rows as the file's first 1-D array when no
+    column was asked for (so a catalogue's length is known without reading it).
+
+    Raises:
+        ValueError: the file's 1-D arrays differ in length.
+    """
+    import pandas as pd
+
+    names = list(lengths)
+    if data:
+        lengths = {name: len(values) for name, values in data.items()}
+    if len(set(lengths.values())) > 1:
+        shown = dict(list(lengths.items())[:6])
+        raise ValueError(f"catalogue columns differ in length ({shown}): not one table")
+    return _with_names(pd.DataFrame(data, index=pd.RangeIndex(next(iter(lengths.values())))), names)
+
+
+def _with_names(frame, names):
+    """``frame`` with ``attrs["file_columns"]``: every 1-D column of the file, read or not (for messages)."""
+    frame.attrs["file_columns"] = [str(name) for name in names]
+    return frame

@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["ImageReader", "ArrayReader", "open_images", "format_suffix"]
+__all__ = ["ImageReader", "ArrayReader", "open_images", "format_suffix", "check_hdf5_dataset", "check_npz_member"]
 
 _NUMPY = (".npy", ".npz")
 _HDF5 = (".h5", ".hdf5")
@@ -54,6 +54,67 @@ def format_suffix(path: str | os.PathLike, allowed: tuple[str, ...] = _NUMPY + _
     raise ValueError(f"{path}: unsupported {what} format; use one of {', '.join(allowed)}")
 
 
+def check_hdf5_dataset(path: str | os.PathLike, name: str, dataset) -> None:
+    """Refuse an HDF5 dataset whose bytes are not stored in ``path`` itself.
+
+    HDF5 lets a dataset point at raw external files (``external``) or at other files (a virtual
+    dataset's sources): a crafted ``.h5`` could then serve any readable local file as its data.
+    Only data stored inside the file is read.
+
+    Raises:
+        ValueError: the dataset has external storage or is virtual.
+    """
+    if dataset.external:
+        raise ValueError(f"{path}: dataset {name!r} keeps its data in external files "
+                         f"({', '.join(str(e[0]) for e in dataset.external[:3])}); only data stored "
+                         "inside the file is read: copy it in (h5py: read and write the array)")
+    if dataset.is_virtual:
+        raise ValueError(f"{path}: dataset {name!r} is a virtual dataset (its data live in other files); "
+                         "only data stored inside the file is read: copy it in (h5py: read and write the array)")
+
+
+def check_npz_member(path: str | os.PathLike, archive, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``.npy`` member ``member`` of an open ``zipfile.ZipFile``, read from its
+    header, after checking that the header asks for no more bytes than the member holds.
+
+    A header may claim any shape: a 2 MB archive could make ``np.load`` allocate gigabytes before
+    failing. The member's uncompressed size (recorded in the archive) bounds what it can hold.
+
+    Raises:
+        ValueError: a header asking for more bytes than the member holds, or not an ``.npy`` member.
+    """
+    info = archive.getinfo(member)
+    with archive.open(member) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+        except ValueError as err:
+            raise ValueError(f"{path}: member {member!r} is not a NumPy array ({err})") from None
+        header_bytes = handle.tell()
+    asked = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if dtype.hasobject or asked > info.file_size - header_bytes:
+        raise ValueError(f"{path}: member {member!r} claims shape {tuple(shape)} {dtype} ({asked:,} bytes) "
+                         f"but holds {max(info.file_size - header_bytes, 0):,} bytes: the file is damaged or "
+                         "crafted; refusing to allocate")
+    return tuple(int(s) for s in shape), dtype
+
+
+def _layout_hint(path, shape) -> str:
+    """Why a cube of ``shape`` is refused, and how to get ``(N, C, H, W)``."""
+    return (f"{path}: images must be a cube of cutouts (N, C, H, W) or (N, H, W), got shape {tuple(shape)}"
+            + (" (a single image: cut it into stamps, e.g. with astropy.nddata.Cutout2D, and stack them "
+               "into an (N, C, H, W) array)" if len(shape) == 2 else ""))
+
+
+def _refuse_channels_last(path, shape) -> None:
+    """(N, H, W, C) cubes would be read as C = H: refuse them with the transpose that fixes them."""
+    if len(shape) == 4 and shape[3] <= 16 < shape[1] and shape[1] == shape[2] and shape[3] != shape[1]:
+        raise ValueError(f"{path}: shape {tuple(shape)} looks channels-last (N, H, W, C); advrobust reads "
+                         "(N, C, H, W): store numpy.transpose(cube, (0, 3, 1, 2)) instead")
+
+
 class ImageReader:
     """Rows of an image cube ``(N, C, H, W)``, served by range.
 
@@ -73,7 +134,8 @@ class ImageReader:
 
     def __init__(self, path: str | os.PathLike, key: str | None, shape: tuple[int, ...], dtype: np.dtype) -> None:
         if len(shape) not in (3, 4):
-            raise ValueError(f"{path}: images must be (N, C, H, W) or (N, H, W), got shape {tuple(shape)}")
+            raise ValueError(_layout_hint(path, shape))
+        _refuse_channels_last(path, shape)
         self.path = os.fspath(path)
         self.key = key
         self._file_ndim = len(shape)
@@ -153,10 +215,15 @@ class _NpzReader(ArrayReader):
     whole_file = True
 
     def __init__(self, path: str | os.PathLike, key: str | None) -> None:
+        import zipfile
+
         name = "images" if key is None else key
+        with zipfile.ZipFile(path) as archive:
+            if name + ".npy" not in archive.namelist():
+                members = [m[:-4] if m.endswith(".npy") else m for m in archive.namelist()]
+                raise ValueError(f"{path}: no array {name!r}; it holds {', '.join(members)}")
+            check_npz_member(path, archive, name + ".npy")
         with np.load(path, allow_pickle=False) as handle:
-            if name not in handle.files:
-                raise ValueError(f"{path}: no array {name!r}; it holds {', '.join(handle.files)}")
             array = handle[name]
         super().__init__(array, path, name)
 
@@ -227,6 +294,7 @@ class _HDF5Reader(_ReopeningReader):
             dataset = handle[name]
             if dataset.dtype.kind not in "biuf":
                 raise ValueError(f"{path}: dataset {name!r} must be numeric, got dtype {dataset.dtype}")
+            check_hdf5_dataset(path, name, dataset)
             shape, dtype = dataset.shape, dataset.dtype
         super().__init__(path, name, shape, dtype)
 
@@ -245,14 +313,24 @@ def _fits_cube(path, hdus, key: str | None):
     images = [hdu for hdu in hdus if hdu.is_image and hdu.header.get("NAXIS", 0) > 0]
     named = [hdu for hdu in images if hdu.name.lower() == name.lower()]
     cubes = [hdu for hdu in images if hdu.header.get("NAXIS") in (3, 4)]
+    listed = ", ".join(f"{hdu.name or '(primary)'} {_fits_shape(hdu)}" for hdu in images) or "none"
     if not named and key is not None:
-        raise ValueError(f"{path}: no image HDU {key!r}; its image HDUs: "
-                         f"{', '.join(hdu.name for hdu in cubes) or 'none'}")
-    if not named and len(cubes) != 1:
-        raise ValueError(f"{path}: {'no' if not cubes else len(cubes)} 3-D/4-D image HDUs"
-                         f"{' (' + ', '.join(hdu.name for hdu in cubes) + ')' if cubes else ''}; "
-                         "pass key=<HDU name>")
-    return (named or cubes)[0]
+        raise ValueError(f"{path}: no image HDU {key!r}; its image HDUs: {listed}")
+    if not named and not cubes:
+        raise ValueError(_layout_hint(path, _fits_shape(images[0])) if len(images) == 1 else
+                         f"{path}: no cube of cutouts (N, C, H, W) or (N, H, W) among its image HDUs ({listed})")
+    if not named and len(cubes) > 1:
+        raise ValueError(f"{path}: {len(cubes)} image cubes ({listed}); name the one to read "
+                         "(--key on the command line, key= in Python)")
+    hdu = (named or cubes)[0]
+    if hdu.header.get("NAXIS") not in (3, 4):
+        raise ValueError(_layout_hint(path, _fits_shape(hdu)))
+    return hdu
+
+
+def _fits_shape(hdu) -> tuple[int, ...]:
+    """An image HDU's shape (NumPy order), from its header."""
+    return tuple(int(hdu.header[f"NAXIS{i}"]) for i in range(hdu.header["NAXIS"], 0, -1))
 
 
 class _FitsReader(_ReopeningReader):
