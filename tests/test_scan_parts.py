@@ -102,3 +102,41 @@ def test_sigkill_at_several_points_then_resume_holds_every_object_once(tmp_path)
     ids = pq.read_table(out).column("id").to_numpy()
     assert ids.tolist() == list(range(400))
     assert not [f for f in os.listdir(folder) if "tmp" in f]
+
+
+def test_two_scans_racing_for_one_manifest_cannot_both_win(tmp_path, monkeypatch):
+    out = str(tmp_path / "cat.parquet")
+    first, second = PartStore(out), PartStore(out)
+    # the second scan read "no manifest yet" just before the first one created it
+    monkeypatch.setattr(second, "read_manifest", lambda real=second.read_manifest, calls=[]: (
+        calls.append(1) or (None if len(calls) == 1 else real())))
+    assert first.open({"seed": 0}) is False
+    with pytest.raises(ScanConfigError, match=r"seed: was 0, now 1"):
+        second.open({"seed": 1})
+    assert first.read_manifest() == {"seed": 0}
+    assert os.listdir(first.folder) == ["manifest.json"]  # no temporary left behind
+
+
+def _open_after_barrier(out, seed, barrier, results):
+    barrier.wait()
+    try:
+        PartStore(out).open({"seed": seed})
+        results.put(("ok", seed))
+    except ScanConfigError:
+        results.put(("refused", seed))
+
+
+def test_simultaneous_scans_with_other_settings_leave_exactly_one_owner(tmp_path):
+    import multiprocessing as mp
+
+    context = mp.get_context("fork")
+    out = str(tmp_path / "cat.parquet")
+    barrier, results = context.Barrier(6), context.Queue()
+    procs = [context.Process(target=_open_after_barrier, args=(out, seed, barrier, results)) for seed in range(6)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    outcome = [results.get(timeout=10) for _ in procs]
+    winners = [seed for status, seed in outcome if status == "ok"]
+    assert len(winners) == 1 and PartStore(out).read_manifest() == {"seed": winners[0]}

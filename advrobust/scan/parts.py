@@ -10,14 +10,21 @@ catalogue is assembled from the parts in chunk order (:meth:`PartStore.assemble`
 at a time. Every object is therefore in the catalogue exactly once, and the result does not depend on
 how many times the scan was killed or how many ranks ran it.
 
-The folder also holds ``manifest.json``: the scan's configuration (model, data, attacks, seed, chunk
-size, ...). A restart with a different configuration is refused (:class:`ScanConfigError`), naming
-the settings that differ, so parts computed under two configurations never mix.
+The folder also holds ``manifest.json``: the scan's configuration (model, data and their
+fingerprints, attacks, seed, chunk size, ...). It is created atomically and only once (a hard link,
+which fails when the name exists), so of two scans started at the same moment on one output exactly
+one writes it; every process then compares its configuration with the stored one, and a scan with a
+different configuration is refused (:class:`ScanConfigError`), naming the settings that differ, so
+parts computed under two configurations never mix. Processes with the *same* configuration may share
+the folder (the ranks of one scan do): they write whole, identical parts. There is deliberately no
+exclusive whole-scan lock: ranks launched without a process group (SLURM, MPI) are such processes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -125,11 +132,9 @@ class PartStore:
         if stored is None:
             if not create:
                 raise FileNotFoundError(f"{self._manifest_path()}: no scan manifest (rank 0 writes it first)")
-            os.makedirs(self.folder, exist_ok=True)
-            with atomic_path(self._manifest_path()) as tmp:
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    json.dump(config, handle, indent=1, sort_keys=True)
-            return False
+            if self._create_manifest(config):
+                return False
+            stored = self.read_manifest()  # another scan created it first: compare with its settings
         if stored != config:
             keys = sorted(set(stored) | set(config))
             diffs = [f"{key}: was {stored.get(key, '(unset)')!r}, now {config.get(key, '(unset)')!r}"
@@ -138,6 +143,26 @@ class PartStore:
                 f"{self.out}: a scan with other settings was started here ({'; '.join(diffs)}). "
                 f"Run it again with its settings to resume it, or choose another --out "
                 f"(or delete {self.folder} to start over)")
+        return True
+
+    def _create_manifest(self, config: Mapping[str, Any]) -> bool:
+        """Write the manifest only if none exists, atomically (a hard link of a complete temporary
+        file, which fails when the name is taken): of two scans started together on one ``out``,
+        exactly one creates it and the other compares its settings with it. Returns True when
+        this call created it."""
+        os.makedirs(self.folder, exist_ok=True)
+        tmp = f"{self._manifest_path()}.{socket.gethostname()}.{os.getpid()}.new"
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(config, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, self._manifest_path())
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
         return True
 
     # ------------------------------------------------------------ parts
