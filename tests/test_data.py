@@ -238,7 +238,7 @@ def test_fits_image_key_must_exist_and_several_cubes_need_one(tmp_path):
     np.testing.assert_array_equal(load_images(path, key="images_y1"), cube + 1)
     with pytest.raises(ValueError, match=r"no image HDU 'images_y1_typo'; its image HDUs: IMAGES_Y10 \(2, 3, 4, 4\), IMAGES_Y1 \(2, 3, 4, 4\)"):
         load_images(path, key="images_y1_typo")
-    with pytest.raises(ValueError, match=r"2 image cubes \(IMAGES_Y10 .*IMAGES_Y1 .*\); name the one to read \(--key"):
+    with pytest.raises(ValueError, match=r"2 image cubes \(IMAGES_Y10 .*IMAGES_Y1 .*\); name the one to read with key=<HDU name>"):
         load_images(path)
     with pytest.raises(ValueError, match="equal lengths"):
         save_arrays(tmp_path / "bad.fits", {"images": cube, "z_spec": np.zeros(2), "zeropoints": np.zeros(3)})
@@ -332,8 +332,17 @@ def test_join_on_exact_ids_in_any_order(tmp_path, cube4, ids, suffix):
         item = ds[i]
         assert float(item["image"][0, 0, 0]) == i and item["z_spec"].item() == pytest.approx(i / 10)
         assert ds.ids[int(item["index"])] == ids[i]
-    with pytest.warns(UserWarning, match=r"by row position although it has the id column\(s\) \['OBJID'\]"):
-        positional = load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"})
+    # a catalogue with an id column is never joined by position unless asked: it may be shuffled
+    with pytest.raises(ValueError, match=r"has the id column\(s\) \['OBJID'\]: pass id_column='OBJID' .*"
+                                         r"join_by_position=True"):
+        load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"})
+    from advrobust.options import spelled_as
+
+    with spelled_as({"id_column": "--id-column", "join_by_position": "--join-by-position"}):
+        with pytest.raises(ValueError, match="pass --id-column OBJID .* or --join-by-position True") as err:
+            load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"})
+    assert "id_column=" not in str(err.value)
+    positional = load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"}, join_by_position=True)
     assert positional.join == "position" and positional[0]["z_spec"].item() == pytest.approx(0.2)
 
 

@@ -116,3 +116,18 @@ def test_a_catalogue_without_columns_is_still_opened_and_checked(tmp_path):
     full = tmp_path / "full.csv"
     full.write_text("a\n" + "\n".join(map(str, range(5))) + "\n")
     assert len(load_survey(images, full)) == 5
+
+
+def test_the_pixel_unit_is_read_from_the_file(tmp_path):
+    from astropy.io import fits
+
+    cube = np.zeros((2, 3, 8, 8), np.float32)
+    hdu = fits.ImageHDU(cube, name="IMAGES")
+    hdu.header["BUNIT"] = "electron/s"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp_path / "cube.fits")
+    assert open_images(tmp_path / "cube.fits").unit == "electron/s"
+    with h5py.File(tmp_path / "cube.h5", "w") as handle:
+        handle.create_dataset("images", data=cube).attrs["unit"] = "nanomaggy"
+    assert open_images(tmp_path / "cube.h5").unit == "nanomaggy"
+    np.save(tmp_path / "cube.npy", cube)
+    assert open_images(tmp_path / "cube.npy").unit is None

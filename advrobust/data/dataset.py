@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from torch import Tensor
 
 from advrobust.data.io import load_catalogue
+from advrobust.options import option
 from advrobust.data.readers import ArrayReader, ImageReader, open_images
 
 __all__ = ["SurveyDataset", "load_survey", "random_dihedral", "REDSHIFT_NAMES", "EBV_NAMES"]
@@ -55,7 +55,8 @@ def _check_physical(name: str, column: np.ndarray) -> None:
     if bad.any():
         values = np.unique(column[bad])[:5].tolist()
         raise ValueError(f"target {name!r}: {rule}, got {values} for {_samples(bad)}; if these mark missing "
-                         f"values, pass missing_values={tuple(values)} (they then follow nan_policy)")
+                         f"values, pass {option('missing_values', tuple(values), flag_value=','.join(map(str, values)))} "
+                         "(they are then handled as NaN)")
 
 
 class SurveyDataset(torch.utils.data.Dataset):
@@ -154,7 +155,7 @@ class SurveyDataset(torch.utils.data.Dataset):
         if nan_policy == "reject":
             keep = ~(bad_values | self._bad_pixels(images, scan_rows))
         elif bad_values.any():
-            raise ValueError(f"{_samples(bad_values)} have NaN/Inf/missing values; pass nan_policy='reject'")
+            raise ValueError(f"{_samples(bad_values)} have NaN/Inf/missing values; pass {option('nan_policy', 'reject')}")
         self.indices = np.flatnonzero(keep)
         self.images = images
         self.values = values
@@ -195,7 +196,7 @@ class SurveyDataset(torch.utils.data.Dataset):
             if bad.any():
                 named = ", ".join(f"object {r} (row {r} of {self.images.path}) has {n} NaN/Inf pixels"
                                   for r, n in zip(rows[bad > 0][:10].tolist(), bad[bad > 0][:10].tolist()))
-                raise ValueError(f"{named}; pass nan_policy='reject' or 'fill'")
+                raise ValueError(f"{named}; pass {option('nan_policy', 'reject')} or {option('nan_policy', 'fill')}")
         return images
 
     def __getitem__(self, item: int) -> dict[str, Tensor]:
@@ -257,10 +258,10 @@ def _image_ids_from_file(path, name: str) -> np.ndarray:
     try:
         catalogue = load_catalogue(path, columns=[name])
     except ValueError as err:
-        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass image_ids=<array>") from None
+        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass {option('image_ids')}<name>") from None
     if name not in catalogue.columns:
         raise ValueError(f"{path}: no image ids {name!r} in the images file; its 1-D arrays: "
-                         f"{', '.join(map(str, catalogue.columns))}; pass image_ids=<array or name>")
+                         f"{', '.join(map(str, catalogue.columns))}; pass {option('image_ids')}<name>")
     return catalogue[name].to_numpy()
 
 
@@ -285,14 +286,16 @@ def load_survey(
     augment: bool = False,
     nan_policy: str = "raise",
     fill_value: float = 0.0,
+    join_by_position: bool = False,
 ) -> SurveyDataset:
     """A :class:`SurveyDataset` streaming an image file, with values from a catalogue.
 
     The join: with ``id_column``, each image gets the catalogue row whose ``id_column`` equals its
     id (exactly: int64, uint64 or strings; the catalogue may be in any order and longer than the
     images; ids must be unique and every image must find its row). Without it, row ``i`` is image
-    ``i`` (a join by position; a UserWarning says so when the catalogue has an id-like column) and
-    the lengths must agree. ``dataset.join`` records which was done, ``dataset.ids`` the ids.
+    ``i`` (a join by position) and the lengths must agree; a catalogue with an id-like column
+    (``id``, ``objid``, ``source_id``, ...) is joined by position only with ``join_by_position=True``
+    (a shuffled catalogue would otherwise give every image another object's values). ``dataset.join`` records which was done, ``dataset.ids`` the ids.
 
     Args:
         images_path: ``.npy``, ``.npz``, HDF5 or FITS cube, streamed by
@@ -310,11 +313,13 @@ def load_survey(
         missing_values: catalogue values meaning "missing" (e.g. ``(-99, -999)``), handled as NaN
             by ``nan_policy``.
         augment, nan_policy, fill_value: see :class:`SurveyDataset`.
+        join_by_position: allow the join by row position although the catalogue has an id column.
 
     Raises:
         ValueError: a missing column (the message lists those present), a catalogue whose length
             differs from the number of images (join by position), duplicated or unmatched ids,
-            several FITS tables without ``catalogue_key``, NaN / missing values under
+            several FITS tables without ``catalogue_key``, an id-like column without ``id_column`` or
+            ``join_by_position``, NaN / missing values under
             ``nan_policy="raise"``, redshifts <= -1 or negative E(B-V).
     """
     images = open_images(images_path, key=image_key)
@@ -345,9 +350,11 @@ def load_survey(
             if len(catalogue) != len(images):
                 raise ValueError(f"catalogue has {len(catalogue)} rows but there are {len(images)} images")
             id_like = [c for c in catalogue.attrs.get("file_columns", catalogue.columns) if str(c).lower() in _ID_LIKE]
-            if id_like:
-                warnings.warn(f"joining the catalogue to the images by row position although it has the id "
-                              f"column(s) {id_like}; pass id_column= to join on ids", UserWarning, stacklevel=2)
+            separate = catalogue_path is not None and not os.path.samefile(catalogue_path, images_path)
+            if id_like and separate and not join_by_position:  # the images file's own columns are its rows
+                raise ValueError(f"the catalogue has the id column(s) {id_like}: pass {option('id_column', id_like[0])} "
+                                 f"to join it to the images on ids, or {option('join_by_position', True)} if row i "
+                                 "of the catalogue is image i")
         targets = {name: _column_values(catalogue, name, column) for name, column in mapping.items()}
     elif catalogue_path is not None:  # no column used: still a catalogue that must match the images
         rows = len(load_catalogue(catalogue_path, key=catalogue_key, columns=[]))

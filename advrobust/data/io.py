@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from advrobust.atomic import atomic_path
+from advrobust.options import option
 from advrobust.data.readers import (_FITS, _HDF5, _NUMPY, check_hdf5_dataset, check_npz_member, format_suffix,
                                     open_images)
 
@@ -142,7 +143,7 @@ def _fits_table(path, hdus, key: str | None, columns) -> "object":
     if len(wanted) > 1:
         which = f"hold the columns {list(columns)}" if columns else "are tables"
         raise ValueError(f"{path}: {len(wanted)} HDUs {which} ({', '.join(h.name for h in wanted)}); "
-                         "pass catalogue_key=<HDU name> to choose")
+                         f"pass {option('catalogue_key')}<HDU name> to choose")
     return (wanted or tables)[0]
 
 

@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from advrobust.options import option
+
 __all__ = ["ImageReader", "ArrayReader", "open_images", "format_suffix", "check_hdf5_dataset", "check_npz_member"]
 
 _NUMPY = (".npy", ".npz")
@@ -101,6 +103,14 @@ def check_npz_member(path: str | os.PathLike, archive, member: str) -> tuple[tup
     return tuple(int(s) for s in shape), dtype
 
 
+def _unit_text(value) -> str | None:
+    """A unit stated in a header or attribute, as text (None when absent or blank)."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    text = None if value is None else str(value).strip()
+    return text or None
+
+
 def _layout_hint(path, shape) -> str:
     """Why a cube of ``shape`` is refused, and how to get ``(N, C, H, W)``."""
     return (f"{path}: images must be a cube of cutouts (N, C, H, W) or (N, H, W), got shape {tuple(shape)}"
@@ -124,6 +134,8 @@ class ImageReader:
         dtype: the element type stored in the file (e.g. ``>f4``, ``>i2``); :meth:`read` always
             returns float32 in native byte order.
         whole_file: True when opening read the whole array into memory (``.npz``).
+        unit: the pixel unit the file states (FITS ``BUNIT``; an HDF5 attribute ``unit``, ``units``
+            or ``BUNIT`` of the dataset), or None when it states none (``.npy``, ``.npz``).
 
     A reader is a context manager; :meth:`close` releases the file. It may be handed to
     ``torch.utils.data.DataLoader`` worker processes: a reader used in another process than the one
@@ -131,6 +143,7 @@ class ImageReader:
     """
 
     whole_file = False
+    unit: str | None = None
 
     def __init__(self, path: str | os.PathLike, key: str | None, shape: tuple[int, ...], dtype: np.dtype) -> None:
         if len(shape) not in (3, 4):
@@ -296,7 +309,9 @@ class _HDF5Reader(_ReopeningReader):
                 raise ValueError(f"{path}: dataset {name!r} must be numeric, got dtype {dataset.dtype}")
             check_hdf5_dataset(path, name, dataset)
             shape, dtype = dataset.shape, dataset.dtype
+            unit = next((dataset.attrs[k] for k in ("unit", "units", "BUNIT") if k in dataset.attrs), None)
         super().__init__(path, name, shape, dtype)
+        self.unit = _unit_text(unit)
 
     def _open(self):
         import h5py
@@ -320,8 +335,8 @@ def _fits_cube(path, hdus, key: str | None):
         raise ValueError(_layout_hint(path, _fits_shape(images[0])) if len(images) == 1 else
                          f"{path}: no cube of cutouts (N, C, H, W) or (N, H, W) among its image HDUs ({listed})")
     if not named and len(cubes) > 1:
-        raise ValueError(f"{path}: {len(cubes)} image cubes ({listed}); name the one to read "
-                         "(--key on the command line, key= in Python)")
+        raise ValueError(f"{path}: {len(cubes)} image cubes ({listed}); name the one to read with "
+                         f"{option('key')}<HDU name>")
     hdu = (named or cubes)[0]
     if hdu.header.get("NAXIS") not in (3, 4):
         raise ValueError(_layout_hint(path, _fits_shape(hdu)))
@@ -342,6 +357,7 @@ class _FitsReader(_ReopeningReader):
             index = hdus.index(hdu)
             # the stored type; sections apply BSCALE / BZERO and turn BLANK into NaN
             super().__init__(path, hdu.name, tuple(hdu.shape), _FITS_DTYPES[hdu.header["BITPIX"]])
+            self.unit = _unit_text(hdu.header.get("BUNIT"))
         self._index = index
 
     def _open(self):
