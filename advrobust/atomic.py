@@ -17,7 +17,7 @@ import glob
 import os
 from typing import Iterator
 
-__all__ = ["atomic_path", "stale_temporaries"]
+__all__ = ["atomic_path", "stale_temporaries", "pid_alive"]
 
 _TAG = ".advrobust-tmp-"
 
@@ -30,7 +30,10 @@ def _temporary_name(target: str, pid: int) -> str:
     return os.path.join(folder, f".{stem}{_TAG}{pid}{suffix}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (``pid <= 0``: no)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,7 +51,7 @@ def stale_temporaries(target: str | os.PathLike) -> list[str]:
     stale = []
     for candidate in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}{_TAG}*{glob.escape(suffix)}")):
         pid_text = os.path.basename(candidate)[len(f".{stem}{_TAG}"):len(os.path.basename(candidate)) - len(suffix)]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             stale.append(candidate)
     return sorted(stale)
 

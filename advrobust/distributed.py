@@ -13,10 +13,52 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-__all__ = ["launched_by_torchrun", "init_from_env", "is_distributed", "rank", "world_size", "local_rank",
+__all__ = ["launcher_rank", "launched_by_torchrun", "init_from_env", "is_distributed", "rank", "world_size", "local_rank",
            "is_main", "barrier", "shutdown", "default_backend"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+#: (launcher, rank variable, size variable), looked for in this order after torchrun's
+_MPI_VARS = (("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+             ("mvapich", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"),
+             ("pmi", "PMI_RANK", "PMI_SIZE"))
+
+
+def launcher_rank() -> tuple[int, int, str]:
+    """``(rank, world_size, launcher)`` of this process as its launcher set them in the environment,
+    with no process group needed: ``torchrun`` (``RANK``/``WORLD_SIZE``); SLURM (``SLURM_PROCID`` /
+    ``SLURM_NTASKS``, and in a job array each task's tasks after the previous ones':
+    ``SLURM_ARRAY_TASK_ID``, ``_MIN``, ``_STEP``, ``_COUNT``); MPI (Open MPI's
+    ``OMPI_COMM_WORLD_RANK``/``_SIZE``, MVAPICH's ``MV2_COMM_WORLD_*``, MPICH / Intel MPI's
+    ``PMI_RANK``/``PMI_SIZE``); ``(0, 1, "none")`` otherwise.
+
+    Raises:
+        ValueError: a variable that is not an integer, or a rank outside ``[0, world_size)``.
+    """
+    env = os.environ
+
+    def number(name: str) -> int:
+        try:
+            return int(env[name])
+        except ValueError:
+            raise ValueError(f"environment variable {name}={env[name]!r} is not an integer") from None
+
+    if "RANK" in env and "WORLD_SIZE" in env:
+        found = (number("RANK"), number("WORLD_SIZE"), "torchrun")
+    elif "SLURM_PROCID" in env:
+        rank, world = number("SLURM_PROCID"), number("SLURM_NTASKS") if "SLURM_NTASKS" in env else 1
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            step = number("SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
+            first = number("SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else 0
+            task = (number("SLURM_ARRAY_TASK_ID") - first) // max(step, 1)
+            rank, world = task * world + rank, number("SLURM_ARRAY_TASK_COUNT") * world
+        found = (rank, world, "slurm")
+    else:
+        mpi = next((entry for entry in _MPI_VARS if entry[1] in env and entry[2] in env), None)
+        found = (number(mpi[1]), number(mpi[2]), mpi[0]) if mpi else (0, 1, "none")
+    rank, world, launcher = found
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"{launcher}: rank {rank} is not in [0, {world}) (from the launcher's environment)")
+    return found
 
 
 def launched_by_torchrun() -> bool:

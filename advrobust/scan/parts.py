@@ -1,7 +1,7 @@
 """Exactly-once, resumable chunked output: the survey scan's storage.
 
 A scan of ``n`` objects is cut into chunks of a fixed size (:func:`plan_chunks`), whatever the number
-of processes; chunk ``i`` belongs to rank ``i % world_size`` (:func:`chunks_for_rank`). Each chunk's
+of processes; a process computes a chunk after claiming it (:class:`ChunkClaims`, :func:`run_chunks`). Each chunk's
 rows are written as one Parquet *part file* (``<out>.parts/part-<i>.parquet``) through
 :func:`advrobust.atomic.atomic_path`, so a part file exists only once complete: a process killed at
 any moment leaves whole part files and at most a temporary file, which the next write removes. A
@@ -25,14 +25,17 @@ import contextlib
 import json
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from advrobust.atomic import atomic_path
+from advrobust.atomic import atomic_path, pid_alive
 
-__all__ = ["Chunk", "plan_chunks", "chunks_for_rank", "chunk_seed", "PartStore", "ScanConfigError", "run_chunks"]
+__all__ = ["Chunk", "plan_chunks", "chunk_seed", "PartStore", "ScanConfigError", "run_chunks",
+           "ChunkClaims", "assemble_once"]
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,6 @@ def plan_chunks(n_objects: int, chunk_size: int) -> list[Chunk]:
     n_objects, chunk_size = int(n_objects), int(chunk_size)
     return [Chunk(i, start, min(start + chunk_size, n_objects))
             for i, start in enumerate(range(0, n_objects, chunk_size))]
-
-
-def chunks_for_rank(chunks: Sequence[Chunk], rank: int, world_size: int) -> list[Chunk]:
-    """The chunks rank ``rank`` of ``world_size`` computes: every ``world_size``-th, from ``rank``.
-
-    Raises:
-        ValueError: ``rank`` outside ``[0, world_size)``.
-    """
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"chunks_for_rank: need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
-    return list(chunks[rank::world_size])
 
 
 def chunk_seed(seed: int, chunk: Chunk) -> int:
@@ -236,27 +228,200 @@ class PartStore:
 
 def run_chunks(store: PartStore, chunks: Iterable[Chunk],
                compute: Callable[[Chunk], Mapping[str, np.ndarray]], *, progress: bool = True,
-               desc: str = "scan") -> int:
-    """Compute and write every chunk of ``chunks`` that has no part yet; returns the objects computed.
+               desc: str = "scan", claims: Optional["ChunkClaims"] = None, first: int = 0) -> int:
+    """Compute and write every chunk of ``chunks`` that has no part yet, claiming each one first;
+    returns the objects this process computed.
+
+    Every process of a scan may be handed *all* the chunks: a chunk is computed by whoever claims
+    it (:class:`ChunkClaims`), so any number of processes can join or leave at any time, a slow one
+    only holds the chunk it is on, and a dead one's chunks are taken over once its claim expires.
+    Chunks claimed by a live process are revisited until their parts exist; the call returns when
+    every chunk of ``chunks`` has its part.
 
     Args:
         store: where the parts go (opened with :meth:`PartStore.open`).
-        chunks: this rank's chunks (:func:`chunks_for_rank`).
+        chunks: the chunks to complete (usually the whole plan).
         compute: ``chunk -> {column: (chunk.size,) array}``; it must depend only on the chunk (its
             rows and its index, e.g. a seed derived from it) so a restart recomputes the same rows.
-        progress: show a progress bar in objects per second.
+        progress: show a progress bar in objects per second (chunks completed by any process).
+        desc: the progress bar's label.
+        claims: the claims to use (default: ``ChunkClaims(store)``: this host and process, 60 s expiry).
+        first: start at this position of ``chunks`` (e.g. ``rank * len(chunks) // world``), so that
+            processes started together do not all contend for the first chunk.
     """
     from tqdm.auto import tqdm
 
     chunks = list(chunks)
-    todo = [chunk for chunk in chunks if not store.is_done(chunk)]
+    claims = claims or ChunkClaims(store)
+    pending = chunks[first % len(chunks):] + chunks[:first % len(chunks)] if chunks else []
     total = sum(chunk.size for chunk in chunks)
-    done_before = total - sum(chunk.size for chunk in todo)
     computed = 0
-    with tqdm(total=total, initial=done_before, unit="obj", desc=desc, disable=not progress,
-              dynamic_ncols=True) as bar:
-        for chunk in todo:
-            store.write(chunk, compute(chunk))
-            computed += chunk.size
-            bar.update(chunk.size)
+    with claims, tqdm(total=total, unit="obj", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        while pending:
+            waiting = []
+            for chunk in pending:
+                if not store.is_done(chunk):
+                    if not claims.acquire(chunk):
+                        waiting.append(chunk)  # another live process is on it
+                        continue
+                    try:
+                        if not store.is_done(chunk):  # it may have been finished before the claim
+                            store.write(chunk, compute(chunk))
+                            computed += chunk.size
+                    finally:
+                        claims.release(chunk)
+                bar.update(chunk.size)
+            pending = waiting
+            if pending:
+                time.sleep(claims.poll)
     return computed
+
+
+class ChunkClaims:
+    """Claim files ``claim-<index>`` in a scan's folder: which process is computing which chunk.
+
+    A claim is created with ``O_EXCL`` (one winner), records its owner (host, pid, launcher rank)
+    and is kept fresh by a heartbeat thread that touches it every ``timeout / 4`` seconds while held.
+    A claim is stale, and may be taken over, when its owner is a process of this host that no longer
+    runs, or when it has not been touched for ``timeout`` seconds (a process on another machine that
+    died or lost the shared file system). Ages are measured against the file system's own clock (a
+    probe file's modification time), so machines whose clocks differ agree on them.
+
+    Claims only spare duplicate work: a chunk computed twice (a takeover racing a slow owner) is
+    written twice as the same whole part file, so the catalogue stays exactly-once either way.
+
+    Use as a context manager (starts and stops the heartbeat).
+
+    Args:
+        store: the scan's :class:`PartStore`.
+        owner: ``{"host", "pid", ...}`` of this process (default: this host and pid, plus the
+            launcher's rank from :func:`advrobust.distributed.launcher_rank`).
+        timeout: seconds without a heartbeat after which a claim of another host expires.
+        poll: seconds between looks at chunks that other processes hold.
+    """
+
+    def __init__(self, store: PartStore, *, owner: Optional[Mapping[str, Any]] = None, timeout: float = 60.0,
+                 poll: float = 0.5) -> None:
+        from advrobust import distributed
+
+        if not timeout > 0 or not poll > 0:
+            raise ValueError(f"ChunkClaims: timeout and poll must be > 0 seconds, got {timeout}, {poll}")
+        rank, world, launcher = distributed.launcher_rank()
+        self.owner = dict(owner or {"host": socket.gethostname(), "pid": os.getpid(), "rank": rank,
+                                    "world": world, "launcher": launcher})
+        self.store, self.timeout, self.poll = store, float(timeout), float(poll)
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def path(self, chunk: Chunk) -> str:
+        return os.path.join(self.store.folder, f"claim-{chunk.index:08d}")
+
+    def acquire(self, chunk: Chunk) -> bool:
+        """Claim ``chunk``: True when this process now holds it (fresh, or taken over from a stale claim)."""
+        path = self.path(chunk)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not self._stale(path):
+                return False
+            self._write_owner(path)  # take over: atomically replace the stale claim with ours
+            if self._read_owner(path) != self.owner:  # another process took it over at the same moment
+                return False
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.owner, handle)
+        with self._lock:
+            self._held.add(path)
+        return True
+
+    def release(self, chunk: Chunk) -> None:
+        """Drop the claim on ``chunk`` (only if it is still this process's)."""
+        path = self.path(chunk)
+        with self._lock:
+            self._held.discard(path)
+        if self._read_owner(path) == self.owner:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    def _write_owner(self, path: str) -> None:
+        tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.take"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.owner, handle)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _read_owner(path: str) -> Optional[dict]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _stale(self, path: str) -> bool:
+        owner = self._read_owner(path)
+        if owner is None:  # released, or being written this instant: look again next round
+            return False
+        if owner.get("host") == self.owner["host"] and not pid_alive(int(owner.get("pid", -1))):
+            return True
+        try:
+            touched = os.stat(path).st_mtime
+        except FileNotFoundError:
+            return False
+        return self._now() - touched > self.timeout
+
+    def _now(self) -> float:
+        """The file system's current time: the modification time of a probe file touched now."""
+        probe = os.path.join(self.store.folder, f".clock-{socket.gethostname()}-{os.getpid()}")
+        with open(probe, "a"):
+            pass
+        os.utime(probe, None)
+        return os.stat(probe).st_mtime
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.timeout / 4):
+            with self._lock:
+                held = list(self._held)
+            for path in held:
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(path, None)
+
+    def __enter__(self) -> "ChunkClaims":
+        os.makedirs(self.store.folder, exist_ok=True)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="advrobust-claims-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for chunk_path in list(self._held):
+            if self._read_owner(chunk_path) == self.owner:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(chunk_path)
+        self._held.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(self.store.folder, f".clock-{socket.gethostname()}-{os.getpid()}"))
+
+
+
+def assemble_once(store: PartStore, chunks: Sequence[Chunk], claims: ChunkClaims) -> str:
+    """Write the catalogue from the parts (every part must exist), once among the processes that
+    call this together: the one holding the assembly claim (a pseudo-chunk numbered
+    ``len(chunks)``) writes it; the others wait until the catalogue is newer than every part (or
+    take the claim over if its holder died). Returns the catalogue's path."""
+    assembly = Chunk(len(chunks), 0, 0)
+    newest_part = max(os.stat(store.part_path(chunk)).st_mtime for chunk in chunks)
+    with claims:
+        while not (os.path.exists(store.out) and os.stat(store.out).st_mtime >= newest_part):
+            if claims.acquire(assembly):
+                try:
+                    store.assemble(chunks)
+                finally:
+                    claims.release(assembly)
+                break
+            time.sleep(claims.poll)
+    return store.out

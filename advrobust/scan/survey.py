@@ -3,10 +3,12 @@
 Streams the survey chunk by chunk (memory constant in its size), writes each chunk's rows
 (:func:`advrobust.scan.rows.scan_rows`) as an atomic part file, and assembles the catalogue at the
 end (:mod:`advrobust.scan.parts`): killed at any moment and started again with the same settings, it
-goes on where it stopped and every object is in the catalogue exactly once. Under ``torchrun`` the
-chunks are shared among the ranks (chunk ``i`` to rank ``i % world_size``), each rank writes its own
-parts and rank 0 writes the catalogue; every random draw of a chunk comes from a seed derived from the
-scan's seed and the chunk's index, so the catalogue is the same for any number of ranks.
+goes on where it stopped and every object is in the catalogue exactly once. Any number of processes
+can run the same scan on the same ``out`` (on one machine or many sharing a file system; launched by
+``torchrun``, SLURM, MPI or by hand): each claims the next chunk nobody holds, a dead process's
+chunks are taken over once its claim expires, and one of them writes the catalogue once every part
+exists. Every random draw of a chunk comes from a seed derived from the scan's seed and the chunk's
+index, so the catalogue is the same for any number of processes, in any order, after any restarts.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from advrobust.attacks.by_name import ATTACK_NAMES, AttackSettings
 from advrobust.checks import check_number, model_device
 from advrobust.data.dataset import SurveyDataset
 from advrobust.models.base import PhotozModel
-from advrobust.scan.parts import PartStore, chunk_seed, chunks_for_rank, plan_chunks, run_chunks
+from advrobust.scan.parts import ChunkClaims, PartStore, assemble_once, chunk_seed, plan_chunks, run_chunks
 from advrobust.scan.rows import scan_rows
 
 __all__ = ["scan_survey"]
@@ -32,7 +34,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
                 settings: AttackSettings, seed: int = 0, chunk_size: int = 256, batch_size: int = 128,
                 lo: Optional[Sequence[float]] = None, hi: Optional[Sequence[float]] = None,
                 pixel_lo: Optional[Sequence[float]] = None, pixel_hi: Optional[Sequence[float]] = None,
-                ebv: str = "ebv", config: Optional[Mapping[str, Any]] = None, progress: bool = True) -> dict:
+                ebv: str = "ebv", config: Optional[Mapping[str, Any]] = None, progress: bool = True,
+                claim_timeout: float = 60.0) -> dict:
     """Scan ``dataset`` with ``model`` under ``attacks`` and write the catalogue ``out`` (Parquet).
 
     Args:
@@ -54,6 +57,9 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         config: further settings that change the rows (e.g. the model file's checksum), stored in the
             manifest with these arguments; a restart with other values is refused.
         progress: progress bar (rank 0).
+        claim_timeout: seconds after which the claim of a process on another machine that stopped
+            touching it expires and its chunk is taken over (a dead process of this machine is seen
+            at once); see :class:`~advrobust.scan.parts.ChunkClaims`.
 
     Returns:
         ``{"out": path, "objects": N, "computed": objects computed by this process, "seconds": wall
@@ -85,13 +91,10 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         "pixel_lo": None if pixel_lo is None else np.asarray(pixel_lo, float).tolist(),
         "pixel_hi": None if pixel_hi is None else np.asarray(pixel_hi, float).tolist(), **dict(config or {}),
     }
-    if distributed.is_main():
-        resumed = store.open(manifest, create=True)
-    distributed.barrier()
-    if not distributed.is_main():
-        resumed = store.open(manifest, create=False)
+    resumed = store.open(manifest, create=True)  # created once, atomically; every process compares
     chunks = plan_chunks(len(dataset), chunk_size)
-    mine = chunks_for_rank(chunks, distributed.rank(), distributed.world_size())
+    rank, world, launcher = distributed.launcher_rank()
+    claims = ChunkClaims(store, timeout=claim_timeout)
 
     def compute(chunk):
         rows = dataset.indices[chunk.start:chunk.stop]
@@ -102,11 +105,9 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
                          seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi),
                          pixel_lo=to_band(pixel_lo), pixel_hi=to_band(pixel_hi))
 
-    computed = run_chunks(store, mine, compute, progress=progress and distributed.is_main(),
-                          desc=f"scan rank {distributed.rank()}" if distributed.is_distributed() else "scan")
-    distributed.barrier()
-    if distributed.is_main():
-        store.assemble(chunks)
-    distributed.barrier()
+    computed = run_chunks(store, chunks, compute, progress=progress and rank == 0, claims=claims,
+                          desc=f"scan ({launcher} rank {rank} of {world})" if world > 1 else "scan",
+                          first=rank * len(chunks) // world)
+    assemble_once(store, chunks, claims)
     return {"out": store.out, "objects": len(dataset), "computed": computed,
             "seconds": time.perf_counter() - t0, "resumed": resumed}
