@@ -189,3 +189,27 @@ def test_launcher_rank_refuses_nonsense(monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "2")
     with pytest.raises(ValueError, match=r"rank 4 is not in \[0, 2\)"):
         distributed.launcher_rank()
+
+
+def test_hats_output_is_read_back_by_lsdb_with_every_row(survey, tmp_path):
+    lsdb = pytest.importorskip("lsdb")
+    from advrobust.attacks.by_name import AttackSettings
+    from advrobust.data import load_survey
+    from advrobust.scan.survey import scan_survey
+
+    model = models.load(survey / "model.safetensors").eval()
+    dataset = load_survey(survey / "images.npy")
+    rng = np.random.default_rng(5)
+    ra, dec = rng.uniform(0, 360, N), np.degrees(np.arcsin(rng.uniform(-1, 1, N)))
+    ra[0] = 150.123456789012  # float64 precision survives the trip
+    out, hats = tmp_path / "cat.parquet", tmp_path / "robustness_hats"
+    scan_survey(model, dataset, str(out), attacks=["fgsm"], settings=AttackSettings(eps=0.002),
+                chunk_size=CHUNK, carry={"ra": ra, "dec": dec}, hats=str(hats), progress=False)
+    back = lsdb.open_catalog(str(hats)).compute().sort_values("id")
+    assert back["id"].tolist() == list(range(N))
+    np.testing.assert_array_equal(back["ra"].to_numpy(), ra)
+    flat = pq.read_table(out).to_pandas()
+    np.testing.assert_array_equal(back["fgsm_flip"].to_numpy(), flat["fgsm_flip"].to_numpy())
+    with pytest.raises(ValueError, match="needs the objects' sky positions"):
+        scan_survey(model, dataset, str(tmp_path / "b.parquet"), attacks=["fgsm"],
+                    settings=AttackSettings(eps=0.002), hats=str(tmp_path / "h2"), progress=False)

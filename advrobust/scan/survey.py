@@ -35,7 +35,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
                 lo: Optional[Sequence[float]] = None, hi: Optional[Sequence[float]] = None,
                 pixel_lo: Optional[Sequence[float]] = None, pixel_hi: Optional[Sequence[float]] = None,
                 ebv: str = "ebv", config: Optional[Mapping[str, Any]] = None, progress: bool = True,
-                claim_timeout: float = 60.0) -> dict:
+                claim_timeout: float = 60.0, carry: Optional[Mapping[str, np.ndarray]] = None,
+                hats: Optional[str] = None) -> dict:
     """Scan ``dataset`` with ``model`` under ``attacks`` and write the catalogue ``out`` (Parquet).
 
     Args:
@@ -60,6 +61,10 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         claim_timeout: seconds after which the claim of a process on another machine that stopped
             touching it expires and its chunk is taken over (a dead process of this machine is seen
             at once); see :class:`~advrobust.scan.parts.ChunkClaims`.
+        carry: columns copied into the catalogue as they are, ``{name: (N,) array}`` indexed like
+            the survey's source rows (e.g. ``ra``, ``dec`` from its catalogue, at full precision).
+        hats: also write the catalogue as a HATS catalog in this folder
+            (:func:`advrobust.scan.hats.write_hats`; needs ``carry`` to hold ``ra`` and ``dec``).
 
     Returns:
         ``{"out": path, "objects": N, "computed": objects computed by this process, "seconds": wall
@@ -91,6 +96,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         "pixel_lo": None if pixel_lo is None else np.asarray(pixel_lo, float).tolist(),
         "pixel_hi": None if pixel_hi is None else np.asarray(pixel_hi, float).tolist(), **dict(config or {}),
     }
+    carried = _check_carry(carry, dataset, hats)
+    manifest["carry"] = sorted(carried)
     resumed = store.open(manifest, create=True)  # created once, atomically; every process compares
     chunks = plan_chunks(len(dataset), chunk_size)
     rank, world, launcher = distributed.launcher_rank()
@@ -101,13 +108,35 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         images = torch.from_numpy(dataset.read_images(chunk.start, chunk.stop)).to(device)
         extra = (torch.from_numpy(dataset.values[ebv][rows]).to(device),) if task == "photoz" else ()
         ids = dataset.ids[rows] if dataset.ids is not None else rows
-        return scan_rows(model, images, extra, ids, task=task, attacks=attacks, settings=settings,
-                         seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi),
-                         pixel_lo=to_band(pixel_lo), pixel_hi=to_band(pixel_hi))
+        rows_out = scan_rows(model, images, extra, ids, task=task, attacks=attacks, settings=settings,
+                             seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi),
+                             pixel_lo=to_band(pixel_lo), pixel_hi=to_band(pixel_hi))
+        taken = sorted(set(rows_out) & set(carried))
+        if taken:
+            raise ValueError(f"carried column(s) {taken} would replace the scan's own columns; rename them")
+        return {**rows_out, **{name: values[rows] for name, values in carried.items()}}
 
     computed = run_chunks(store, chunks, compute, progress=progress and rank == 0, claims=claims,
                           desc=f"scan ({launcher} rank {rank} of {world})" if world > 1 else "scan",
                           first=rank * len(chunks) // world)
     assemble_once(store, chunks, claims)
+    if hats is not None and rank == 0:
+        from advrobust.scan.hats import write_hats
+
+        write_hats(store.out, hats)
     return {"out": store.out, "objects": len(dataset), "computed": computed,
             "seconds": time.perf_counter() - t0, "resumed": resumed}
+
+
+def _check_carry(carry: Optional[Mapping[str, np.ndarray]], dataset: SurveyDataset,
+                 hats: Optional[str]) -> dict:
+    """The carried columns, checked: one value per source row of the survey, names not taken."""
+    carried = {str(name): np.asarray(values) for name, values in (carry or {}).items()}
+    n_source = len(dataset.images)
+    for name, values in carried.items():
+        if values.shape != (n_source,):
+            raise ValueError(f"carried column {name!r} must have one value per image ({n_source},), got {values.shape}")
+    if hats is not None and not {"ra", "dec"} <= set(carried):
+        raise ValueError("a HATS catalog needs the objects' sky positions: carry 'ra' and 'dec' "
+                         "(--ra-column / --dec-column)")
+    return carried
