@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from advrobust.checks import clamp_range
 from advrobust.ops.de import de_pixels
 
 __all__ = ["IncrementalScorer", "Unsupported", "AUTO_MAX_COST_RATIO"]
@@ -360,8 +361,6 @@ class IncrementalScorer:
     # ------------------------------------------------------------------ one chunk
     def _pixels(self, img: Tensor, cand: Tensor, add: bool, lo: Any, hi: Any) -> _Spatial:
         """The input state: one 1x1 window per changed pixel, holding the pixel's final values."""
-        from advrobust.attacks.base import clamp_range
-
         x = self.clean[self.image_node]
         C, H, W = self.image_shape
         r, c = de_pixels(cand, H, W)  # (N, k)

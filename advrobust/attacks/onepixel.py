@@ -33,8 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, AttackResult, check_fitness, clamp_range
-from advrobust.checks import Bound, check_number
+from advrobust.attacks.base import Attack, AttackResult, check_fitness
+from advrobust.checks import Bound, check_number, clamp_range
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 from advrobust.ops.de import de_pixels
 from advrobust.attacks.incremental import AUTO_MAX_COST_RATIO, IncrementalScorer, Unsupported
@@ -294,7 +294,7 @@ class OnePixel(Attack):
                     out = inc.score(rows[b0:b1], c, add=self.add, lo=lo, hi=hi)
                 else:
                     imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
-                    inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward_result)
+                    inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward)
                     out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
                 if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == m * (b1 - b0)):
@@ -317,7 +317,7 @@ class OnePixel(Attack):
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
-    def forward_result(self, x, y, lo, hi, extra) -> OnePixelResult:
+    def forward(self, x, y, lo, hi, extra) -> OnePixelResult:
         self._check_y(x, y)
         self._check_targets(x, y, extra)
         B, C, H, W = x.shape

@@ -123,7 +123,7 @@ def _photoz_scores(model, dataset, device, batch_size: int) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from advrobust.attacks.base import eval_mode
+    from advrobust.modes import eval_mode
     from advrobust.metrics import photoz_metrics
 
     z_phot, z_spec = [], []
