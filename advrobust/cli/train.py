@@ -18,10 +18,10 @@ import os
 
 import numpy as np
 
+from advrobust.attacks.by_name import TRAINING_ATTACKS
 from advrobust.cli import common
 
 DEFENSES = ("none", "adversarial", "noisy", "mixed", "mmd")
-TRAINING_ATTACKS = ("fgsm", "fgsm_rs", "pgd", "pgd_l2")
 #: options that may change between a run and its resumption (everything else must match)
 _MAY_CHANGE = ("epochs", "device", "config", "no_progress", "out")
 
