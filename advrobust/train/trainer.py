@@ -14,10 +14,11 @@ and the global CPU (and CUDA) RNG states are saved in every checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -64,8 +65,9 @@ class Trainer:
 
     Args:
         model: the network (``model(x, *extra) -> output``). A model with a ``head`` (every
-            :class:`advrobust.models.LatentModel`) exposes its latent vectors of the last training
-            forward as :attr:`latent` (what MMD domain adaptation uses).
+            :class:`advrobust.models.LatentModel`) exposes the latent vectors of the step's forward as
+            :attr:`latent` to the extra losses during :meth:`train_step` (called by :meth:`fit` or
+            directly; what MMD domain adaptation uses); None outside a step.
         loss: per-sample task loss ``(output, y) -> (B,)`` or a name: ``"ce"`` (classes),
             ``"photoz_ce"`` (cross-entropy on the redshift bin, Campagne 2021), ``"photoz_dz"``;
             weighted classes: :class:`advrobust.train.WeightedCrossEntropy`.
@@ -169,6 +171,19 @@ class Trainer:
         if module.training:
             self.latent = inputs[0]
 
+    @contextlib.contextmanager
+    def _latent_capture(self) -> Iterator[None]:
+        """While open, a training forward of a model with a ``head`` module sets :attr:`latent` (the
+        head's input); cleared on exit."""
+        head = getattr(self.module, "head", None)
+        hook = head.register_forward_pre_hook(self._keep_latent) if isinstance(head, nn.Module) else None
+        try:
+            yield
+        finally:
+            if hook is not None:
+                hook.remove()
+            self.latent = None
+
     def _resolve_metric(self, metric):
         if metric == "auto":
             metric = {"ce": "accuracy", "photoz_ce": "sigma_mad"}.get(self.loss_name)
@@ -222,7 +237,7 @@ class Trainer:
         if self.batch_transform is not None:
             batch = self.batch_transform(self, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._latent_capture(), self._autocast():
             output = self.model(batch.x, *batch.extra)
             loss = self.batch_loss(batch, output)
         if self.scaler is not None:
@@ -232,7 +247,6 @@ class Trainer:
         else:
             loss.backward()
             self.optimizer.step()
-        self.latent = None
         return float(loss.detach())
 
     @torch.no_grad()
@@ -333,13 +347,7 @@ class Trainer:
                              f"{total_steps}: continuing a schedule needs the same epochs, batch size and data; "
                              "otherwise use a new Trainer (and checkpoint)")
         show = self.progress and distributed.is_main()
-        head = getattr(self.module, "head", None)
-        hook = head.register_forward_pre_hook(self._keep_latent) if isinstance(head, nn.Module) else None
-        try:
-            self._epochs(loader, sampler, epochs, batch_size, val, show)
-        finally:
-            if hook is not None:
-                hook.remove()
+        self._epochs(loader, sampler, epochs, batch_size, val, show)
         return self.history
 
     def _epochs(self, loader, sampler, epochs: int, batch_size: int, val, show: bool) -> None:
