@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from advrobust.attacks import AttackResult, FGSM, OnePixel, OnePixelResult, PGD, PGDL2
+from advrobust.attacks import Attack, AttackResult, FGSM, OnePixel, OnePixelResult, PGD, PGDL2
 
 from attack_helpers import (  # noqa: F401 (fixtures)
     _restore_rng, small_cnn, TinyPhotoz, trained_mlp, data, NaNModel,
@@ -169,3 +169,24 @@ def test_photoz_redshift_markers_are_refused():
                 OnePixel(model, population=8, max_iter=1, objective="photoz", seed=0)):
         with pytest.raises(ValueError, match=r"redshifts <= -1 \[-99.0, -1.0\] at samples \[1, 3\]"):
             atk(x, z, ebv)
+
+
+def test_an_attack_has_one_hook_and_cannot_be_built_without_it():
+    class NoHook(Attack):
+        pass
+
+    with pytest.raises(TypeError, match="forward"):
+        NoHook(small_cnn())
+
+    class Nudge(Attack):  # returns a tensor: run judges success by the objective
+        objective = "classifier"
+
+        def forward(self, x, y, lo, hi, extra):
+            return x + 0.5
+
+    model, (x, y) = small_cnn().eval(), data()
+    assert torch.equal(Nudge(model)(x, y), x + 0.5)
+    res = Nudge(model).run(x, y)
+    with torch.no_grad():
+        assert torch.equal(res.success, model(x + 0.5).argmax(1) != y)
+

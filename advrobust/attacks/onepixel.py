@@ -442,7 +442,8 @@ class _Search:
         if not bool(done.any()):
             return
         d = done.nonzero().squeeze(1)
-        j = torch.where(self.succ[d], self.cand_fit[d], torch.full_like(self.cand_fit[d], float("inf"))).argmin(dim=1)
+        fit = self.cand_fit[d]
+        j = torch.where(self.succ[d], fit, torch.full_like(fit, float("inf"))).argmin(dim=1)
         orig = self.active[d]
         self.best[orig] = self.cand[d, j]
         self.best_fit[orig] = self.cand_fit[d, j]
