@@ -113,21 +113,8 @@ class Trainer:
         self.module = model.to(self.device)
         self.loss_name = loss if isinstance(loss, str) else None
         self.loss_fn = task_loss(loss, model)
-        check_number("Trainer", "lr", lr, positive=True)
-        check_number("Trainer", "weight_decay", weight_decay)
-        check_number("Trainer", "adam_eps", adam_eps, positive=True)
-        if optimizer not in ("adam", "adamw"):
-            raise ValueError(f"Trainer: optimizer must be 'adam' or 'adamw', got {optimizer!r}")
-        opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
-        self.optimizer = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay, eps=adam_eps)
-        self.scheduler = None
-        if plateau_patience is not None:
-            check_number("Trainer", "plateau_patience", plateau_patience, integer=True)
-            check_number("Trainer", "plateau_factor", plateau_factor, positive=True)
-            if not plateau_factor < 1:
-                raise ValueError(f"Trainer: plateau_factor must be < 1, got {plateau_factor}")
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, factor=plateau_factor, patience=int(plateau_patience))
+        self.optimizer, self.scheduler = _optimizer_and_plateau(model, optimizer, lr, weight_decay, adam_eps,
+                                                                plateau_patience, plateau_factor)
         if one_cycle and plateau_patience is not None:
             raise ValueError("Trainer: one_cycle and plateau_patience are two learning-rate schedules; give one")
         self.one_cycle = bool(one_cycle)
@@ -384,6 +371,26 @@ class Trainer:
 
     def _stopped(self) -> bool:
         return self.early_stopping is not None and self._bad_epochs >= self.early_stopping
+
+
+def _optimizer_and_plateau(model: nn.Module, optimizer: str, lr: float, weight_decay: float, adam_eps: float,
+                           plateau_patience: Optional[int], plateau_factor: float):
+    """The checked Adam/AdamW optimiser of ``model`` and its reduce-on-plateau schedule (None without
+    ``plateau_patience``); see :class:`Trainer` for the arguments."""
+    check_number("Trainer", "lr", lr, positive=True)
+    check_number("Trainer", "weight_decay", weight_decay)
+    check_number("Trainer", "adam_eps", adam_eps, positive=True)
+    if optimizer not in ("adam", "adamw"):
+        raise ValueError(f"Trainer: optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+    opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay, eps=adam_eps)
+    if plateau_patience is None:
+        return opt, None
+    check_number("Trainer", "plateau_patience", plateau_patience, integer=True)
+    check_number("Trainer", "plateau_factor", plateau_factor, positive=True)
+    if not plateau_factor < 1:
+        raise ValueError(f"Trainer: plateau_factor must be < 1, got {plateau_factor}")
+    return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=plateau_factor, patience=int(plateau_patience))
 
 
 def _progress(loader, show: bool, desc: str):
