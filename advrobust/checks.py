@@ -26,6 +26,7 @@ __all__ = [
     "check_radius", "per_sample", "per_channel", "check_lo_le_hi", "broadcast_per_sample",
     "check_model", "model_device", "model_dtype", "check_model_inputs",
     "nonfinite_rows", "raise_nonfinite_rows", "check_class_labels", "check_redshifts", "check_within_range",
+    "channel_view", "clamp_range",
 ]
 
 ScalarOrPerSample = Union[float, Tensor]
@@ -273,6 +274,25 @@ def broadcast_per_sample(v: ScalarOrPerSample, x: Tensor) -> ScalarOrPerSample:
     if isinstance(v, Tensor):
         return v.view((-1,) + (1,) * (x.dim() - 1))
     return v
+
+
+def channel_view(b: Union[float, Tensor], x: Tensor) -> Union[float, Tensor]:
+    """A per-channel ``(C,)``/``(1,)`` tensor viewed ``(1, C, 1, ..., 1)`` against ``x``; a float as is."""
+    if isinstance(b, Tensor) and x.dim() > 1:
+        return b.view((1, -1) + (1,) * (x.dim() - 2))
+    return b
+
+
+def clamp_range(x: Tensor, lo: Bound, hi: Bound) -> Tensor:
+    """Clamp to [lo, hi] with scalar or per-channel (dim 1) bounds; None = no bound."""
+    for b, op in ((lo, torch.maximum), (hi, torch.minimum)):
+        if b is None:
+            continue
+        if isinstance(b, Tensor):
+            x = op(x, channel_view(b, x))
+        else:
+            x = x.clamp(min=b) if op is torch.maximum else x.clamp(max=b)
+    return x
 
 
 # ------------------------------------------------------------------ models and their inputs

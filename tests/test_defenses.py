@@ -7,7 +7,7 @@ from torch.utils.data import TensorDataset
 
 from advrobust import redshift
 from advrobust.attacks import FGSM
-from advrobust.attacks.base import eval_mode
+from advrobust.modes import eval_mode
 from advrobust.data import simulate_morphology, simulate_photoz
 from advrobust.defenses import (
     AdversarialTraining, MMDAdaptation, MixedTraining, NoisyTraining, SensitivityLoss,

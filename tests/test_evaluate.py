@@ -8,7 +8,7 @@ from advrobust import redshift
 from advrobust.attacks import FGSM, PGD, OnePixel
 from advrobust.evaluate import transfer_evaluate
 from advrobust.metrics import photoz_metrics
-from test_attacks import TinyPhotoz, data, small_cnn
+from attack_helpers import TinyPhotoz, data, small_cnn
 
 
 def test_transfer_classifier():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from advrobust.attacks import OnePixel
-from advrobust.attacks.base import clamp_range
+from advrobust.checks import clamp_range
 from advrobust.attacks.incremental import IncrementalScorer, Unsupported
 from advrobust.models import create
 from advrobust.ops import de_build

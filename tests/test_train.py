@@ -186,3 +186,27 @@ def test_dictionary_items_need_fields():
         Trainer(model, "photoz_ce", progress=False).fit(ds, 1, batch_size=8)
     history = Trainer(model, "photoz_ce", progress=False, fields=("image", "z_spec", "ebv")).fit(ds, 1, batch_size=8)
     assert history[0]["train_loss"] > 0
+
+
+def test_train_step_called_directly_gives_the_extra_losses_the_latents():
+    """Latent capture belongs to ``train_step``, not only to ``fit``: MMD adaptation works in a hand-written loop."""
+    from advrobust.defenses import MMDAdaptation
+
+    model = _tiny()
+    g = torch.Generator().manual_seed(1)
+    x, target = torch.rand(6, 3, 8, 8, generator=g), torch.rand(10, 3, 8, 8, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    seen = []
+
+    def record(trainer, batch, output):
+        seen.append(trainer.latent.detach().clone())
+        return output.sum() * 0.0
+
+    trainer = Trainer(model, "ce", extra_losses=[record, MMDAdaptation(target, lam=1.0)], progress=False)
+    with torch.no_grad():
+        want = copy.deepcopy(model).train().features(x)  # train mode: the step's batch statistics
+    loss = trainer.train_step(Batch(x, y))
+    assert len(seen) == 1 and torch.allclose(seen[0], want, atol=1e-6)
+    assert trainer.latent is None and bool(torch.isfinite(torch.tensor(loss)))  # cleared after the step
+    assert all(len(m._forward_pre_hooks) == 0 for m in model.modules())  # no hook left behind
+

@@ -22,7 +22,7 @@ Example:
     >>> res = OnePixel(model, pixels=1, population=400, max_iter=80, seed=0).run(images, labels)
     >>> res.success_rate, res.iterations
 """
-from advrobust.attacks.base import Attack, AttackResult, eval_mode
+from advrobust.attacks.base import Attack, AttackResult
 from advrobust.attacks.gradient import FGSM, PGD, PGDL2, eps_l2_equal_volume, fgsm, pgd, pgd_l2
 from advrobust.attacks.losses import (
     ClassifierObjective, CrossEntropy, PhotozBinCE, PhotozDeltaZ, PhotozObjective,
@@ -34,7 +34,7 @@ from advrobust.attacks.natural import (
 from advrobust.attacks.onepixel import OnePixel, OnePixelResult, one_pixel
 
 __all__ = [
-    "Attack", "AttackResult", "eval_mode",
+    "Attack", "AttackResult",
     "FGSM", "PGD", "PGDL2", "fgsm", "pgd", "pgd_l2", "eps_l2_equal_volume",
     "OnePixel", "OnePixelResult", "one_pixel",
     "CrossEntropy", "PhotozBinCE", "PhotozDeltaZ", "ClassifierObjective", "PhotozObjective",

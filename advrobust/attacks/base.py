@@ -13,8 +13,10 @@ equals ``y``); for photo-z models ``|dz(x_adv)| > 0.05`` (targeted: ``< 0.05`` f
 :class:`Attack` is a template method in the style of torchattacks' ``Attack.__call__``:
 remember the training flag of every sub-module of the model, switch to ``eval()``, check the
 inputs once, run the attack, restore the flags (also when the attack raises). Subclasses
-implement :meth:`Attack.forward` (the tensor) and/or :meth:`Attack.forward_result` (the
-result); each has a default built on the other.
+implement one hook, :meth:`Attack.forward`: it returns the adversarial tensor (the base class then
+judges success for ``run`` with one forward pass of ``x_adv``) or, for an attack that judges success
+itself (the one-pixel search), its :class:`AttackResult`. A subclass without ``forward`` cannot be
+instantiated (``TypeError`` naming the missing method).
 
 The natural perturbations (:mod:`advrobust.attacks.natural`: noise, shorter exposure) are plain
 functions and modules, not attacks: they take no model and judge no success.
@@ -37,9 +39,9 @@ Conventions shared by all attacks:
 """
 from __future__ import annotations
 
-import contextlib
+import abc
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -49,8 +51,9 @@ from advrobust.checks import (
     Bound, check_lo_le_hi, check_model, check_model_inputs, check_number, nonfinite_rows, per_channel,
     raise_nonfinite_rows,
 )
+from advrobust.modes import eval_mode
 
-__all__ = ["Attack", "AttackResult", "eval_mode", "clamp_range", "check_fitness", "channel_view"]
+__all__ = ["Attack", "AttackResult", "check_fitness"]
 
 #: What the NaN errors suggest.
 NAN_OUTPUT_HINT = "the model is broken for these inputs (NaN weights, log of 0, ...); an attack on it means nothing"
@@ -83,38 +86,7 @@ class AttackResult:
         return float(self.success.float().mean())
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every sub-module in eval mode, then restore each one's own training flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def channel_view(b: Union[float, Tensor], x: Tensor) -> Union[float, Tensor]:
-    """A per-channel ``(C,)``/``(1,)`` tensor viewed ``(1, C, 1, ..., 1)`` against ``x``; a float as is."""
-    if isinstance(b, Tensor) and x.dim() > 1:
-        return b.view((1, -1) + (1,) * (x.dim() - 2))
-    return b
-
-
-def clamp_range(x: Tensor, lo: Bound, hi: Bound) -> Tensor:
-    """Clamp to [lo, hi] with scalar or per-channel (dim 1) bounds; None = no bound."""
-    for b, op in ((lo, torch.maximum), (hi, torch.minimum)):
-        if b is None:
-            continue
-        if isinstance(b, Tensor):
-            x = op(x, channel_view(b, x))
-        else:
-            x = x.clamp(min=b) if op is torch.maximum else x.clamp(max=b)
-    return x
-
-
-class Attack:
+class Attack(abc.ABC):
     """Base class of the attacks: model-mode handling, input checks, the call protocol.
 
     ``atk(x, y, *extra)`` returns the adversarial tensor; ``atk.run(x, y, *extra)`` an
@@ -158,11 +130,11 @@ class Attack:
 
     def __call__(self, x: Tensor, y: Optional[Tensor] = None, *extra: Tensor) -> Tensor:
         """The adversarial batch ``(B, ...)``, like ``x``, detached."""
-        return self._checked(self.forward, x, y, extra)
+        return self._checked(self._adversarial, x, y, extra)
 
     def run(self, x: Tensor, y: Optional[Tensor] = None, *extra: Tensor) -> AttackResult:
         """The adversarial batch with ``success`` per sample and the attack's own fields."""
-        return self._checked(self.forward_result, x, y, extra)
+        return self._checked(self._result, x, y, extra)
 
     def _checked(self, fn, x: Tensor, y: Optional[Tensor], extra: Tuple[Tensor, ...]):
         """``fn(x, y, lo, hi, extra)`` on checked, detached inputs, the model in eval mode."""
@@ -197,26 +169,45 @@ class Attack:
         """``x`` as the model gets it: in channels-last memory format when asked."""
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
-    def forward(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound, extra: Tuple[Tensor, ...]) -> Tensor:
-        """The adversarial batch; default: :meth:`forward_result`'s ``x_adv``."""
-        return self.forward_result(x, y, lo, hi, extra).x_adv
+    @abc.abstractmethod
+    def forward(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound,
+                extra: Tuple[Tensor, ...]) -> Union[Tensor, AttackResult]:
+        """The attack on checked, detached inputs, the model in eval mode (the one hook of a subclass).
 
-    def forward_result(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound,
-                       extra: Tuple[Tensor, ...]) -> AttackResult:
-        """Default: :meth:`forward`, then one forward pass of ``x_adv`` judged by ``self.objective``."""
+        Args:
+            x: ``(B, ...)`` the clean batch; y: its labels/redshifts/targets or None.
+            lo, hi: the valid range, checked against ``x`` (None, a float or a ``(1,)``/``(C,)`` tensor).
+            extra: further model inputs ``(B, ...)``.
+
+        Returns:
+            the adversarial batch ``(B, ...)`` like ``x`` (``run`` then judges success by ``self.objective``),
+            or the attack's :class:`AttackResult` when it judges success itself.
+        """
+
+    def _result(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound,
+                extra: Tuple[Tensor, ...]) -> AttackResult:
+        """:meth:`forward`'s result; a tensor is judged by ``self.objective`` on one forward pass of ``x_adv``."""
         if self.objective is None:
             raise ValueError(f"{type(self).__name__}.run: cannot judge success with this loss; pass "
                              "objective='classifier', 'photoz' or a callable (output, y) -> (fitness, success)")
+        out = self.forward(x, y, lo, hi, extra)
+        if isinstance(out, AttackResult):
+            return out
         if y is None:
             raise ValueError(f"{type(self).__name__}.run: y is required to judge success")
         objective = resolve_objective(self.objective, self.model, targeted=self.targeted)
-        x_adv = self.forward(x, y, lo, hi, extra)
         with torch.no_grad():
-            out = self.model(self._model_input(x_adv, self._use_channels_last(x)), *extra)
-        raise_nonfinite_rows(type(self).__name__, nonfinite_rows(out, x.shape[0]), "the model's output on x_adv",
+            logits = self.model(self._model_input(out, self._use_channels_last(x)), *extra)
+        raise_nonfinite_rows(type(self).__name__, nonfinite_rows(logits, x.shape[0]), "the model's output on x_adv",
                              NAN_OUTPUT_HINT)
-        _, success = objective(out, y)
-        return AttackResult(x_adv=x_adv, success=success)
+        _, success = objective(logits, y)
+        return AttackResult(x_adv=out, success=success)
+
+    def _adversarial(self, x: Tensor, y: Optional[Tensor], lo: Bound, hi: Bound,
+                     extra: Tuple[Tensor, ...]) -> Tensor:
+        """:meth:`forward`'s adversarial batch (a result's ``x_adv``)."""
+        out = self.forward(x, y, lo, hi, extra)
+        return out.x_adv if isinstance(out, AttackResult) else out
 
     def __repr__(self) -> str:
         keys = [k for k in vars(self) if k != "model" and not k.startswith("_")]

@@ -35,10 +35,10 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import NAN_OUTPUT_HINT, Attack, channel_view, clamp_range
+from advrobust.attacks.base import NAN_OUTPUT_HINT, Attack
 from advrobust.checks import (
-    Bound, ScalarOrPerSample, Unit, broadcast_per_sample, check_number, check_radius, check_unit, check_within_range,
-    nonfinite_rows, per_sample, raise_nonfinite_rows, unit_per_channel,
+    Bound, ScalarOrPerSample, Unit, broadcast_per_sample, channel_view, check_number, check_radius, check_unit,
+    check_within_range, clamp_range, nonfinite_rows, per_sample, raise_nonfinite_rows, unit_per_channel,
 )
 from advrobust.attacks.losses import CrossEntropy, LossFn, ObjectiveFn, PhotozBinCE, PhotozDeltaZ, resolve_loss
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from advrobust.checks import clamp_range
 from advrobust.ops.de import de_pixels
 
 __all__ = ["IncrementalScorer", "Unsupported", "AUTO_MAX_COST_RATIO"]
@@ -245,6 +246,18 @@ def _pair(v: Any) -> Tuple[int, int]:
     return (int(v[0]), int(v[-1]))
 
 
+def _live_nodes(out_node: torch.fx.Node) -> set:
+    """The nodes the output node depends on (itself included)."""
+    live, stack = set(), [out_node]
+    while stack:
+        n = stack.pop()
+        if n in live:
+            continue
+        live.add(n)
+        stack.extend(n.all_input_nodes)
+    return live
+
+
 class IncrementalScorer:
     """Model outputs of k-pixel candidates of a clean batch, recomputing only each layer's cone.
 
@@ -283,14 +296,7 @@ class IncrementalScorer:
         out_node = nodes[-1]
         if not isinstance(out_node.args[0], torch.fx.Node):
             raise Unsupported("the model returns more than one tensor")
-        # live nodes: those the output depends on
-        live, stack = set(), [out_node]
-        while stack:
-            n = stack.pop()
-            if n in live:
-                continue
-            live.add(n)
-            stack.extend(n.all_input_nodes)
+        live = _live_nodes(out_node)
         self.nodes = [n for n in nodes if n in live and n.op != "output"]
         self.out_node = out_node.args[0]
         all_ph = [n for n in nodes if n.op == "placeholder"]
@@ -305,29 +311,35 @@ class IncrementalScorer:
             if n.op == "call_function" and n.target in _BATCH_NORMS and n.target is aten.native_batch_norm.default \
                     and n.args[5]:
                 raise Unsupported(f"{_where(n)} runs in training mode")
-        # the clean pass: keep what the candidates will need
+        self.clean = self._clean_pass(dict(zip(all_ph, (x, *extra))), live)
+        self._cache: Dict[Any, Any] = {}
+
+    @torch.no_grad()
+    def _clean_pass(self, inputs: Dict[torch.fx.Node, Any], live: set) -> Dict[torch.fx.Node, Any]:
+        """Run the graph on the clean batch (``inputs``: placeholder -> tensor) and keep what the
+        candidates will need: every value not computed from the image, the image, the inputs of the
+        matrix products and means, and the inputs of gathering ops; the rest is freed as soon as no
+        later node reads it."""
         keep = {n for n in self.nodes if not self.image_dep[n] or n is self.image_node
                 or n.target in (aten.addmm.default, aten.mm.default, aten.mean.dim)
                 or any(u.target in _GATHERING for u in n.users)}
         env: Dict[torch.fx.Node, Any] = {}
-        inputs = dict(zip(all_ph, (x, *extra)))
-        self.clean: Dict[torch.fx.Node, Any] = {}
-        with torch.no_grad():
-            for n in self.nodes:
-                if n.op == "placeholder":
-                    v = inputs[n]
-                elif n.op == "get_attr":
-                    v = getattr(gm, n.target)
-                else:
-                    args, kwargs = torch.fx.node.map_arg((n.args, n.kwargs), lambda a: env[a])
-                    v = n.target(*args, **kwargs)
-                env[n] = v
-                for i in n.all_input_nodes:  # free what no later node reads
-                    if all(u in env for u in i.users if u in live) and i not in keep:
-                        env.pop(i, None)
-                if n in keep:
-                    self.clean[n] = v
-        self._cache: Dict[Any, Any] = {}
+        clean: Dict[torch.fx.Node, Any] = {}
+        for n in self.nodes:
+            if n.op == "placeholder":
+                v = inputs[n]
+            elif n.op == "get_attr":
+                v = getattr(self.gm, n.target)
+            else:
+                args, kwargs = torch.fx.node.map_arg((n.args, n.kwargs), lambda a: env[a])
+                v = n.target(*args, **kwargs)
+            env[n] = v
+            for i in n.all_input_nodes:  # free what no later node reads
+                if all(u in env for u in i.users if u in live) and i not in keep:
+                    env.pop(i, None)
+            if n in keep:
+                clean[n] = v
+        return clean
 
     @property
     def bytes_per_image(self) -> int:
@@ -360,8 +372,6 @@ class IncrementalScorer:
     # ------------------------------------------------------------------ one chunk
     def _pixels(self, img: Tensor, cand: Tensor, add: bool, lo: Any, hi: Any) -> _Spatial:
         """The input state: one 1x1 window per changed pixel, holding the pixel's final values."""
-        from advrobust.attacks.base import clamp_range
-
         x = self.clean[self.image_node]
         C, H, W = self.image_shape
         r, c = de_pixels(cand, H, W)  # (N, k)

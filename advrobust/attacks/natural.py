@@ -19,10 +19,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import channel_view
-from advrobust.checks import Unit, unit_per_channel
 from advrobust.checks import (
-    ScalarOrPerSample, broadcast_per_sample, check_batch, check_float_tensor, check_number, per_sample,
+    ScalarOrPerSample, Unit, broadcast_per_sample, channel_view, check_batch, check_float_tensor, check_number,
+    per_sample, unit_per_channel,
 )
 
 __all__ = ["gaussian_noise", "uniform_noise", "shorter_exposure", "lsst_shorter_exposure",

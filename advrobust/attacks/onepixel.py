@@ -33,8 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import ops
-from advrobust.attacks.base import Attack, AttackResult, check_fitness, clamp_range
-from advrobust.checks import Bound, check_number
+from advrobust.attacks.base import Attack, AttackResult, check_fitness
+from advrobust.checks import Bound, check_number, clamp_range
 from advrobust.attacks.losses import ClassifierObjective, ObjectiveFn, resolve_objective
 from advrobust.ops.de import de_pixels
 from advrobust.attacks.incremental import AUTO_MAX_COST_RATIO, IncrementalScorer, Unsupported
@@ -294,7 +294,7 @@ class OnePixel(Attack):
                     out = inc.score(rows[b0:b1], c, add=self.add, lo=lo, hi=hi)
                 else:
                     imgs = self._build(x[b0:b1], c if p1 - p0 == P else c.contiguous(), lo, hi)
-                    inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward_result)
+                    inp = imgs.flatten(0, 1)  # channels-last already when x is (see forward)
                     out = self.model(inp, *(_repeat_rows(e[b0:b1], m) for e in extra))
                 f, s = self.objective(out, _repeat_rows(y[b0:b1], m))
                 if not (isinstance(f, Tensor) and isinstance(s, Tensor) and f.numel() == s.numel() == m * (b1 - b0)):
@@ -317,97 +317,150 @@ class OnePixel(Attack):
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
-    def forward_result(self, x, y, lo, hi, extra) -> OnePixelResult:
+    def forward(self, x, y, lo, hi, extra) -> OnePixelResult:
         self._check_y(x, y)
         self._check_targets(x, y, extra)
-        B, C, H, W = x.shape
-        k, P, D = self.pixels, self.population, self.pixels * (2 + C)
-        dev, dt = x.device, x.dtype
         gen = self.generator
         if gen is None and self.seed is not None:
-            gen = torch.Generator(device=dev)
+            gen = torch.Generator(device=x.device)
             gen.manual_seed(int(self.seed))
         lower, upper = self._gene_bounds(x, lo, hi)
-
-        best = torch.empty((B, D), dtype=dt, device=dev)
-        best_fit = torch.empty(B, dtype=dt, device=dev)
-        success = torch.zeros(B, dtype=torch.bool, device=dev)
-        iterations = torch.full((B,), self.max_iter, dtype=torch.int64, device=dev)
-
-        active = torch.arange(B, device=dev)  # original indices of the images still running
-        xs, ys, es = x, y, extra
-        pop = lower + torch.rand((B, P, D), dtype=dt, device=dev, generator=gen) * (upper - lower)
-        cl = self._use_channels_last(x)
-        if cl:  # de_build then builds channels-last candidates: the model gets them without a copy
-            xs = x.contiguous(memory_format=torch.channels_last)
-        inc = self._incremental_scorer(x, extra, lo, hi, lower)
-        fit, succ = self._score(xs, pop, ys, es, lo, hi, inc, active)
-        check_fitness("OnePixel", fit, active)
-        cand, cand_fit = pop, fit
-        pop, fit = pop.clone(), fit.clone()  # de_select_ works in place; keep cand intact
-
-        if isinstance(self.F, tuple):  # dither: one factor per generation, drawn up front (one sync)
-            u = torch.rand(self.max_iter, dtype=torch.float64, device=dev, generator=gen).tolist()
-            factors = [self.F[0] + v * (self.F[1] - self.F[0]) for v in u]
-        else:
-            factors = [self.F] * self.max_iter
-
+        search = self._start(x, y, extra, lo, hi, lower, upper, gen)
+        factors = self._factors(gen, x.device)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.max_iter, desc="OnePixel", unit="gen")
         it = 0
         while True:
-            done = succ.any(dim=1)
-            if bool(done.any()):  # one host sync per generation: the early-stop decision
-                d = done.nonzero().squeeze(1)
-                j = torch.where(succ[d], cand_fit[d], torch.full_like(cand_fit[d], float("inf"))).argmin(dim=1)
-                orig = active[d]
-                best[orig] = cand[d, j]
-                best_fit[orig] = cand_fit[d, j]
-                success[orig] = True
-                iterations[orig] = it
-                keep = (~done).nonzero().squeeze(1)
-                active, pop, fit = active[keep], pop[keep], fit[keep]
-                xs, ys = xs[keep], ys[keep]
-                es = tuple(e[keep] for e in es)
-            if active.numel() == 0 or it >= self.max_iter:
+            search.retire(it)
+            if search.active.numel() == 0 or it >= self.max_iter:
                 break
             it += 1
-            n = active.numel()
-            draws = ops.de_draws(n, P, D, dtype=dt, device=dev, generator=gen)
-            if self.strategy == "best1":
-                donors = draws.donors.clone()
-                donors[:, :, 0] = fit.argmin(dim=1, keepdim=True)
-                draws = draws._replace(donors=donors)
-            trial = ops.de_trial(pop, draws, lower, upper, F=factors[it - 1], CR=self.CR, resample=self.resample)
-            trial_fit, succ = self._score(xs, trial, ys, es, lo, hi, inc, active)
-            check_fitness("OnePixel", trial_fit, active)
-            cand, cand_fit = trial, trial_fit
-            ops.de_select_(pop, fit, trial, trial_fit)
+            n = search.active.numel()
+            self._generation(search, lower, upper, factors[it - 1], gen, lo, hi)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(running=n)
         if bar is not None:
             bar.close()
+        search.keep_best_of_the_rest()
+        return self._search_result(x, search, lo, hi)
 
-        if active.numel():  # never fooled: keep the best candidate found
-            j = fit.argmin(dim=1)
-            r = torch.arange(active.numel(), device=dev)
-            best[active] = pop[r, j]
-            best_fit[active] = fit[r, j]
+    def _start(self, x: Tensor, y: Tensor, extra: Tuple[Tensor, ...], lo: Bound, hi: Bound, lower: Tensor,
+               upper: Tensor, gen: Optional[torch.Generator]) -> "_Search":
+        """The search after scoring the initial random population ``(B, P, D)`` drawn in [lower, upper)."""
+        B, C = x.shape[:2]
+        P, D, dev, dt = self.population, self.pixels * (2 + C), x.device, x.dtype
+        active = torch.arange(B, device=dev)  # original indices of the images still running
+        pop = lower + torch.rand((B, P, D), dtype=dt, device=dev, generator=gen) * (upper - lower)
+        xs = x
+        if self._use_channels_last(x):  # de_build then builds channels-last candidates: no copy for the model
+            xs = x.contiguous(memory_format=torch.channels_last)
+        inc = self._incremental_scorer(x, extra, lo, hi, lower)
+        fit, succ = self._score(xs, pop, y, extra, lo, hi, inc, active)
+        check_fitness("OnePixel", fit, active)
+        return _Search(
+            best=torch.empty((B, D), dtype=dt, device=dev), best_fit=torch.empty(B, dtype=dt, device=dev),
+            success=torch.zeros(B, dtype=torch.bool, device=dev),
+            iterations=torch.full((B,), self.max_iter, dtype=torch.int64, device=dev),
+            active=active, xs=xs, ys=y, es=extra, inc=inc,
+            pop=pop.clone(), fit=fit.clone(),  # de_select_ works in place; keep cand intact
+            cand=pop, cand_fit=fit, succ=succ)
 
-        best4 = best.view(B, 1, k, 2 + C)
+    def _factors(self, gen: Optional[torch.Generator], device: torch.device) -> list:
+        """The mutation factor of each generation: ``F``, or dithered, drawn up front (one sync)."""
+        if isinstance(self.F, tuple):
+            u = torch.rand(self.max_iter, dtype=torch.float64, device=device, generator=gen).tolist()
+            return [self.F[0] + v * (self.F[1] - self.F[0]) for v in u]
+        return [self.F] * self.max_iter
+
+    def _generation(self, search: "_Search", lower: Tensor, upper: Tensor, F: float,
+                    gen: Optional[torch.Generator], lo: Bound, hi: Bound) -> None:
+        """One DE generation of the running images: trial candidates, their scores, selection."""
+        n, P, D = search.pop.shape
+        draws = ops.de_draws(n, P, D, dtype=search.pop.dtype, device=search.pop.device, generator=gen)
+        if self.strategy == "best1":
+            donors = draws.donors.clone()
+            donors[:, :, 0] = search.fit.argmin(dim=1, keepdim=True)
+            draws = draws._replace(donors=donors)
+        trial = ops.de_trial(search.pop, draws, lower, upper, F=F, CR=self.CR, resample=self.resample)
+        trial_fit, search.succ = self._score(search.xs, trial, search.ys, search.es, lo, hi, search.inc,
+                                             search.active)
+        check_fitness("OnePixel", trial_fit, search.active)
+        search.cand, search.cand_fit = trial, trial_fit
+        ops.de_select_(search.pop, search.fit, trial, trial_fit)
+
+    def _search_result(self, x: Tensor, search: "_Search", lo: Bound, hi: Bound) -> OnePixelResult:
+        """The images with each one's chosen candidate applied, and the record of the search."""
+        B, C, H, W = x.shape
+        best4 = search.best.view(B, 1, self.pixels, 2 + C)
         x_adv = self._build(x, best4, lo, hi).squeeze(1)
         rows, cols = de_pixels(best4[:, 0], H, W)
         values = best4[:, 0, :, 2:].clone()
         if self.add:  # the change actually applied, after the lo/hi clamp: (B, k, C)
-            b = torch.arange(B, device=dev)[:, None]
+            b = torch.arange(B, device=x.device)[:, None]
             values = (x_adv - x)[b, :, rows, cols]
         return OnePixelResult(
-            x_adv=x_adv, success=success, iterations=iterations,
-            pixels=torch.stack([rows, cols], dim=-1), values=values, fitness=best_fit,
+            x_adv=x_adv, success=search.success, iterations=search.iterations,
+            pixels=torch.stack([rows, cols], dim=-1), values=values, fitness=search.best_fit,
         )
+
+
+@dataclass
+class _Search:
+    """A running one-pixel search: the record of all ``B`` images and the state of the ``n`` still running.
+
+    Attributes:
+        best, best_fit, success, iterations: ``(B, D)``, ``(B,)``, ``(B,)`` bool, ``(B,)`` int64: each
+            image's chosen candidate, its fitness, whether it fooled the model, generations run.
+        active: ``(n,)`` the batch indices of the running images; xs, ys, es: their images, targets and
+            extra inputs; inc: the incremental scorer (or None).
+        pop, fit: ``(n, P, D)`` population and ``(n, P)`` fitness.
+        cand, cand_fit, succ: the candidates scored last ``(n, P, D)``, their fitness and success ``(n, P)``.
+    """
+
+    best: Tensor
+    best_fit: Tensor
+    success: Tensor
+    iterations: Tensor
+    active: Tensor
+    xs: Tensor
+    ys: Tensor
+    es: Tuple[Tensor, ...]
+    inc: Optional[IncrementalScorer]
+    pop: Tensor
+    fit: Tensor
+    cand: Tensor
+    cand_fit: Tensor
+    succ: Tensor
+
+    def retire(self, it: int) -> None:
+        """Record the images with a successful candidate after ``it`` generations (the lowest-fitness
+        successful one) and stop running them: one host sync, the early-stop decision."""
+        done = self.succ.any(dim=1)
+        if not bool(done.any()):
+            return
+        d = done.nonzero().squeeze(1)
+        fit = self.cand_fit[d]
+        j = torch.where(self.succ[d], fit, torch.full_like(fit, float("inf"))).argmin(dim=1)
+        orig = self.active[d]
+        self.best[orig] = self.cand[d, j]
+        self.best_fit[orig] = self.cand_fit[d, j]
+        self.success[orig] = True
+        self.iterations[orig] = it
+        keep = (~done).nonzero().squeeze(1)
+        self.active, self.pop, self.fit = self.active[keep], self.pop[keep], self.fit[keep]
+        self.xs, self.ys = self.xs[keep], self.ys[keep]
+        self.es = tuple(e[keep] for e in self.es)
+
+    def keep_best_of_the_rest(self) -> None:
+        """The images never fooled keep the lowest-fitness candidate of their population."""
+        if self.active.numel():
+            j = self.fit.argmin(dim=1)
+            r = torch.arange(self.active.numel(), device=self.fit.device)
+            self.best[self.active] = self.pop[r, j]
+            self.best_fit[self.active] = self.fit[r, j]
 
 
 def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *extra: Tensor, **kwargs) -> Tensor:

@@ -24,7 +24,7 @@ COMMANDS = {
     "demo": "the main job: simulate surveys, train, attack, defend, write a report (--quick: 2 minutes)",
     "scan": "survey robustness scan: one Parquet row per object, resumable, sharded under torchrun",
     "train": "train a model on your survey files (defenses, resumable), by flags or a TOML --config",
-    "attack": "a model under fgsm/pgd/pgd2/onepixel/noise on your data: report, table, adversarial images",
+    "attack": "a model under fgsm/pgd/pgd_l2/onepixel/noise on your data: report, table, adversarial images",
     "certify": "randomized-smoothing certificates (Cohen et al. 2019) per object, to CSV or Parquet",
     "bench": "benchmarks: ops (the default), attacks, defenses, incremental, readers, or all of them",
 }

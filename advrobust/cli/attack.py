@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from advrobust.attacks.by_name import ATTACK_NAMES
+from advrobust.attacks.by_name import ATTACK_NAMES, check_attack_names
 from advrobust.cli import common
 
 
@@ -124,16 +124,16 @@ def _plain(value):
 def main(argv: list, prog: str) -> None:
     parser = build_parser(prog)
     args, _ = common.parse(parser, argv, required=("model", "data", "out"))
-    unknown = [a for a in args.attacks if a not in ATTACK_NAMES]
-    if unknown or not args.attacks:
-        parser.error(f"unknown attacks {unknown}; choose among {','.join(ATTACK_NAMES)}")
+    try:
+        args.attacks = check_attack_names(args.attacks)
+    except ValueError as err:
+        parser.error(str(err))
 
     import torch
 
     from advrobust import redshift
     from advrobust.atomic import atomic_path
-    from advrobust.attacks import eps_l2_equal_volume
-    from advrobust.attacks.by_name import AttackSettings
+    from advrobust.attacks.by_name import AttackSettings, image_unit_radii
     from advrobust.data import save_arrays
     from advrobust.evaluate import evaluate_grid, predict
     from advrobust.report import write_report
@@ -183,9 +183,7 @@ def main(argv: list, prog: str) -> None:
                    "sky_sigma": None if sky is None else sky.tolist(),
                    "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
     eps_image = eps * np.asarray(unit) if unit is not None else eps  # per band with --eps-sky
-    strengths = {a: eps_image for a in args.attacks if a in ("fgsm", "pgd", "noise")}  # L-inf, per pixel
-    if "pgd2" in args.attacks and unit is None:  # with a unit the ball is ||delta / sky||_2 <= r: no image-unit radius
-        strengths["pgd2 (L2 radius over a band's pixels)"] = eps_l2_equal_volume(eps, int(np.prod(images.shape[-2:])))
+    strengths = image_unit_radii(args.attacks, settings, images.shape[1:])
     tables = _tables(result, label, list(args.attacks), args.generations)
     config = {"model": os.path.abspath(args.model), "model_sha256": common.sha256(args.model),
               "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog, "target": args.target,

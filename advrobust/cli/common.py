@@ -334,7 +334,7 @@ def add_eps_arguments(group, *, default_sky: float | None = 2.0, measured_on: st
     strength.add_argument("--eps-sky", type=float, default=default_sky,
                           help="L-inf radius in sky-noise sigmas, K in every band: band b moves by at most K x its "
                                f"own sky sigma, measured on {measured_on} (advrobust.data.sky_sigma; the attacks' "
-                               "unit, so pgd2's L2 radius is in those units too)"
+                               "unit, so pgd_l2's L2 radius is in those units too)"
                                + (f" (default {default_sky})" if default_sky is not None else ""))
 
 

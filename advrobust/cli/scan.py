@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from advrobust.attacks.by_name import ATTACK_NAMES
+from advrobust.attacks.by_name import ATTACK_NAMES, check_attack_names
 from advrobust.cli.common import add_eps_arguments, floats, resolve_eps, sha256
 
 
@@ -65,9 +65,10 @@ def main(argv: list, prog: str) -> None:
     from advrobust.scan.survey import scan_survey
 
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    unknown = [a for a in attacks if a not in ATTACK_NAMES]
-    if unknown or not attacks:
-        parser.error(f"unknown attacks {unknown}; choose among {','.join(ATTACK_NAMES)}")
+    try:
+        attacks = check_attack_names(attacks)
+    except ValueError as err:
+        parser.error(str(err))
     device = torch.device(args.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():

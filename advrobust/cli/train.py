@@ -18,10 +18,10 @@ import os
 
 import numpy as np
 
+from advrobust.attacks.by_name import TRAINING_ATTACKS
 from advrobust.cli import common
 
 DEFENSES = ("none", "adversarial", "noisy", "mixed", "mmd")
-TRAINING_ATTACKS = ("fgsm", "fgsm_rs", "pgd", "pgd_l2")
 #: options that may change between a run and its resumption (everything else must match)
 _MAY_CHANGE = ("epochs", "device", "config", "no_progress", "out")
 
@@ -123,7 +123,7 @@ def _photoz_scores(model, dataset, device, batch_size: int) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from advrobust.attacks.base import eval_mode
+    from advrobust.modes import eval_mode
     from advrobust.metrics import photoz_metrics
 
     z_phot, z_spec = [], []

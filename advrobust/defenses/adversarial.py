@@ -22,9 +22,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from advrobust.checks import Unit, check_unit
-from advrobust.attacks.by_name import TRAINING_ATTACKS as ATTACKS, make_attack
-from advrobust.checks import Bound, check_number
+from advrobust.attacks.by_name import TRAINING_ATTACKS as ATTACKS, canonical_name, make_attack
+from advrobust.checks import Bound, Unit, check_number, check_unit
 from advrobust.train.trainer import Batch
 
 __all__ = ["ATTACKS", "make_attack", "AdversarialTraining", "WeightedAdversarialTraining", "MixedTraining",
@@ -36,9 +35,11 @@ class _AttackTransform:
     def __init__(self, attack: str, eps: float, steps: int, step_size: Optional[float], lo: Bound, hi: Bound,
                  unit: Unit) -> None:
         name = type(self).__name__
-        if attack not in ATTACKS:
-            raise ValueError(f"{name}: attack must be one of {ATTACKS}, got {attack!r}")
-        self.attack, self.eps = attack, check_number(name, "eps", eps, positive=True)
+        try:
+            self.attack = canonical_name(attack, training=True)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        self.eps = check_number(name, "eps", eps, positive=True)
         self.steps = int(check_number(name, "steps", steps, integer=True, positive=True))
         self.step_size = None if step_size is None else check_number(name, "step_size", step_size, positive=True)
         self.lo, self.hi = lo, hi

@@ -29,8 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from advrobust.attacks.base import clamp_range, eval_mode
-from advrobust.checks import Bound, broadcast_per_sample, check_model, check_number, per_channel, per_sample
+from advrobust.checks import (
+    Bound, broadcast_per_sample, check_model, check_number, clamp_range, per_channel, per_sample,
+)
+from advrobust.modes import eval_mode
 
 __all__ = ["interval_bounds", "log_volume", "SensitivityLoss"]
 
@@ -231,7 +233,7 @@ def interval_bounds(model: nn.Module, x: Tensor, eps, *extra: Tensor, lo: Bound 
     ``[lo, hi]``).
 
     The model runs as it is (train or eval mode); batch norm and dropout must be in eval mode
-    (:func:`advrobust.attacks.eval_mode`). ``extra`` inputs (e.g. E(B-V)) are not perturbed. The
+    (:func:`advrobust.modes.eval_mode`). ``extra`` inputs (e.g. E(B-V)) are not perturbed. The
     bounds are differentiable in the model's parameters (for :class:`SensitivityLoss`).
 
     Args:

@@ -14,7 +14,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import eval_mode
+from advrobust.modes import eval_mode
 from advrobust.checks import check_batch, check_float_tensor, check_number
 from advrobust.ops import dan_sigmas, mk_mmd, sigmas_from_variances
 

@@ -17,7 +17,7 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
 from torch import Tensor, nn
 
-from advrobust.attacks.base import eval_mode
+from advrobust.modes import eval_mode
 from advrobust.checks import check_model, check_number, model_device
 
 __all__ = ["Smooth", "lower_confidence_bound", "certified_radius"]

@@ -198,7 +198,7 @@ def _attacks(cfg: PhotozConfig, unit: Tensor, seed: int, image_shape):
             attacks[f"{label} {sky_label(e)}"] = by_name(kind, e)
             strengths[f"{label} {sky_label(e)}"] = e
     headline = cfg.eps_sky[-1]
-    for label, kind in (("PGD-Linf", "pgd"), ("PGD-L2", "pgd2")):
+    for label, kind in (("PGD-Linf", "pgd"), ("PGD-L2", "pgd_l2")):
         attacks[f"{label} {sky_label(headline)}"] = by_name(kind, headline)
     strengths[f"PGD-Linf {sky_label(headline)}"] = headline
     attacks["Y1 noise (one-year exposure)"] = natural(lsst_shorter_exposure, seed=seed, bands=PHOTOZ_BANDS,

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import redshift
-from advrobust.attacks.base import eval_mode
+from advrobust.modes import eval_mode
 
 __all__ = ["Outcome", "predict", "attack_batch"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import eval_mode
+from advrobust.modes import eval_mode
 from advrobust.checks import check_model_inputs, check_number
 
 __all__ = ["ChurchWindow", "church_window"]

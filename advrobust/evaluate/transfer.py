@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import redshift
-from advrobust.attacks.base import eval_mode
+from advrobust.modes import eval_mode
 from advrobust.checks import check_model_inputs, check_number
 from advrobust.metrics import photoz_metrics
 

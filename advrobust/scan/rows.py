@@ -13,7 +13,7 @@ class, or the photo-z model's ``z_phot``. Columns, for the attack names of
 | ``<a>_latent_distance`` | Euclidean distance of the latent vectors, clean vs perturbed | same |
 | ``<a>_success`` | the attack's verdict (flip; photo-z ``|dz| > threshold``) | same |
 | ``<a>_iterations`` | one-pixel only: DE generations run (``generations`` when it failed; see ``<a>_success``) | same |
-| ``<a>_eps`` | the radius used: image units, or units of ``settings.unit`` (per band, e.g. sky sigmas; pgd2: its L2 radius; none for one-pixel) | same |
+| ``<a>_eps`` | the radius used: image units, or units of ``settings.unit`` (per band, e.g. sky sigmas; ``AttackSpec.radius``: pgd_l2's L2 radius, none for one-pixel) | same |
 """
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import redshift
-from advrobust.attacks.by_name import AttackSettings, attack_by_name
-from advrobust.attacks.gradient import eps_l2_equal_volume
+from advrobust.attacks.by_name import ATTACK_SPECS, AttackSettings, attack_by_name, check_attack_names
 from advrobust.checks import Bound
 from advrobust.evaluate.batch import attack_batch, predict
 
@@ -62,11 +61,12 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
         columns.setdefault(name, []).append(np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values))
 
     generator = torch.Generator(device=images.device).manual_seed(int(seed))
+    attacks = check_attack_names(attacks)
     built = {name: attack_by_name(name, model, settings, task=task, image_shape=tuple(images.shape[1:]),
                                   generator=generator, seed=int(seed), lo=lo, hi=hi,
                                   pixel_lo=pixel_lo, pixel_hi=pixel_hi) for name in attacks}
-    eps_used = {name: (eps_l2_equal_volume(settings.eps, int(images.shape[-1] * images.shape[-2]))
-                       if name == "pgd2" else settings.eps) for name in attacks if name != "onepixel"}
+    eps_used = {name: ATTACK_SPECS[name].radius(settings, tuple(images.shape[1:])) for name in attacks
+                if ATTACK_SPECS[name].radius is not None}
     for start in range(0, n, batch_size):
         xb = images[start:start + batch_size]
         eb = tuple(e[start:start + batch_size] for e in extra)

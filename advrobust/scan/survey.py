@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from advrobust import distributed
-from advrobust.attacks.by_name import ATTACK_NAMES, AttackSettings
+from advrobust.attacks.by_name import AttackSettings, check_attack_names
 from advrobust.checks import check_number, model_device
 from advrobust.data.dataset import SurveyDataset
 from advrobust.models.base import PhotozModel
@@ -75,10 +75,7 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         advrobust.scan.ScanConfigError: ``out`` belongs to a scan with other settings.
     """
     t0 = time.perf_counter()
-    attacks = list(attacks)
-    unknown = [a for a in attacks if a not in ATTACK_NAMES]
-    if unknown or not attacks:
-        raise ValueError(f"unknown attacks {unknown}; choose among {', '.join(ATTACK_NAMES)}")
+    attacks = check_attack_names(attacks)
     chunk_size = int(check_number("scan_survey", "chunk_size", chunk_size, integer=True, positive=True))
     batch_size = int(check_number("scan_survey", "batch_size", batch_size, integer=True, positive=True))
     task = "photoz" if isinstance(model, PhotozModel) else "classifier"

@@ -14,10 +14,11 @@ and the global CPU (and CUDA) RNG states are saved in every checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -64,8 +65,9 @@ class Trainer:
 
     Args:
         model: the network (``model(x, *extra) -> output``). A model with a ``head`` (every
-            :class:`advrobust.models.LatentModel`) exposes its latent vectors of the last training
-            forward as :attr:`latent` (what MMD domain adaptation uses).
+            :class:`advrobust.models.LatentModel`) exposes the latent vectors of the step's forward as
+            :attr:`latent` to the extra losses during :meth:`train_step` (called by :meth:`fit` or
+            directly; what MMD domain adaptation uses); None outside a step.
         loss: per-sample task loss ``(output, y) -> (B,)`` or a name: ``"ce"`` (classes),
             ``"photoz_ce"`` (cross-entropy on the redshift bin, Campagne 2021), ``"photoz_dz"``;
             weighted classes: :class:`advrobust.train.WeightedCrossEntropy`.
@@ -111,21 +113,8 @@ class Trainer:
         self.module = model.to(self.device)
         self.loss_name = loss if isinstance(loss, str) else None
         self.loss_fn = task_loss(loss, model)
-        check_number("Trainer", "lr", lr, positive=True)
-        check_number("Trainer", "weight_decay", weight_decay)
-        check_number("Trainer", "adam_eps", adam_eps, positive=True)
-        if optimizer not in ("adam", "adamw"):
-            raise ValueError(f"Trainer: optimizer must be 'adam' or 'adamw', got {optimizer!r}")
-        opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
-        self.optimizer = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay, eps=adam_eps)
-        self.scheduler = None
-        if plateau_patience is not None:
-            check_number("Trainer", "plateau_patience", plateau_patience, integer=True)
-            check_number("Trainer", "plateau_factor", plateau_factor, positive=True)
-            if not plateau_factor < 1:
-                raise ValueError(f"Trainer: plateau_factor must be < 1, got {plateau_factor}")
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, factor=plateau_factor, patience=int(plateau_patience))
+        self.optimizer, self.scheduler = _optimizer_and_plateau(model, optimizer, lr, weight_decay, adam_eps,
+                                                                plateau_patience, plateau_factor)
         if one_cycle and plateau_patience is not None:
             raise ValueError("Trainer: one_cycle and plateau_patience are two learning-rate schedules; give one")
         self.one_cycle = bool(one_cycle)
@@ -168,6 +157,19 @@ class Trainer:
     def _keep_latent(self, module, inputs):
         if module.training:
             self.latent = inputs[0]
+
+    @contextlib.contextmanager
+    def _latent_capture(self) -> Iterator[None]:
+        """While open, a training forward of a model with a ``head`` module sets :attr:`latent` (the
+        head's input); cleared on exit."""
+        head = getattr(self.module, "head", None)
+        hook = head.register_forward_pre_hook(self._keep_latent) if isinstance(head, nn.Module) else None
+        try:
+            yield
+        finally:
+            if hook is not None:
+                hook.remove()
+            self.latent = None
 
     def _resolve_metric(self, metric):
         if metric == "auto":
@@ -222,7 +224,7 @@ class Trainer:
         if self.batch_transform is not None:
             batch = self.batch_transform(self, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._latent_capture(), self._autocast():
             output = self.model(batch.x, *batch.extra)
             loss = self.batch_loss(batch, output)
         if self.scaler is not None:
@@ -232,7 +234,6 @@ class Trainer:
         else:
             loss.backward()
             self.optimizer.step()
-        self.latent = None
         return float(loss.detach())
 
     @torch.no_grad()
@@ -333,13 +334,7 @@ class Trainer:
                              f"{total_steps}: continuing a schedule needs the same epochs, batch size and data; "
                              "otherwise use a new Trainer (and checkpoint)")
         show = self.progress and distributed.is_main()
-        head = getattr(self.module, "head", None)
-        hook = head.register_forward_pre_hook(self._keep_latent) if isinstance(head, nn.Module) else None
-        try:
-            self._epochs(loader, sampler, epochs, batch_size, val, show)
-        finally:
-            if hook is not None:
-                hook.remove()
+        self._epochs(loader, sampler, epochs, batch_size, val, show)
         return self.history
 
     def _epochs(self, loader, sampler, epochs: int, batch_size: int, val, show: bool) -> None:
@@ -376,6 +371,26 @@ class Trainer:
 
     def _stopped(self) -> bool:
         return self.early_stopping is not None and self._bad_epochs >= self.early_stopping
+
+
+def _optimizer_and_plateau(model: nn.Module, optimizer: str, lr: float, weight_decay: float, adam_eps: float,
+                           plateau_patience: Optional[int], plateau_factor: float):
+    """The checked Adam/AdamW optimiser of ``model`` and its reduce-on-plateau schedule (None without
+    ``plateau_patience``); see :class:`Trainer` for the arguments."""
+    check_number("Trainer", "lr", lr, positive=True)
+    check_number("Trainer", "weight_decay", weight_decay)
+    check_number("Trainer", "adam_eps", adam_eps, positive=True)
+    if optimizer not in ("adam", "adamw"):
+        raise ValueError(f"Trainer: optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+    opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay, eps=adam_eps)
+    if plateau_patience is None:
+        return opt, None
+    check_number("Trainer", "plateau_patience", plateau_patience, integer=True)
+    check_number("Trainer", "plateau_factor", plateau_factor, positive=True)
+    if not plateau_factor < 1:
+        raise ValueError(f"Trainer: plateau_factor must be < 1, got {plateau_factor}")
+    return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=plateau_factor, patience=int(plateau_patience))
 
 
 def _progress(loader, show: bool, desc: str):
