@@ -12,7 +12,7 @@ import argparse
 import os
 
 
-def main(argv: list, prog: str) -> None:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
@@ -26,8 +26,10 @@ def main(argv: list, prog: str) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train and attack")
     parser.add_argument("--only", choices=("photoz", "morphology"), help="run one of the two parts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def run(args: argparse.Namespace, prog: str) -> None:
     from advrobust.demo import headline_table, run_demo
 
     preset = "quick" if args.quick else args.scale
