@@ -115,10 +115,15 @@ def test_command_errors_are_one_line_and_debug_shows_the_traceback(capsys, monke
 
     boom = types.ModuleType("advrobust.cli.boom")
 
-    def failing_main(argv, prog):
-        raise ValueError(f"data.h5: no dataset 'images'\n  (keys: a, b) {argv}")
+    class Parser:  # the protocol's parser: parse_args(argv) -> args (here the argv itself)
+        def parse_args(self, argv):
+            return argv
 
-    boom.main = failing_main
+    def failing_run(args, prog):
+        raise ValueError(f"data.h5: no dataset 'images'\n  (keys: a, b) {args}")
+
+    boom.build_parser = lambda prog: Parser()
+    boom.run = failing_run
     monkeypatch.setitem(sys.modules, "advrobust.cli.boom", boom)
     monkeypatch.setitem(COMMANDS, "boom", "fails")
     code, out, err = run_cli(capsys, "boom", "--x")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 
-def add_device_argument(group) -> None:
-    """``--device`` (default ``cpu``) in ``group``, a parser or an argument group."""
-    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+def add_device_argument(group, *, note: str = "") -> None:
+    """``--device`` (default ``cpu``) in ``group``, a parser or an argument group; ``note`` ends its help."""
+    group.add_argument("--device", default="cpu", help=f"cpu, cuda or cuda:N (default cpu{note})")
 
 
 def resolve_device(name: str):

@@ -46,7 +46,7 @@ def build_parser(prog: str) -> CommandParser:
     run_.add_argument("--seed", type=int, default=0)
     run_.add_argument("--chunk-size", type=int, default=256, help="objects per part file (default 256)")
     run_.add_argument("--batch-size", type=int, default=128, help="images per attack batch (default 128)")
-    add_device_argument(run_)
+    add_device_argument(run_, note="; under torchrun, cuda is cuda:LOCAL_RANK")
     run_.add_argument("--no-progress", action="store_true")
     return parser
 
