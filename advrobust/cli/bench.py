@@ -13,6 +13,8 @@ import importlib
 import shlex
 import sys
 
+from advrobust.cli.errors import flat
+
 SUITES = ("ops", "attacks", "defenses", "incremental", "readers")  # modules of advrobust.bench; the first is the default
 
 
@@ -61,8 +63,7 @@ def run(args: argparse.Namespace, prog: str) -> None:
         try:
             suite_args.run(suite_args, command=f"{prog} {shlex.join(suite_argv)}")
         except (Exception, SystemExit) as err:  # noqa: BLE001 -- one suite's failure does not stop the others
-            message = " ".join(str(err).split()) or type(err).__name__
-            print(f"{prog}: suite {name} failed: {message}", file=sys.stderr, flush=True)
+            print(f"{prog}: suite {name} failed: {flat(err)}", file=sys.stderr, flush=True)
             failed.append(name)
     if failed:
         sys.exit(f"{prog} all: {len(failed)} suite(s) failed: {', '.join(failed)}")

@@ -8,7 +8,11 @@ class UsageError(Exception):
     dispatcher prints the command's usage and this message, and exits 2."""
 
 
+def flat(err: BaseException) -> str:
+    """The message of ``err`` on one line (its type's name where it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def one_line(prog: str, err: BaseException) -> str:
     """``"<prog>: error: <message on one line> (<type>; --debug for the traceback)"``."""
-    message = " ".join(str(err).split()) or type(err).__name__
-    return f"{prog}: error: {message} ({type(err).__name__}; --debug for the traceback)"
+    return f"{prog}: error: {flat(err)} ({type(err).__name__}; --debug for the traceback)"
