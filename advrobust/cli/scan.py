@@ -5,6 +5,11 @@ Resumable (run the same command again after a kill) and sharded under ``torchrun
     advrobust scan --model model.safetensors --data survey.h5 --attacks fgsm,pgd,onepixel,noise \\
         --eps-sky 2 --out catalog.parquet
     torchrun --nproc-per-node 4 -m advrobust.cli scan ...   # same catalogue, 4 processes
+    advrobust scan --config scan.toml --seed 1              # options from a file, one overridden
+
+The data options, ``--config`` and ``--device`` are those of the other commands that read a survey;
+with ``--nan-policy reject`` the objects with NaN / Inf pixels are left out and every other object is
+scanned exactly once (its ``id`` is still its row, or its ``--id-column`` value).
 """
 from __future__ import annotations
 
