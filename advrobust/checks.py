@@ -24,7 +24,7 @@ __all__ = [
     "ScalarOrPerSample", "Bound", "FLOAT_DTYPES",
     "check_number", "check_float_tensor", "check_like", "check_batch", "check_finite",
     "check_radius", "per_sample", "per_channel", "check_lo_le_hi", "broadcast_per_sample",
-    "check_model", "model_device", "model_dtype", "check_model_inputs",
+    "check_device", "check_model", "model_device", "model_dtype", "check_model_inputs",
     "nonfinite_rows", "raise_nonfinite_rows", "check_class_labels", "check_redshifts", "check_within_range",
     "channel_view", "clamp_range",
 ]
@@ -293,6 +293,29 @@ def clamp_range(x: Tensor, lo: Bound, hi: Bound) -> Tensor:
         else:
             x = x.clamp(min=b) if op is torch.maximum else x.clamp(max=b)
     return x
+# ------------------------------------------------------------------ devices
+
+def check_device(name: str, device: Union[str, torch.device]) -> torch.device:
+    """``torch.device(device)`` for ``cpu``, ``cuda`` or ``cuda:N`` that this process can use: the one
+    device check of the package (the commands' ``--device``, :func:`advrobust.demo.run_demo`, the
+    benchmarks). ``name`` starts the messages (``"--device"``, ``"run_demo: device"``).
+
+    Raises:
+        ValueError: another device name, or CUDA asked for where no (or no such) CUDA device is visible.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {device}: no CUDA device is visible (torch.cuda.is_available() is False); "
+                             "use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
 
 
 # ------------------------------------------------------------------ models and their inputs

@@ -1,4 +1,5 @@
 """The `advrobust` command line and the benchmark harness, on smoke sizes (seconds, never a timed test)."""
+import re
 import sys
 from pathlib import Path
 
@@ -115,10 +116,15 @@ def test_command_errors_are_one_line_and_debug_shows_the_traceback(capsys, monke
 
     boom = types.ModuleType("advrobust.cli.boom")
 
-    def failing_main(argv, prog):
-        raise ValueError(f"data.h5: no dataset 'images'\n  (keys: a, b) {argv}")
+    class Parser:  # the protocol's parser: parse_args(argv) -> args (here the argv itself)
+        def parse_args(self, argv):
+            return argv
 
-    boom.main = failing_main
+    def failing_run(args, prog):
+        raise ValueError(f"data.h5: no dataset 'images'\n  (keys: a, b) {args}")
+
+    boom.build_parser = lambda prog: Parser()
+    boom.run = failing_run
     monkeypatch.setitem(sys.modules, "advrobust.cli.boom", boom)
     monkeypatch.setitem(COMMANDS, "boom", "fails")
     code, out, err = run_cli(capsys, "boom", "--x")
@@ -127,3 +133,56 @@ def test_command_errors_are_one_line_and_debug_shows_the_traceback(capsys, monke
         "advrobust boom: error: data.h5: no dataset 'images' (keys: a, b) ['--x'] (ValueError; --debug for the traceback)"]
     with pytest.raises(ValueError, match="no dataset"):
         main(["boom", "--debug"])
+
+
+def test_check_device_is_the_one_device_check():
+    from advrobust.checks import check_device
+
+    assert check_device("--device", "cpu") == torch.device("cpu")
+    assert check_device("run_demo: device", torch.device("cpu")) == torch.device("cpu")
+    for bad in ("gpu", "mps", "cuda:x"):
+        with pytest.raises(ValueError, match=rf"^--device must be cpu, cuda or cuda:N, got '{bad}'$"):
+            check_device("--device", bad)
+    if not torch.cuda.is_available():
+        for name in ("cuda", "cuda:0"):
+            with pytest.raises(ValueError, match=rf"^run_demo: device {name}: no CUDA device is visible"):
+                check_device("run_demo: device", name)
+    else:
+        with pytest.raises(ValueError, match="CUDA device\\(s\\) are visible"):
+            check_device("--device", f"cuda:{torch.cuda.device_count()}")
+
+
+def test_command_parser_config_follows_the_recorded_options(tmp_path):
+    """--config keys are checked against the options as added (flags, types, choices, exclusive groups)."""
+    from advrobust.cli.argtypes import floats
+    from advrobust.cli.parser import CommandParser
+
+    def parser():
+        p = CommandParser("advrobust t", required=("n",))
+        p.add_argument("--n", type=int)
+        group = p.add_argument_group("g")
+        group.add_argument("--flag", action="store_true")
+        group.add_argument("--lo", type=floats)
+        group.add_argument("--mode", default="a", choices=("a", "b"))
+        either = group.add_mutually_exclusive_group()
+        either.add_argument("--x", type=float)
+        either.add_argument("--y", type=float, default=2.0)
+        return p
+
+    config = tmp_path / "c.toml"
+    config.write_text("n = 3\nflag = true\nlo = [1, 2.5]\nx = 1\n")
+    args = parser().parse_args(["--config", str(config)])
+    assert (args.n, args.flag, args.lo, args.mode, args.x, args.y) == (3, True, [1.0, 2.5], "a", 1.0, 2.0)
+    assert args.config == str(config) and args.config_tables == {}
+    args = parser().parse_args(["--config", str(config), "--y", "4", "--n", "5"])
+    assert (args.n, args.x, args.y) == (5, None, 4.0)  # --y on the command line drops the config's x
+    assert parser().parse_args(["--n", "1"]).config is None
+    for text, message in [("flag = 1\n", "key 'flag' must be true or false"),
+                          ("mode = 'c'\n", "key 'mode' must be one of a, b"),
+                          ("x = 1\ny = 2\n", "keys ['x', 'y'] exclude each other"),
+                          ("z = 1\n", "unknown key 'z'; the keys are: flag, lo, mode, n, x, y")]:
+        config.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parser().parse_args(["--config", str(config), "--n", "1"])
+    with pytest.raises(SystemExit):
+        parser().parse_args([])  # --n is required (command line or config)

@@ -136,3 +136,91 @@ def test_scan_eps_sky_is_k_sky_sigmas_in_every_band(survey, tmp_path, capsys):
     assert np.allclose(move, 3.0 * sky, rtol=1e-4)  # ... and each band gets its own budget
     with torch.no_grad():
         assert cat["fgsm_class"].tolist() == model(x_fgsm).argmax(1).tolist()
+
+
+# ----------------------------------------------------------------- the shared survey options of `scan`
+def test_scan_nan_policy_reject_scans_every_kept_object_exactly_once(survey, tmp_path, capsys):
+    """Objects with NaN pixels rejected, in chunks 0, 1 and 2: the catalogue equals a scan of the file
+    without them (same chunks over the kept objects, same per-chunk seeds), with the original row
+    numbers as ids; a chunk deleted and the command run again is recomputed once, nothing else."""
+    import json
+
+    folder, _, images = survey
+    bad = [3, 16, 17, 39]
+    holed = images.copy()
+    holed[bad, 1, 5, 7] = np.nan
+    np.save(tmp_path / "holed.npy", holed)
+    kept = np.setdiff1d(np.arange(N), bad)
+    np.save(tmp_path / "kept.npy", images[kept])
+    args = scan_args(folder, tmp_path / "cat.parquet", "--nan-policy", "reject")
+    args[args.index("--data") + 1] = str(tmp_path / "holed.npy")
+    main(args)
+    assert f"{len(kept)} objects" in capsys.readouterr().out
+    reference = scan_args(folder, tmp_path / "ref.parquet")
+    reference[reference.index("--data") + 1] = str(tmp_path / "kept.npy")
+    main(reference)
+    cat, ref = pq.read_table(tmp_path / "cat.parquet").to_pandas(), pq.read_table(tmp_path / "ref.parquet").to_pandas()
+    assert cat["id"].tolist() == kept.tolist()  # every kept object once, in order; no rejected one
+    assert ref["id"].tolist() == list(range(len(kept)))
+    assert list(cat.columns) == list(ref.columns)
+    for column in cat.columns.drop("id"):
+        assert np.array_equal(cat[column].to_numpy(), ref[column].to_numpy()), column
+    parts = tmp_path / "cat.parquet.parts"
+    with open(parts / "manifest.json") as handle:
+        assert json.load(handle)["objects"] == len(kept)
+    assert sorted(p.name for p in parts.glob("part-*.parquet")) == [f"part-{i:08d}.parquet" for i in range(3)]
+    os.remove(parts / "part-00000001.parquet")
+    main(args)
+    assert f"resumed, {CHUNK} computed here" in capsys.readouterr().out
+    again = pq.read_table(tmp_path / "cat.parquet").to_pandas()
+    assert again["id"].tolist() == kept.tolist()
+    for column in cat.columns:
+        assert np.array_equal(again[column].to_numpy(), cat[column].to_numpy()), column
+
+
+def test_scan_nan_policy_raise_is_the_default_and_names_the_objects(survey, tmp_path):
+    folder, _, images = survey
+    holed = images.copy()
+    holed[5, 0, 1, 1] = np.nan
+    np.save(tmp_path / "holed.npy", holed)
+    args = scan_args(folder, tmp_path / "cat.parquet")
+    args[args.index("--data") + 1] = str(tmp_path / "holed.npy")
+    with pytest.raises(SystemExit) as err:
+        main(args)
+    message = str(err.value.code)
+    assert message.startswith("advrobust scan: error:") and "nan_policy" in message and "\n" not in message
+    assert not (tmp_path / "cat.parquet").exists()
+
+
+def test_scan_config_equals_flags_and_flags_override_it(survey, tmp_path, capsys):
+    folder, _, _ = survey
+    main(scan_args(folder, tmp_path / "flags.parquet", "--attacks", "fgsm,noise"))
+    config = tmp_path / "scan.toml"
+    config.write_text(f'model = "{folder / "model.safetensors"}"\ndata = "{folder / "images.npy"}"\n'
+                      f'attacks = ["fgsm", "noise"]\neps = 0.002\nchunk-size = {CHUNK}\nbatch_size = 8\n'
+                      'valid-lo = -0.01\nvalid-hi = [0.06]\nno-progress = true\nseed = 3\n')
+    main(["scan", "--config", str(config), "--seed", "0", "--out", str(tmp_path / "config.parquet")])
+    a, b = pq.read_table(tmp_path / "flags.parquet").to_pandas(), pq.read_table(tmp_path / "config.parquet").to_pandas()
+    assert list(a.columns) == list(b.columns) and "fgsm_class" in a and "pgd_class" not in a
+    for column in a.columns:
+        assert np.array_equal(a[column].to_numpy(), b[column].to_numpy()), column
+    import json
+    with open(str(tmp_path / "config.parquet") + ".parts/manifest.json") as handle:
+        assert json.load(handle)["seed"] == 0  # the command line's --seed beat the config's 3
+
+
+@pytest.mark.parametrize("extra, code, message", [
+    (("--attacks", "fgsm,nope"), 2, "unknown attacks ['nope']"),
+    (("--nan-policy", "drop"), 2, "argument --nan-policy: invalid choice: 'drop'"),
+    (("--device", "gpu"), 1, "--device must be cpu, cuda or cuda:N, got 'gpu'"),
+    (("--device", "cuda"), 1, "--device cuda: no CUDA device is visible"),
+])
+def test_scan_usage_and_device_errors(survey, tmp_path, capsys, extra, code, message):
+    if "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    from cli_runner import run_cli
+
+    folder, _, _ = survey
+    got, _, err = run_cli(capsys, *scan_args(folder, tmp_path / "cat.parquet", *extra))
+    assert got == code and message in err, err
+    assert not (tmp_path / "cat.parquet").exists()

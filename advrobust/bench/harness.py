@@ -21,6 +21,7 @@ import torch
 import torch.utils.benchmark as tb
 
 import advrobust
+from advrobust.checks import check_device
 
 _MiB = float(1 << 20)
 
@@ -59,15 +60,15 @@ def device_arg(name: str) -> torch.device:
     if not advrobust.has_cpu_kernels():
         raise argparse.ArgumentTypeError(
             "advrobust._C is not built, nothing to benchmark: pip install --no-build-isolation -e .")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(
-            f"cuda: no CUDA device is visible to torch {torch.__version__} (torch.cuda.is_available() is "
-            "False); use --device cpu")
+    try:
+        device = check_device("--device", name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} (torch {torch.__version__})") from None
     if name == "cuda" and not advrobust.has_cuda_kernels():
         raise argparse.ArgumentTypeError(
             "cuda: advrobust was built without its CUDA kernels; rebuild on the GPU machine "
             "(pip install --no-build-isolation -e ., FORCE_CUDA=1 without a visible GPU)")
-    return torch.device(name)
+    return device
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, results: str) -> None:

@@ -1,15 +1,20 @@
 """The ``advrobust`` command line: ``advrobust <command> [options]``; ``advrobust <command> -h`` for help.
 
-One module of this package per command, ``advrobust/cli/<command>.py``, with
+One module of this package per command, ``advrobust/cli/<command>.py``, with the two functions
 
-    def main(argv: list, prog: str) -> None
+    def build_parser(prog: str) -> parser
+    def run(args: argparse.Namespace, prog: str) -> None
 
-``argv``: the arguments after the command's name; ``prog``: ``"advrobust <command>"``, for its
-argparse parser. Errors go out as ``SystemExit``: argparse's usage errors (exit 2), or
-``sys.exit("message")`` (exit 1). Any other exception a command raises (a bad file, a bad value, a
-checkpoint that does not match) becomes one line on stderr and exit 1; ``--debug`` anywhere on the
-command line shows the traceback instead. The module is imported only when its command runs, so
-``advrobust -h`` stays fast and one command's imports cost the others nothing.
+``prog``: ``"advrobust <command>"``. The parser is an :class:`argparse.ArgumentParser` or, for the
+commands that read a survey, an :class:`advrobust.cli.parser.CommandParser` (``--config``, the data
+options of :mod:`advrobust.cli.data`, ``--device`` of :mod:`advrobust.cli.device`); the dispatcher
+calls its ``parse_args`` on the arguments after the command's name and hands the result to ``run``.
+Errors go out as ``SystemExit``: argparse's usage errors and :class:`~advrobust.cli.errors.UsageError`
+(the usage and the message, exit 2), or ``sys.exit("message")`` (exit 1). Any other exception a
+command raises (a bad file, a bad value, a checkpoint that does not match) becomes one line on stderr
+and exit 1; ``--debug`` anywhere on the command line shows the traceback instead. The module is
+imported only when its command runs, so ``advrobust -h`` stays fast and one command's imports cost
+the others nothing.
 
 Adding a command is the whole of: write its module, and add its name and one-line help to :data:`COMMANDS`.
 """
@@ -18,6 +23,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from advrobust.cli.errors import UsageError, one_line
 
 #: command name -> the one line ``advrobust -h`` shows for it; the code is advrobust.cli.<name>
 COMMANDS = {
@@ -56,7 +63,7 @@ def main(argv=None) -> None:
         parser.error(f"unknown command {args.command!r}; the commands are: {', '.join(COMMANDS)}")
     prog = f"advrobust {args.command}"
     try:
-        importlib.import_module(f"advrobust.cli.{args.command}").main(args.args, prog=prog)
+        _run_command(args.command, args.args, prog)
     except KeyboardInterrupt:
         if debug:
             raise
@@ -64,5 +71,15 @@ def main(argv=None) -> None:
     except Exception as err:  # noqa: BLE001 -- every failure becomes one line, unless --debug
         if debug:
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        sys.exit(f"{prog}: error: {message} ({type(err).__name__}; --debug for the traceback)")
+        sys.exit(one_line(prog, err))
+
+
+def _run_command(command: str, argv: list, prog: str) -> None:
+    """Build the command's parser, parse ``argv`` and run it; a :class:`UsageError` exits 2 with the usage."""
+    module = importlib.import_module(f"advrobust.cli.{command}")
+    parser = module.build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        module.run(args, prog)
+    except UsageError as err:
+        parser.error(str(err))

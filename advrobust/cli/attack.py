@@ -20,21 +20,26 @@ import time
 
 import numpy as np
 
-from advrobust.attacks.by_name import ATTACK_NAMES, check_attack_names
-from advrobust.cli import common
+from advrobust.attacks.by_name import ATTACK_NAMES
+from advrobust.cli.argtypes import names
+from advrobust.cli.data import EBV, LABEL, REDSHIFT, add_data_arguments, open_survey, read_rows
+from advrobust.cli.device import add_device_argument, resolve_device
+from advrobust.cli.eps import add_eps_arguments, resolve_eps
+from advrobust.cli.errors import UsageError
+from advrobust.cli.model import is_photoz, load_model, sha256
+from advrobust.cli.parser import CommandParser
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str) -> CommandParser:
+    parser = CommandParser(prog, __doc__, required=("model", "data", "out"))
     parser.add_argument("--model", help="model file written by advrobust (safetensors)")
     parser.add_argument("--out", help="report folder (created)")
-    common.add_data_arguments(parser, target_help="catalogue column of the truth: class labels (classifier) or "
+    add_data_arguments(parser, target_help="catalogue column of the truth: class labels (classifier) or "
                                                   "spectroscopic redshifts (photo-z); default: the clean predictions")
     atk = parser.add_argument_group("attacks")
-    atk.add_argument("--attacks", type=common.names, default=["fgsm", "pgd", "onepixel", "noise"],
+    atk.add_argument("--attacks", type=names, default=["fgsm", "pgd", "onepixel", "noise"],
                      help=f"comma-separated, among {','.join(ATTACK_NAMES)} (default: fgsm,pgd,onepixel,noise)")
-    common.add_eps_arguments(atk, default_sky=2.0)
+    add_eps_arguments(atk, default_sky=2.0)
     atk.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations (default 10)")
     atk.add_argument("--pixels", type=int, default=1, help="one-pixel attack: pixels changed (default 1)")
     atk.add_argument("--population", type=int, default=100, help="one-pixel attack: DE population (default 100)")
@@ -43,8 +48,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--n", type=int, help="attack the first N objects (default: all)")
     run.add_argument("--batch-size", type=int, default=128, help="images per attack batch (default 128)")
     run.add_argument("--seed", type=int, default=0)
-    common.add_device_argument(run)
-    common.add_config_argument(parser)
+    add_device_argument(run)
     return parser
 
 
@@ -121,42 +125,32 @@ def _plain(value):
     return value
 
 
-def main(argv: list, prog: str) -> None:
-    parser = build_parser(prog)
-    args, _ = common.parse(parser, argv, required=("model", "data", "out"))
-    try:
-        args.attacks = check_attack_names(args.attacks)
-    except ValueError as err:
-        parser.error(str(err))
-
+def _truth(args, model, x, extra: tuple, dev, photoz: bool, values: dict):
+    """The truth ``y``: the catalogue's ``--target`` column, or else the model's clean predictions."""
     import torch
 
     from advrobust import redshift
-    from advrobust.atomic import atomic_path
-    from advrobust.attacks.by_name import AttackSettings, image_unit_radii
-    from advrobust.data import save_arrays
-    from advrobust.evaluate import evaluate_grid, predict
-    from advrobust.report import write_report
+    from advrobust.evaluate import predict
 
-    t0 = time.perf_counter()
-    dev = common.device(args.device)
-    model = common.load_model(args.model, dev)
-    photoz = common.is_photoz(model)
-    task = "photoz" if photoz else "classifier"
-    dataset = common.open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
-    images, values, ids = common.read_rows(dataset, args.n)
-    eps, unit, sky = common.resolve_eps(args, images)
-    settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
-                              population=args.population, generations=args.generations, unit=unit)
-    x = torch.from_numpy(images)
-    extra = (torch.from_numpy(values[common.EBV]),) if photoz else ()
     if args.target is not None:
-        y = torch.from_numpy(values[common.REDSHIFT if photoz else common.LABEL])
-    else:  # the clean predictions stand in for the truth
-        logits = torch.cat([predict(model, x[i:i + args.batch_size].to(dev),
-                                    tuple(e[i:i + args.batch_size].to(dev) for e in extra), latent=False)[0].cpu()
-                            for i in range(0, len(x), args.batch_size)])
-        y = redshift.z_phot(logits, model.bin_centres.cpu()) if photoz else logits.argmax(1)
+        return torch.from_numpy(values[REDSHIFT if photoz else LABEL])
+    logits = torch.cat([predict(model, x[i:i + args.batch_size].to(dev),
+                                tuple(e[i:i + args.batch_size].to(dev) for e in extra), latent=False)[0].cpu()
+                        for i in range(0, len(x), args.batch_size)])
+    return redshift.z_phot(logits, model.bin_centres.cpu()) if photoz else logits.argmax(1)
+
+
+def _attack(args, model, images: np.ndarray, values: dict, settings, dev, task: str):
+    """``(grid result, {attack: kept adversarial images}, perf_counter when the grid started)`` of the
+    attacks on ``images``."""
+    import torch
+
+    from advrobust.evaluate import evaluate_grid
+
+    photoz = task == "photoz"
+    x = torch.from_numpy(images)
+    extra = (torch.from_numpy(values[EBV]),) if photoz else ()
+    y = _truth(args, model, x, extra, dev, photoz, values)
     factories = build_attacks(args.attacks, settings, task=task, image_shape=tuple(images.shape[1:]), device=dev,
                               seed=args.seed, pixel_lo=torch.from_numpy(images.min(axis=(0, 2, 3))).to(dev),
                               pixel_hi=torch.from_numpy(images.max(axis=(0, 2, 3))).to(dev))
@@ -168,41 +162,82 @@ def main(argv: list, prog: str) -> None:
             return kept[name]
         return build
 
-    label = os.path.basename(args.model)
-    t1 = time.perf_counter()
-    result = evaluate_grid({label: model}, {a: keeping(a, f) for a, f in factories.items()}, x, y, *extra,
-                           task=task, batch_size=args.batch_size)
-    t2 = time.perf_counter()
+    started = time.perf_counter()
+    result = evaluate_grid({os.path.basename(args.model): model}, {a: keeping(a, f) for a, f in factories.items()},
+                           x, y, *extra, task=task, batch_size=args.batch_size)
+    return result, kept, started
 
-    out = args.out
-    os.makedirs(out, exist_ok=True)
-    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a].x_adv).numpy() for a in args.attacks}}
-    save_arrays(os.path.join(out, "adversarial.npz"), arrays)
-    with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"task": task, "eps": eps, "eps_unit": "sky sigma per band" if unit else "image units",
-                   "sky_sigma": None if sky is None else sky.tolist(),
-                   "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
-    eps_image = eps * np.asarray(unit) if unit is not None else eps  # per band with --eps-sky
-    strengths = image_unit_radii(args.attacks, settings, images.shape[1:])
-    tables = _tables(result, label, list(args.attacks), args.generations)
-    config = {"model": os.path.abspath(args.model), "model_sha256": common.sha256(args.model),
-              "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog, "target": args.target,
-              "objects": int(len(images)), "attacks": list(args.attacks), "settings": settings.as_dict(),
-              "seed": args.seed, "batch_size": args.batch_size, "device": str(dev),
-              "truth": "catalogue" if args.target is not None else "the clean predictions"}
-    report = write_report(out, tables=tables, config=config, sky_sigma=sky, eps=strengths,
-                          timings={"load": t1 - t0, "attacks": t2 - t1, "write": time.perf_counter() - t2},
-                          title=f"advrobust attack: {label}")
+
+def _print_tables(tables: list) -> None:
     for table in tables:
         header, body = table.header_and_body()
         widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
         print(f"\n{table.title}")
         for row in [header] + body:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def _strength_text(eps: float, unit, sky, eps_image) -> str:
     if unit is not None:
-        strength = f"eps {eps:.4g} sky sigmas in every band = [{', '.join(f'{v:.3g}' for v in eps_image)}] image units"
-    else:
-        strength = f"eps {eps:.4g} image units" + (f" = {eps / np.median(sky):.3g} x the median sky sigma"
-                                                   if sky is not None else "")
-    print(f"\n{prog}: {len(images)} objects, {strength}; report -> {report['markdown']}, "
-          f"adversarial images -> {os.path.join(out, 'adversarial.npz')}")
+        return f"eps {eps:.4g} sky sigmas in every band = [{', '.join(f'{v:.3g}' for v in eps_image)}] image units"
+    return f"eps {eps:.4g} image units" + (f" = {eps / np.median(sky):.3g} x the median sky sigma"
+                                           if sky is not None else "")
+
+
+def _write(args, result, kept: dict, images: np.ndarray, ids: np.ndarray, eps_sky: tuple, settings, run: dict,
+           times: tuple, prog: str) -> None:
+    """Write ``adversarial.npz``, ``results.json`` and the report into ``--out``, and print the tables.
+    ``times``: ``perf_counter`` at the start, before the attacks and after them."""
+    import torch
+
+    from advrobust.atomic import atomic_path
+    from advrobust.attacks.by_name import image_unit_radii
+    from advrobust.data import save_arrays
+    from advrobust.report import write_report
+
+    eps, unit, sky = eps_sky
+    (t0, t1, t2), label, out = times, os.path.basename(args.model), args.out
+    os.makedirs(out, exist_ok=True)
+    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a].x_adv).numpy() for a in args.attacks}}
+    save_arrays(os.path.join(out, "adversarial.npz"), arrays)
+    with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump({"task": result.task, "eps": eps, "eps_unit": "sky sigma per band" if unit else "image units",
+                   "sky_sigma": None if sky is None else sky.tolist(),
+                   "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
+    eps_image = eps * np.asarray(unit) if unit is not None else eps  # per band with --eps-sky
+    strengths = image_unit_radii(args.attacks, settings, images.shape[1:])
+    tables = _tables(result, label, list(args.attacks), args.generations)
+    report = write_report(out, tables=tables, config=run, sky_sigma=sky, eps=strengths,
+                          timings={"load": t1 - t0, "attacks": t2 - t1, "write": time.perf_counter() - t2},
+                          title=f"advrobust attack: {label}")
+    _print_tables(tables)
+    print(f"\n{prog}: {len(images)} objects, {_strength_text(eps, unit, sky, eps_image)}; report -> "
+          f"{report['markdown']}, adversarial images -> {os.path.join(out, 'adversarial.npz')}")
+
+
+def run(args: argparse.Namespace, prog: str) -> None:
+    from advrobust.attacks.by_name import AttackSettings, check_attack_names
+
+    try:
+        args.attacks = check_attack_names(args.attacks)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+    t0 = time.perf_counter()
+    dev = resolve_device(args.device)
+    model = load_model(args.model, dev)
+    photoz = is_photoz(model)
+    task = "photoz" if photoz else "classifier"
+    dataset = open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
+    images, values, ids = read_rows(dataset, args.n)
+    eps, unit, sky = resolve_eps(args, images)
+    settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
+                              population=args.population, generations=args.generations, unit=unit)
+    result, kept, t1 = _attack(args, model, images, values, settings, dev, task)
+    t2 = time.perf_counter()
+    run_config = {"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
+                  "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog, "target": args.target,
+                  "objects": int(len(images)), "attacks": list(args.attacks), "settings": settings.as_dict(),
+                  "seed": args.seed, "batch_size": args.batch_size, "device": str(dev),
+                  "truth": "catalogue" if args.target is not None else "the clean predictions"}
+    _write(args, result, kept, images, ids, (eps, unit, sky), settings, run_config, (t0, t1, t2), prog)

@@ -13,14 +13,30 @@ import importlib
 import shlex
 import sys
 
+from advrobust.cli.errors import flat
+
 SUITES = ("ops", "attacks", "defenses", "incremental", "readers")  # modules of advrobust.bench; the first is the default
 
 
-def main(argv: list, prog: str) -> None:
-    parser = argparse.ArgumentParser(
+class _BenchParser(argparse.ArgumentParser):
+    """The bench parser: without a suite name the arguments go to the first suite; ``args.argv``
+    keeps the arguments as parsed (for the ``command`` line of the report)."""
+
+    def parse_args(self, argv=None, namespace=None):
+        argv = list(argv or [])
+        if not argv or argv[0] not in (*SUITES, "all", "-h", "--help"):
+            argv = [SUITES[0], *argv]
+        args = super().parse_args(argv, namespace)
+        args.argv = argv
+        return args
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _BenchParser(
         prog=prog, description="Benchmarks; results, with the machine and the command, are kept in bench/.",
         epilog=f"`{prog} [options]` runs `{prog} {SUITES[0]} [options]`; `{prog} SUITE -h` for a suite's options.")
-    suites = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    suites = parser.add_subparsers(dest="suite", metavar="SUITE", required=True,
+                                   parser_class=argparse.ArgumentParser)
     for name in SUITES:
         module = importlib.import_module(f"advrobust.bench.{name}")
         sub = suites.add_parser(name, help=module.HELP, description=module.__doc__,
@@ -31,14 +47,15 @@ def main(argv: list, prog: str) -> None:
                               description="Run every suite in turn; each rewrites its own bench/RESULTS*.md.")
     every.add_argument("--quick", action="store_true", help="small sizes only (passed to every suite)")
     every.add_argument("--device", help="cpu or cuda (passed to every suite; default: each suite's)")
-    if not argv or argv[0] not in (*SUITES, "all", "-h", "--help"):
-        argv = [SUITES[0], *argv]
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace, prog: str) -> None:
     if args.suite != "all":
-        args.run(args, command=f"{prog} {shlex.join(argv)}")
+        args.run(args, command=f"{prog} {shlex.join(args.argv)}")
         return
     forwarded = (["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
-    failed = []
+    parser, failed = build_parser(prog), []
     for name in SUITES:
         suite_argv = [name, *forwarded]
         print(f"== {prog} {shlex.join(suite_argv)}", flush=True)
@@ -46,8 +63,7 @@ def main(argv: list, prog: str) -> None:
         try:
             suite_args.run(suite_args, command=f"{prog} {shlex.join(suite_argv)}")
         except (Exception, SystemExit) as err:  # noqa: BLE001 -- one suite's failure does not stop the others
-            message = " ".join(str(err).split()) or type(err).__name__
-            print(f"{prog}: suite {name} failed: {message}", file=sys.stderr, flush=True)
+            print(f"{prog}: suite {name} failed: {flat(err)}", file=sys.stderr, flush=True)
             failed.append(name)
     if failed:
         sys.exit(f"{prog} all: {len(failed)} suite(s) failed: {', '.join(failed)}")

@@ -17,18 +17,21 @@ import argparse
 
 import numpy as np
 
-from advrobust.cli import common
+from advrobust.cli.data import LABEL, add_data_arguments, open_survey
+from advrobust.cli.device import add_device_argument, resolve_device
+from advrobust.cli.errors import UsageError
+from advrobust.cli.model import is_photoz, load_model
+from advrobust.cli.parser import CommandParser
 
 #: objects read and certified at a time (bounded memory on a large survey)
 CHUNK = 1024
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str) -> CommandParser:
+    parser = CommandParser(prog, __doc__, required=("model", "data", "out", "sigma"))
     parser.add_argument("--model", help="classifier file written by advrobust (safetensors)")
     parser.add_argument("--out", help="table of certificates: .csv or .parquet")
-    common.add_data_arguments(parser, target_help="catalogue column of the class labels (optional: certified "
+    add_data_arguments(parser, target_help="catalogue column of the class labels (optional: certified "
                                                   "accuracy and average certified radius)")
     smooth = parser.add_argument_group("smoothing")
     smooth.add_argument("--sigma", type=float, help="noise sigma in image units (required)")
@@ -37,16 +40,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     smooth.add_argument("--alpha", type=float, default=0.001, help="failure probability (default 0.001)")
     smooth.add_argument("--batch-size", type=int, default=256, help="noisy images per forward pass (default 256)")
     smooth.add_argument("--seed", type=int, default=0)
-    common.add_device_argument(smooth)
-    common.add_config_argument(parser)
+    add_device_argument(smooth)
     return parser
 
 
-def main(argv: list, prog: str) -> None:
-    parser = build_parser(prog)
-    args, _ = common.parse(parser, argv, required=("model", "data", "out", "sigma"))
+def run(args: argparse.Namespace, prog: str) -> None:
     if not args.out.endswith((".csv", ".parquet")):
-        parser.error(f"--out must end in .csv or .parquet, got {args.out!r}")
+        raise UsageError(f"--out must end in .csv or .parquet, got {args.out!r}")
 
     import pandas as pd
     import torch
@@ -55,12 +55,12 @@ def main(argv: list, prog: str) -> None:
     from advrobust.defenses import Smooth
     from advrobust.metrics import average_certified_radius, certified_accuracy
 
-    dev = common.device(args.device)
-    model = common.load_model(args.model, dev)
-    if common.is_photoz(model):
+    dev = resolve_device(args.device)
+    model = load_model(args.model, dev)
+    if is_photoz(model):
         raise ValueError(f"--model {args.model}: a photo-z model; randomized smoothing certifies classifiers "
                          "(a class and its radius)")
-    dataset = common.open_survey(args, photoz=False, n_classes=model.n_outputs)
+    dataset = open_survey(args, photoz=False, n_classes=model.n_outputs)
     smooth = Smooth(model, model.n_outputs, args.sigma)
     generator = torch.Generator(device=dev).manual_seed(args.seed)
     predictions, radii = [], []
@@ -75,8 +75,8 @@ def main(argv: list, prog: str) -> None:
     rows = dataset.indices
     table = pd.DataFrame({"id": dataset.ids[rows] if dataset.ids is not None else rows.astype(np.int64),
                           "prediction": prediction, "radius": radius, "abstain": prediction == Smooth.ABSTAIN})
-    if common.LABEL in dataset.values:
-        table["label"] = dataset.values[common.LABEL][rows]
+    if LABEL in dataset.values:
+        table["label"] = dataset.values[LABEL][rows]
     with atomic_path(args.out) as tmp:
         if args.out.endswith(".csv"):
             table.to_csv(tmp, index=False)

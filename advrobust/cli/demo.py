@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from advrobust.cli.device import add_device_argument, resolve_device
 
-def main(argv: list, prog: str) -> None:
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
@@ -23,16 +25,18 @@ def main(argv: list, prog: str) -> None:
                            "images), for a GPU")
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train and attack")
+    add_device_argument(parser, note="; where to train and attack")
     parser.add_argument("--only", choices=("photoz", "morphology"), help="run one of the two parts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def run(args: argparse.Namespace, prog: str) -> None:
     from advrobust.demo import headline_table, run_demo
 
     preset = "quick" if args.quick else args.scale
-    result = run_demo(preset, out=args.out, seed=args.seed, device=args.device, progress=not args.no_progress,
-                      parts=(args.only,) if args.only else None)
+    result = run_demo(preset, out=args.out, seed=args.seed, device=resolve_device(args.device),
+                      progress=not args.no_progress, parts=(args.only,) if args.only else None)
     print(f"\nadvrobust demo ({preset}, seed {args.seed}, {result['seconds']:.0f} s) -- measured in this run:")
     print(headline_table(result))
     report = result["report"]

@@ -5,6 +5,11 @@ Resumable (run the same command again after a kill) and sharded under ``torchrun
     advrobust scan --model model.safetensors --data survey.h5 --attacks fgsm,pgd,onepixel,noise \\
         --eps-sky 2 --out catalog.parquet
     torchrun --nproc-per-node 4 -m advrobust.cli scan ...   # same catalogue, 4 processes
+    advrobust scan --config scan.toml --seed 1              # options from a file, one overridden
+
+The data options, ``--config`` and ``--device`` are those of the other commands that read a survey;
+with ``--nan-policy reject`` the objects with NaN / Inf pixels are left out and every other object is
+scanned exactly once (its ``id`` is still its row, or its ``--id-column`` value).
 """
 from __future__ import annotations
 
@@ -13,24 +18,24 @@ import os
 
 import numpy as np
 
-from advrobust.attacks.by_name import ATTACK_NAMES, check_attack_names
-from advrobust.cli.common import add_eps_arguments, floats, resolve_eps, sha256
+from advrobust.attacks.by_name import ATTACK_NAMES
+from advrobust.cli.argtypes import floats, names
+from advrobust.cli.data import EBV, add_data_arguments, open_survey
+from advrobust.cli.device import add_device_argument, resolve_device
+from advrobust.cli.eps import add_eps_arguments, resolve_eps
+from advrobust.cli.errors import UsageError
+from advrobust.cli.model import is_photoz, load_model, sha256
+from advrobust.cli.parser import CommandParser
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser(prog: str) -> CommandParser:
+    parser = CommandParser(prog, __doc__, required=("model", "data", "out"))
     io = parser.add_argument_group("input and output")
-    io.add_argument("--model", required=True, help="model file written by advrobust (safetensors)")
-    io.add_argument("--data", required=True, help="image cube: .npy, .npz, HDF5 or FITS (streamed)")
-    io.add_argument("--key", help="array / dataset / HDU of the images in --data")
-    io.add_argument("--catalog", help="catalogue (FITS, CSV, Parquet, npz, HDF5); default: the --data file")
-    io.add_argument("--catalog-key", help="FITS table or HDF5 group of the catalogue")
-    io.add_argument("--id-column", help="catalogue column of object ids, joined exactly to --image-ids "
-                    "(default: rows are joined by position and the id is the row number)")
-    io.add_argument("--image-ids", help="array of the images' ids in --data (default: --id-column's name)")
-    io.add_argument("--ebv-column", default="ebv", help="catalogue column of E(B-V), for photo-z models (default: ebv)")
-    io.add_argument("--out", required=True, help="output catalogue (.parquet); parts go to OUT.parts/")
+    io.add_argument("--model", help="model file written by advrobust (safetensors)")
+    io.add_argument("--out", help="output catalogue (.parquet); parts go to OUT.parts/")
+    add_data_arguments(parser, target_help=None)
     atk = parser.add_argument_group("attacks")
-    atk.add_argument("--attacks", default="fgsm,pgd,onepixel,noise",
+    atk.add_argument("--attacks", type=names, default=["fgsm", "pgd", "onepixel", "noise"],
                      help=f"comma-separated, among {','.join(ATTACK_NAMES)} (default: fgsm,pgd,onepixel,noise)")
     add_eps_arguments(atk, default_sky=2.0, measured_on="the first chunk")
     atk.add_argument("--pgd-steps", type=int, default=10)
@@ -42,70 +47,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "one value: the gradient attacks clamp to it and the one-pixel attack draws its values in "
                      "it; default: no clamp, and one-pixel values within the per-band minimum of the first chunk")
     atk.add_argument("--valid-hi", type=floats, help="as --valid-lo, the maximum")
-    run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--chunk-size", type=int, default=256, help="objects per part file (default 256)")
-    run.add_argument("--batch-size", type=int, default=128, help="images per attack batch (default 128)")
-    run.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
-    run.add_argument("--no-progress", action="store_true")
+    run_ = parser.add_argument_group("run")
+    run_.add_argument("--seed", type=int, default=0)
+    run_.add_argument("--chunk-size", type=int, default=256, help="objects per part file (default 256)")
+    run_.add_argument("--batch-size", type=int, default=128, help="images per attack batch (default 128)")
+    add_device_argument(run_, note="; under torchrun, cuda is cuda:LOCAL_RANK")
+    run_.add_argument("--no-progress", action="store_true")
+    return parser
 
 
-def main(argv: list, prog: str) -> None:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-
+def _scan_device(name: str):
+    """The device of ``--device``; under torchrun ``cuda`` is ``cuda:LOCAL_RANK``."""
     import torch
 
-    from advrobust import distributed, models
+    from advrobust import distributed
+
+    device = resolve_device(name)
+    if device.type == "cuda" and distributed.launched_by_torchrun():
+        device = torch.device("cuda", distributed.local_rank())
+    return device
+
+
+def _pixel_ranges(args, first: np.ndarray):
+    """``(lo, hi, pixel_lo, pixel_hi)`` per band: ``--valid-lo`` / ``--valid-hi`` (None where not
+    given), and the one-pixel value range (the valid range, or else that of ``first``, the first chunk)."""
+    bands = first.shape[1]
+    per_band = (lambda v: None if v is None else np.broadcast_to(np.asarray(v, float), (bands,)).tolist())
+    lo, hi = per_band(args.valid_lo), per_band(args.valid_hi)
+    pixel_lo = lo if lo is not None else np.nanmin(first, axis=(0, 2, 3)).tolist()
+    pixel_hi = hi if hi is not None else np.nanmax(first, axis=(0, 2, 3)).tolist()
+    return lo, hi, pixel_lo, pixel_hi
+
+
+def _print_summary(prog: str, result: dict, eps: float, unit, sky) -> None:
+    band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
+    eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
+                if unit is not None else
+                f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
+    print(f"{prog}: {result['objects']} objects -> {result['out']} "
+          f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
+          f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}])")
+
+
+def _scan(args, prog: str, device) -> None:
+    from advrobust import distributed
     from advrobust.attacks.by_name import AttackSettings
-    from advrobust.data import load_survey
-    from advrobust.models.base import PhotozModel
     from advrobust.scan.survey import scan_survey
 
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    model = load_model(args.model, device)
+    dataset = open_survey(args, photoz=is_photoz(model))
+    first = dataset.read_images(0, min(len(dataset), args.chunk_size))
+    eps, unit, sky = resolve_eps(args, first)
+    lo, hi, pixel_lo, pixel_hi = _pixel_ranges(args, first)
+    settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
+                              population=args.population, generations=args.generations, unit=unit)
+    result = scan_survey(
+        model, dataset, args.out, attacks=args.attacks, settings=settings, seed=args.seed,
+        chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
+        pixel_hi=pixel_hi, ebv=EBV,
+        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
+                "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
+                "id_column": args.id_column},
+        progress=not args.no_progress)
+    if distributed.is_main():
+        _print_summary(prog, result, eps, unit, sky)
+
+
+def run(args: argparse.Namespace, prog: str) -> None:
+    from advrobust import distributed
+    from advrobust.attacks.by_name import check_attack_names
+
     try:
-        attacks = check_attack_names(attacks)
+        args.attacks = check_attack_names(args.attacks)
     except ValueError as err:
-        parser.error(str(err))
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is visible")
-        if distributed.launched_by_torchrun():
-            device = torch.device("cuda", distributed.local_rank())
+        raise UsageError(str(err)) from None
+
+    device = _scan_device(args.device)
     distributed.init_from_env(device)
     try:
-        model = models.load(args.model, device=str(device))
-        photoz = isinstance(model, PhotozModel)
-        columns = {"ebv": args.ebv_column} if photoz else {}
-        dataset = load_survey(args.data, args.catalog, columns=columns, image_key=args.key,
-                              catalogue_key=args.catalog_key, id_column=args.id_column, image_ids=args.image_ids)
-        first = dataset.images.read(0, min(len(dataset.images), args.chunk_size))
-        eps, unit, sky = resolve_eps(args, first)
-        bands = first.shape[1]
-        per_band = (lambda v: None if v is None else np.broadcast_to(np.asarray(v, float), (bands,)).tolist())
-        lo, hi = per_band(args.valid_lo), per_band(args.valid_hi)
-        pixel_lo = lo if lo is not None else np.nanmin(first, axis=(0, 2, 3)).tolist()
-        pixel_hi = hi if hi is not None else np.nanmax(first, axis=(0, 2, 3)).tolist()
-        settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
-                                  population=args.population, generations=args.generations, unit=unit)
-        result = scan_survey(
-            model, dataset, args.out, attacks=attacks, settings=settings, seed=args.seed,
-            chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
-            pixel_hi=pixel_hi, ebv="ebv",
-            config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
-                    "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                    "id_column": args.id_column},
-            progress=not args.no_progress)
-        if distributed.is_main():
-            band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
-            eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
-                        if unit is not None else
-                        f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
-            print(f"{prog}: {result['objects']} objects -> {result['out']} "
-                  f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
-                  f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}])")
+        _scan(args, prog, device)
     finally:
         distributed.shutdown()

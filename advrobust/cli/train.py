@@ -19,21 +19,25 @@ import os
 import numpy as np
 
 from advrobust.attacks.by_name import TRAINING_ATTACKS
-from advrobust.cli import common
+from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, fields, open_survey
+from advrobust.cli.device import add_device_argument, resolve_device
+from advrobust.cli.eps import add_eps_arguments, resolve_eps
+from advrobust.cli.errors import UsageError
+from advrobust.cli.model import is_photoz, load_model
+from advrobust.cli.parser import CommandParser
 
 DEFENSES = ("none", "adversarial", "noisy", "mixed", "mmd")
 #: options that may change between a run and its resumption (everything else must match)
-_MAY_CHANGE = ("epochs", "device", "config", "no_progress", "out")
+_MAY_CHANGE = ("epochs", "device", "config", "config_tables", "no_progress", "out")
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str) -> CommandParser:
+    parser = CommandParser(prog, __doc__, required=("data", "target", "out"), tables=("model",))
     parser.add_argument("--model", help="a model name (one of advrobust.models.available_models()) or a weight file "
                                         "to fine-tune; in a config, either `model = ...` or a [model] table with "
                                         "`name = ...` and the constructor's arguments")
     parser.add_argument("--out", help="model file to write (safetensors); the checkpoint is OUT.checkpoint")
-    common.add_data_arguments(parser, target_help="catalogue column to learn: class labels 0..K-1 (classifier) "
+    add_data_arguments(parser, target_help="catalogue column to learn: class labels 0..K-1 (classifier) "
                                                   "or spectroscopic redshifts (photo-z model)")
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
@@ -42,7 +46,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     fit.add_argument("--val-fraction", type=float, default=0.1,
                      help="fraction of the objects held out for validation, drawn with --seed (default 0.1)")
     fit.add_argument("--seed", type=int, default=0)
-    common.add_device_argument(fit)
+    add_device_argument(fit)
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     defense = parser.add_argument_group("defense")
     defense.add_argument("--defense", default="none", choices=DEFENSES,
@@ -50,7 +54,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                               "noisy: Gaussian noise of --noise-sigma; mixed: thirds natural, PGD-L2, PGD-Linf; "
                               "mmd: + lambda MMD^2 to the latents of --mmd-target (Ciprijanovic et al. 2022)")
     defense.add_argument("--attack", default="fgsm", choices=TRAINING_ATTACKS, help="adversarial: the attack")
-    common.add_eps_arguments(defense, default_sky=None)
+    add_eps_arguments(defense, default_sky=None)
     defense.add_argument("--eps-l2", type=float, help="mixed: PGD-L2 radius (image units; default: the L2 ball of "
                                                       "the L-inf ball's volume, advrobust.attacks.eps_l2_equal_volume)")
     defense.add_argument("--fraction", type=float, default=0.2,
@@ -60,7 +64,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     defense.add_argument("--mmd-target", help="mmd: image file of the unlabelled target domain")
     defense.add_argument("--mmd-key", help="mmd: array / dataset / HDU of the images in --mmd-target")
     defense.add_argument("--mmd-lambda", type=float, default=0.01, help="mmd: lambda (default 0.01)")
-    common.add_config_argument(parser)
     return parser
 
 
@@ -76,7 +79,7 @@ def split(n: int, fraction: float, seed: int):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _defense(args, photoz: bool, train_images: np.ndarray, parser):
+def _defense(args, photoz: bool, train_images: np.ndarray):
     """``(batch_transform, extra_losses, description)`` of ``--defense``."""
     import torch
 
@@ -87,11 +90,11 @@ def _defense(args, photoz: bool, train_images: np.ndarray, parser):
         return None, [], "none"
     if args.defense == "noisy":
         if args.noise_sigma is None:
-            parser.error("--defense noisy needs --noise-sigma")
+            raise UsageError("--defense noisy needs --noise-sigma")
         return NoisyTraining(args.noise_sigma), [], f"noisy (sigma {args.noise_sigma:g})"
     if args.defense == "mmd":
         if args.mmd_target is None:
-            parser.error("--defense mmd needs --mmd-target")
+            raise UsageError("--defense mmd needs --mmd-target")
         if photoz:
             raise ValueError("--defense mmd needs a single-input model (the target latents are model.features(image)); "
                              "photo-z models also take E(B-V)")
@@ -103,8 +106,8 @@ def _defense(args, photoz: bool, train_images: np.ndarray, parser):
         return (None, [MMDAdaptation(target, args.mmd_lambda)],
                 f"mmd (lambda {args.mmd_lambda:g}, {len(target)} target images)")
     if args.eps is None and args.eps_sky is None:
-        parser.error(f"--defense {args.defense} needs --eps or --eps-sky")
-    eps, unit, sky = common.resolve_eps(args, train_images[:1024])
+        raise UsageError(f"--defense {args.defense} needs --eps or --eps-sky")
+    eps, unit, sky = resolve_eps(args, train_images[:1024])
     if unit is not None:
         in_sky = f" sky sigmas in every band = [{', '.join(f'{eps * s:.3g}' for s in sky)}] image units"
     else:
@@ -129,8 +132,8 @@ def _photoz_scores(model, dataset, device, batch_size: int) -> dict:
     z_phot, z_spec = [], []
     with torch.no_grad(), eval_mode(model):
         for items in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            z_phot.append(model.z_phot(items["image"].to(device), items[common.EBV].to(device)).cpu())
-            z_spec.append(items[common.REDSHIFT])
+            z_phot.append(model.z_phot(items["image"].to(device), items[EBV].to(device)).cpu())
+            z_spec.append(items[REDSHIFT])
     return photoz_metrics(torch.cat(z_phot), torch.cat(z_spec))
 
 
@@ -148,15 +151,13 @@ def _check_resumable(path: str, run: dict) -> None:
                          "to start over")
 
 
-def main(argv: list, prog: str) -> None:
-    parser = build_parser(prog)
-    args, tables = common.parse(parser, argv, required=("data", "target", "out"), tables=("model",))
-    model_kwargs = dict(tables.get("model", {}))
+def run(args: argparse.Namespace, prog: str) -> None:
+    model_kwargs = dict(args.config_tables.get("model", {}))
     name = model_kwargs.pop("name", None)  # TOML cannot hold both a key `model` and a table [model]
     if args.model is None:
         if name is None:
-            parser.error("the following arguments are required (on the command line or in --config): --model "
-                         "(or `name` in the config's [model] table)")
+            raise UsageError("the following arguments are required (on the command line or in --config): --model "
+                             "(or `name` in the config's [model] table)")
         args.model = name
 
     import torch
@@ -166,7 +167,7 @@ def main(argv: list, prog: str) -> None:
     from advrobust.atomic import atomic_path
     from advrobust.train import Trainer
 
-    dev = common.device(args.device)
+    dev = resolve_device(args.device)
     out = os.path.abspath(args.out)
     if not os.path.isdir(os.path.dirname(out)):
         raise FileNotFoundError(f"--out {args.out}: the folder {os.path.dirname(out)} does not exist")
@@ -176,17 +177,17 @@ def main(argv: list, prog: str) -> None:
     _check_resumable(checkpoint + ".json", run)
 
     torch.manual_seed(args.seed)  # the initial weights of a model built by name
-    model = common.load_model(args.model, dev, registry=True, kwargs=model_kwargs)
-    photoz = common.is_photoz(model)
-    dataset = common.open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
+    model = load_model(args.model, dev, registry=True, kwargs=model_kwargs)
+    photoz = is_photoz(model)
+    dataset = open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
     train_rows, val_rows = split(len(dataset), args.val_fraction, args.seed)
     train_set, val_set = Subset(dataset, train_rows.tolist()), Subset(dataset, val_rows.tolist())
     first = dataset.read_images(0, min(len(dataset), 1024)) if args.defense not in ("none", "noisy", "mmd") else None
-    transform, extra_losses, defense = _defense(args, photoz, first, parser)
+    transform, extra_losses, defense = _defense(args, photoz, first)
 
     trainer = Trainer(model, "photoz_ce" if photoz else "ce", lr=args.lr, seed=args.seed, device=dev,
                       checkpoint=checkpoint, batch_transform=transform, extra_losses=extra_losses,
-                      fields=common.fields(photoz), progress=not args.no_progress)
+                      fields=fields(photoz), progress=not args.no_progress)
     resumed = os.path.exists(checkpoint)
     with atomic_path(checkpoint + ".json") as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(run, handle, indent=1, sort_keys=True, default=str)

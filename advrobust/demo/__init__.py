@@ -17,6 +17,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from advrobust.checks import check_device
 from advrobust.data import PHOTOZ_BANDS
 from advrobust.demo.config import PRESETS, DemoConfig
 from advrobust.demo.morphology import run_morphology
@@ -59,9 +60,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     unknown = [p for p in parts if p not in ("photoz", "morphology")]
     if unknown or not parts:
         raise ValueError(f"run_demo: parts must be among 'photoz', 'morphology', got {parts!r}")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run_demo: --device cuda, but torch sees no CUDA device; use --device cpu")
+    device = check_device("run_demo: device", device)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
