@@ -87,7 +87,7 @@ def test_training_attacks_are_the_specs_that_train_and_the_train_command_offers_
 
     assert TRAINING_ATTACKS == tuple(n for n, s in ATTACK_SPECS.items() if s.trains) == ("fgsm", "fgsm_rs", "pgd",
                                                                                           "pgd_l2")
-    action = next(a for a in build_parser("advrobust train")._actions if a.dest == "attack")
+    action = build_parser("advrobust train").options["attack"]
     assert tuple(action.choices) == TRAINING_ATTACKS
 
 

@@ -210,7 +210,7 @@ def test_scan_config_equals_flags_and_flags_override_it(survey, tmp_path, capsys
 
 
 @pytest.mark.parametrize("extra, code, message", [
-    (("--attacks", "fgsm,nope"), 2, "unknown attacks ['nope']"),
+    (("--attacks", "fgsm,nope"), 2, "unknown attack(s) ['nope']"),
     (("--nan-policy", "drop"), 2, "argument --nan-policy: invalid choice: 'drop'"),
     (("--device", "gpu"), 1, "--device must be cpu, cuda or cuda:N, got 'gpu'"),
     (("--device", "cuda"), 1, "--device cuda: no CUDA device is visible"),
