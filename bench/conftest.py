@@ -44,6 +44,7 @@ def bench_device(config) -> torch.device:
 
 
 def pytest_configure(config):
+    bench_device(config)  # an unusable device stops the run before collection, saying why
     threads = config.getoption("--bench-threads")
     if threads is not None:
         torch.set_num_threads(threads)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from advrobust.attacks import eps_l2_equal_volume
+
 TIERS = ("quick", "default", "full")
 
 
@@ -117,9 +119,9 @@ class GradAttackCase:
     theirs: Callable
 
 
-def _l2(A, eps):
+def _l2(eps: float) -> float:
     """The L2 radius of the same volume as the Linf ball ``eps`` on 100x100 images."""
-    return A.eps_l2_equal_volume(eps, 100 * 100)
+    return eps_l2_equal_volume(eps, 100 * 100)
 
 
 GRAD_ATTACKS = [
@@ -129,8 +131,8 @@ GRAD_ATTACKS = [
                    lambda A, m, eps: A.PGD(m, eps=eps, alpha=eps / 10, steps=10, lo=0.0, hi=1.0),
                    lambda ta, m, eps: ta.PGD(m, eps=eps, alpha=eps / 10, steps=10, random_start=False)),
     GradAttackCase("PGD-L2-10", 10,
-                   lambda A, m, eps: A.PGDL2(m, eps=_l2(A, eps), alpha=_l2(A, eps) / 10, steps=10, lo=0.0, hi=1.0),
-                   lambda ta, m, eps: ta.PGDL2(m, eps=_l2(A, eps), alpha=_l2(A, eps) / 10, steps=10,
+                   lambda A, m, eps: A.PGDL2(m, eps=_l2(eps), alpha=_l2(eps) / 10, steps=10, lo=0.0, hi=1.0),
+                   lambda ta, m, eps: ta.PGDL2(m, eps=_l2(eps), alpha=_l2(eps) / 10, steps=10,
                                                random_start=False)),
 ]
 
@@ -138,7 +140,7 @@ GRAD_ATTACKS = [
 #: generations, ConvNet training steps of 32 images, test images
 ATTACK_SIZES = {
     "quick": {"n_grad": 8, "n_onepixel": 2, "population": 20, "iters": 2, "train_steps": 4, "n_test": 64},
-    "default": {"n_grad": 16, "n_onepixel": 2, "population": 100, "iters": 5, "train_steps": 10, "n_test": 64},
+    "default": {"n_grad": 8, "n_onepixel": 2, "population": 50, "iters": 3, "train_steps": 4, "n_test": 64},
     "full": {"n_grad": 64, "n_onepixel": 16, "population": 400, "iters": 10, "train_steps": 60, "n_test": 512},
 }
 
@@ -161,7 +163,7 @@ class CertifyCase:
 
 
 CERTIFY = [CertifyCase(20, 100, 100, 4, ("quick",)),
-           CertifyCase(100, 1000, 1000, 8, ("default",)),
+           CertifyCase(100, 1000, 1000, 4, ("default",)),
            CertifyCase(100, 1000, 1000, 32, ("full",)),
            CertifyCase(100, 1000, 100, 32, ("full",)),
            CertifyCase(10, 100, 1000, 32, ("full",))]
@@ -187,5 +189,5 @@ class ScanCase:
         return f"{self.n_objects} objects 3x{self.size}x{self.size} {self.attack}"
 
 
-SCANS = [ScanCase(32, 32, 16, "pgd", 10, ("quick",)), ScanCase(256, 64, 64, "pgd", 10, ("default",)),
+SCANS = [ScanCase(32, 32, 16, "pgd", 10, ("quick",)), ScanCase(64, 32, 32, "pgd", 10, ("default",)),
          ScanCase(2048, 64, 128, "pgd", 10, ("full",))]
