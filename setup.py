@@ -66,7 +66,9 @@ setup(
     ],
     # torchattacks (benchmark peer only) is not an extra: its dependencies pull torchvision and
     # another torch. Install it by hand with `pip install --no-deps torchattacks`.
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"],
+                    # pytest-benchmark pulls pytest and py-cpuinfo only, no torch
+                    "bench": ["pytest", "pytest-benchmark>=4"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["advrobust=advrobust.cli:main"]},
