@@ -61,6 +61,8 @@ def test_report_ratios_from_a_saved_run(run_json):
     # model-bound: 2 x 50 ms + 10 x 100 ms = 1100 ms of the scan's 2000 ms
     assert row(lines, "| scan 64 objects") == ["scan 64 objects", "2000.000", "32.0", "1100.000", "55%"]
     assert "OnePixel" not in text  # no such group in this run: no empty section
+    cpu = cuda_report.header_lines({**INFO, "device": "cpu"}, "unknown", ["x.json"])
+    assert cpu[0] == "# advrobust benchmarks on the CPU (Test CPU)" and not any("GPU" in l for l in cpu)
 
 
 def test_report_command_writes_the_file(run_json, tmp_path, capsys):

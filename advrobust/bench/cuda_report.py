@@ -1,4 +1,5 @@
-"""The GPU check's report: bench/RESULTS_cuda.md from saved pytest-benchmark JSON files.
+"""The GPU check's report: bench/RESULTS_cuda.md from saved pytest-benchmark JSON files (a CPU run's
+JSON gives the same tables under a CPU title).
 
     python -m advrobust.bench.cuda_report preflight        # exit 2, saying why, without a usable GPU
     python -m advrobust.bench.cuda_report report --json bench/out/gpu_check/ops.json [more.json ...] \\
@@ -142,17 +143,22 @@ def scan_lines(groups: dict) -> list:
 
 
 def header_lines(info: dict, driver: str, sources) -> list:
-    gpu = info.get("gpu", "no GPU recorded")
-    return [f"# advrobust on {gpu}: the GPU check", "",
-            f"- GPU: {gpu}, {info.get('gpu_mem_gib', float('nan')):.0f} GiB; driver {driver}; "
-            f"CUDA {info.get('cuda', 'unknown')}",
-            f"- torch {info.get('torch', 'unknown')}, Python {info.get('python', 'unknown')}, advrobust commit "
-            f"{info.get('commit', 'unknown')}, {info.get('date', 'unknown date')}",
-            f"- host CPU: {info.get('cpu', 'unknown')}, {info.get('cores', '?')} cores, "
-            f"{info.get('threads', '?')} torch threads; device {info.get('device', 'unknown')}",
-            f"- benchmarks: `{info.get('command', 'unknown')}` (tier {info.get('tier', '?')}); JSON: "
-            + ", ".join(f"`{p}`" for p in sources),
-            "- times: medians of pytest-benchmark rounds, CUDA synchronised after each call", ""]
+    """Title and bullets: the GPU (a CUDA run) or the CPU, versions, commit, command, files."""
+    if info.get("device") == "cuda":
+        gpu = info.get("gpu", "unknown GPU")
+        lines = [f"# advrobust on {gpu}: the GPU check", "",
+                 f"- GPU: {gpu}, {info.get('gpu_mem_gib', float('nan')):.0f} GiB; driver {driver}; "
+                 f"CUDA {info.get('cuda', 'unknown')}"]
+    else:
+        lines = [f"# advrobust benchmarks on the CPU ({info.get('cpu', 'unknown CPU')})", ""]
+    return lines + [
+        f"- torch {info.get('torch', 'unknown')}, Python {info.get('python', 'unknown')}, advrobust commit "
+        f"{info.get('commit', 'unknown')}, {info.get('date', 'unknown date')}",
+        f"- host CPU: {info.get('cpu', 'unknown')}, {info.get('cores', '?')} cores, "
+        f"{info.get('threads', '?')} torch threads; device {info.get('device', 'unknown')}",
+        f"- benchmarks: `{info.get('command', 'unknown')}` (tier {info.get('tier', '?')}); JSON: "
+        + ", ".join(f"`{p}`" for p in sources),
+        "- times: medians of pytest-benchmark rounds (CUDA synchronised after each call)", ""]
 
 
 def report(paths, driver: str, tests_text: str | None = None) -> list:
