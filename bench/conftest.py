@@ -15,6 +15,7 @@ level the same plus the command line.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -22,6 +23,9 @@ import pytest
 import torch
 
 from advrobust.bench import cases, harness
+
+
+INFO = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser):
@@ -48,6 +52,7 @@ def pytest_configure(config):
     threads = config.getoption("--bench-threads")
     if threads is not None:
         torch.set_num_threads(threads)
+    config.stash[INFO] = advrobust_info(config)  # the commit and date of the run's start
 
 
 def pytest_generate_tests(metafunc):
@@ -97,13 +102,13 @@ def advrobust_info(config) -> dict:
     device = bench_device(config)
     info = harness.machine_info(device)
     info.update(tier=config.getoption("--bench-tier"), cuda=torch.version.cuda,
-                command=shlex.join(["pytest", *sys.argv[1:]]))
+                omp_num_threads=os.environ.get("OMP_NUM_THREADS"), command=shlex.join(["pytest", *sys.argv[1:]]))
     return info
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["advrobust"] = advrobust_info(config)
+    machine_info["advrobust"] = config.stash[INFO]
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["advrobust"] = advrobust_info(config)
+    output_json["advrobust"] = config.stash[INFO]
