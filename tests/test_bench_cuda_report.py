@@ -97,6 +97,9 @@ def test_preflight_refuses_without_a_gpu(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "cuda", "12.4")
     assert cuda_report.main(["preflight"]) == 0
+    monkeypatch.setattr(cuda_report, "missing_tools", lambda: ["pytest-benchmark is not installed"])
+    assert cuda_report.main(["preflight"]) == 2
+    assert "refused: pytest-benchmark is not installed" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")

@@ -36,6 +36,14 @@ def gpu_problems() -> list:
     return []
 
 
+def missing_tools() -> list:
+    """What the GPU check needs besides the GPU and is not installed (pytest-benchmark)."""
+    import importlib.util
+    if importlib.util.find_spec("pytest_benchmark") is None:
+        return ["pytest-benchmark is not installed: pip install --no-build-isolation -e '.[bench]'"]
+    return []
+
+
 def driver_version() -> str:
     """The NVIDIA driver version nvidia-smi reports, or ``"unknown"``."""
     try:
@@ -183,7 +191,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m advrobust.bench.cuda_report",
                                      description="The GPU check's preflight and report (scripts/gpu_check.sh).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("preflight", help="exit 2, saying why, when no CUDA GPU is usable")
+    sub.add_parser("preflight", help="exit 2, saying why, when no CUDA GPU is usable or pytest-benchmark is missing")
     rep = sub.add_parser("report", help="write the Markdown report from saved pytest-benchmark JSON files")
     rep.add_argument("--json", nargs="+", required=True, help="pytest-benchmark JSON files (--benchmark-json)")
     rep.add_argument("--out", required=True, help="Markdown file to write, e.g. bench/RESULTS_cuda.md")
@@ -195,7 +203,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "preflight":
-        problems = gpu_problems()
+        problems = gpu_problems() + missing_tools()
         for p in problems:
             print(f"gpu_check: refused: {p}", file=sys.stderr)
         return 2 if problems else 0
