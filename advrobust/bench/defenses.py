@@ -39,7 +39,8 @@ HELP = ("randomized-smoothing certification (batched vs per image) and epoch tim
 
 #: option -> (full run, --quick) value, for the options not given on the command line
 SIZES = {"n_images": (32, 4), "repeats": (3, 1), "n_train": (1024, 64), "train_batch": (64, 32),
-         "certify": tuple([(c.n0, c.n, c.batch) for c in cases.select(cases.CERTIFY, tier)] for tier in ("full", "quick"))}
+         "certify": tuple([(c.n0, c.n, c.batch) for c in cases.select(cases.CERTIFY, tier)]
+                          for tier in ("full", "quick"))}
 
 
 def convnet(device: torch.device, seed: int = 0):
