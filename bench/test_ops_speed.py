@@ -55,7 +55,8 @@ def test_step_copy(measure, step_case, step_args, op):
 def test_de_build(measure, de_build_case, device, impl):
     c = de_build_case
     if impl == "compiled" and not c.compile:
-        pytest.skip(f"no compiled twin at {c.label}: its compilation takes longer than the whole suite")
+        pytest.skip(f"no compiled twin at {c.label} (compile=False in advrobust.bench.cases.DE_BUILDS: "
+                    "its compilation takes minutes)")
     g = torch.Generator(device).manual_seed(0)
     C, H, W = c.chw
     images = torch.randn(c.B, C, H, W, generator=g, device=device)
