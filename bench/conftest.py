@@ -22,6 +22,11 @@ import sys
 import pytest
 import torch
 
+try:
+    import pytest_benchmark  # noqa: F401
+except ImportError:
+    raise pytest.UsageError("bench/ needs pytest-benchmark: pip install --no-build-isolation -e '.[bench]'") from None
+
 from advrobust.bench import cases, harness
 
 

@@ -74,10 +74,22 @@ def test_report_command_writes_the_file(run_json, tmp_path, capsys):
 def test_report_refuses_missing_or_foreign_files(tmp_path, capsys):
     assert cuda_report.main(["report", "--json", str(tmp_path / "none.json"), "--out", str(tmp_path / "r.md")]) == 2
     assert "no such benchmark JSON" in capsys.readouterr().err
-    other = tmp_path / "other.json"
+    other, empty = tmp_path / "other.json", tmp_path / "empty.json"
     other.write_text("{}")
+    empty.write_text("")
     with pytest.raises(ValueError, match="not a pytest-benchmark JSON"):
         cuda_report.load_runs([str(other)])
+    with pytest.raises(ValueError, match="not JSON .*stopped early"):
+        cuda_report.load_runs([str(empty)])
+    assert cuda_report.main(["report", "--json", str(empty), "--out", str(tmp_path / "r.md")]) == 2
+    assert "no readable benchmark JSON" in capsys.readouterr().err
+
+
+def test_report_leaves_out_an_unreadable_file_and_says_so(run_json, tmp_path, capsys):
+    empty, out = tmp_path / "empty.json", tmp_path / "r.md"
+    empty.write_text("")
+    assert cuda_report.main(["report", "--json", str(empty), run_json, "--driver", "1", "--out", str(out)]) == 0
+    assert f"left out: {empty}: not JSON" in capsys.readouterr().err and "linf_step 64x5x64x64" in out.read_text()
 
 
 def test_report_needs_its_arguments(capsys):

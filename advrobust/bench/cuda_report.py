@@ -61,7 +61,10 @@ def load_runs(paths) -> tuple:
     ``{group: {impl: median seconds, ..., "_extra": {impl: extra_info}}}`` over all files."""
     info, groups = None, defaultdict(dict)
     for path in paths:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:  # e.g. a run killed before pytest-benchmark wrote it
+            raise ValueError(f"{path}: not JSON ({err}); was its run stopped early?") from None
         if "benchmarks" not in data:
             raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks')")
         info = info or data.get("advrobust") or data.get("machine_info", {}).get("advrobust") or {}
@@ -212,7 +215,17 @@ def main(argv=None) -> int:
         print(f"cuda_report: no such benchmark JSON: {', '.join(missing)}", file=sys.stderr)
         return 2
     tests = Path(args.tests).read_text() if args.tests and Path(args.tests).is_file() else None
-    lines = report(args.json, args.driver or driver_version(), tests)
+    readable = []
+    for path in args.json:
+        try:
+            load_runs([path])
+            readable.append(path)
+        except ValueError as err:
+            print(f"cuda_report: left out: {err}", file=sys.stderr)
+    if not readable:
+        print("cuda_report: no readable benchmark JSON, no report", file=sys.stderr)
+        return 2
+    lines = report(readable, args.driver or driver_version(), tests)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
