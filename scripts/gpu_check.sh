@@ -30,9 +30,9 @@ stage() {  # stage NAME TIMEOUT_S COMMAND...: run COMMAND under a time limit, lo
     echo "== $name (at most ${limit} s): $*"
     # SIGINT first, as Ctrl-C (pytest may still write the benchmarks done so far), SIGKILL 15 s later
     if timeout --signal=INT --kill-after=15 "$limit" "$@" >"$OUT/$name.log" 2>&1; then
-        echo "   ok after $((SECONDS - start)) s"
+        echo "   ok ($((SECONDS - start)) s since the start)"
     else
-        echo "   FAILED (exit $?) after $((SECONDS - start)) s; last lines of $OUT/$name.log:"
+        echo "   FAILED (exit $?; 124: over its limit) at $((SECONDS - start)) s since the start; last lines of $OUT/$name.log:"
         tail -n 15 "$OUT/$name.log" | sed 's/^/   | /'
         failed+=("$name")
     fi
