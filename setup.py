@@ -67,7 +67,10 @@ setup(
     # torchattacks (benchmark peer only) is not an extra: its dependencies pull torchvision and
     # another torch. Install it by hand with `pip install --no-deps torchattacks`.
     extras_require={
-        "test": ["pytest", "lsdb"],
+        # everything the test suite needs (tests/test_bench_suite.py runs a bench case)
+        "test": ["pytest", "pytest-benchmark>=4", "lsdb"],
+        # pytest-benchmark pulls pytest and py-cpuinfo only, no torch
+        "bench": ["pytest", "pytest-benchmark>=4"],
         "hats": ["lsdb"],  # HATS catalog output of the scan (lsdb pulls hats, dask, nested-pandas)
     },
     ext_modules=[_extension()],

@@ -1,5 +1,9 @@
 """Benchmarks behind ``advrobust bench``; results with their machine and command are kept in bench/.
 
+* :mod:`advrobust.bench.cases` -- the one list of benchmark cases, by size tier, shared with the
+  pytest-benchmark suites in bench/ (``pytest bench --benchmark-only``).
+* :mod:`advrobust.bench.cuda_report` -- the GPU check's preflight and its report from saved
+  pytest-benchmark JSON (scripts/gpu_check.sh, bench/RESULTS_cuda.md).
 * :mod:`advrobust.bench.harness` -- what every benchmark shares: device choice, timing (CUDA
   synchronised), peak memory, copy bandwidth, machine info, report files.
 * :mod:`advrobust.bench.ops` -- each fused op against its eager twin and ``torch.compile`` of it

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import advrobust.attacks as A
-from advrobust.bench import harness
+from advrobust.bench import cases, harness
 from advrobust.models import create
 
 HELP = "advrobust.attacks against torchattacks, end to end (bench/RESULTS_attacks.md)"
@@ -134,21 +134,14 @@ def grad_section(args, ta, model, xt, yt, ok, emit):
     emit()
     emit("| attack | library | median s | min-max s | success | time outside fwd/bwd | speed-up vs torchattacks |")
     emit("|---|---|---|---|---|---|---|")
-    cases = [
-        ("FGSM", 1, lambda: A.FGSM(model, eps=eps, lo=0.0, hi=1.0),
-         lambda: ta.FGSM(model, eps=eps)),
-        ("PGD-Linf-10", 10, lambda: A.PGD(model, eps=eps, alpha=eps / 10, steps=10, lo=0.0, hi=1.0),
-         lambda: ta.PGD(model, eps=eps, alpha=eps / 10, steps=10, random_start=False)),
-        ("PGD-L2-10", 10, lambda: A.PGDL2(model, eps=eps2, alpha=eps2 / 10, steps=10, lo=0.0, hi=1.0),
-         lambda: ta.PGDL2(model, eps=eps2, alpha=eps2 / 10, steps=10, random_start=False)),
-    ]
     # our attacks feed the model channels_last on the CPU and contiguous images on a GPU (Attack's default)
     on_cpu = x.device.type == "cpu"
     fb_loop(model, x[:8], y[:8], 1)  # warm-up
-    for name, steps, ours, theirs in cases:
+    for case in cases.GRAD_ATTACKS:
+        name, steps = case.name, case.steps
         variants = [("plain fwd+bwd loop", lambda: fb_loop(model, x, y, steps)),
                     ("same, channels_last input", lambda: fb_loop(model, x, y, steps, channels_last=True))]
-        atk_ours, atk_theirs = ours(), theirs()
+        atk_ours, atk_theirs = case.ours(A, model, eps), case.theirs(ta, model, eps)
         variants.append(("advrobust", lambda: atk_ours(x, y)))
         base = {"advrobust": "same, channels_last input" if on_cpu else "plain fwd+bwd loop",
                 "torchattacks": "plain fwd+bwd loop"}

@@ -25,7 +25,7 @@ import time
 import torch
 from torch.utils.data import TensorDataset
 
-from advrobust.bench import harness
+from advrobust.bench import cases, harness
 from advrobust.defenses import (
     AdversarialTraining, MixedTraining, MMDAdaptation, NoisyTraining, SensitivityLoss, Smooth,
     WeightedAdversarialTraining, lower_confidence_bound,
@@ -39,7 +39,8 @@ HELP = ("randomized-smoothing certification (batched vs per image) and epoch tim
 
 #: option -> (full run, --quick) value, for the options not given on the command line
 SIZES = {"n_images": (32, 4), "repeats": (3, 1), "n_train": (1024, 64), "train_batch": (64, 32),
-         "certify": ([(100, 1000, 1000), (100, 1000, 100), (10, 100, 1000)], [(20, 100, 100)])}
+         "certify": tuple([(c.n0, c.n, c.batch) for c in cases.select(cases.CERTIFY, tier)]
+                          for tier in ("full", "quick"))}
 
 
 def convnet(device: torch.device, seed: int = 0):

@@ -27,7 +27,7 @@ import torch.utils.benchmark as tb
 
 import advrobust
 from advrobust import ops
-from advrobust.bench import harness
+from advrobust.bench import cases, harness
 from advrobust.ops import reference as ref
 
 OPS = torch.ops.advrobust
@@ -228,23 +228,18 @@ def run(args, command: str) -> None:
     """Run the benchmark that ``args`` (from :func:`add_arguments`) describe and write its report."""
     device, quick, use_compile = args.device, args.quick, not args.no_compile
     mrt = 0.2 if quick else 1.0
-    op_rows = bench_steps([(8, 3, 16, 16)] if quick else [(64, 5, 64, 64), (256, 3, 100, 100)],
-                          device, use_compile, mrt)
-    op_rows.append(bench_de_build(*(4, 50, 1, (3, 20, 20)) if quick else (64, 400, 1, (3, 100, 100)),
-                                  device=device, use_compile=use_compile and not quick, min_run_time=mrt))
-    if not quick:  # one chunk of OnePixel: 16 MiB of 3x100x100 images on a CPU, 256 MiB on a GPU
-        chunk = (1, 139) if device.type == "cpu" else (5, 400)
-        op_rows.append(bench_de_build(*chunk, 1, (3, 100, 100), device=device, use_compile=False, min_run_time=mrt))
-    op_rows.append(bench_de_trial(*(4, 50, 5) if quick else (64, 400, 5), device=device, min_run_time=mrt))
+    tier = "quick" if quick else "full"
+    op_rows = bench_steps([c.shape for c in cases.select(cases.STEPS, tier)], device, use_compile, mrt)
+    builds = cases.select(cases.DE_BUILDS, tier) + ([] if quick else [cases.onepixel_chunk_case(device.type)])
+    for c in builds:
+        op_rows.append(bench_de_build(c.B, c.P, c.k, c.chw, device=device, use_compile=use_compile and c.compile,
+                                      min_run_time=mrt))
+    for c in cases.select(cases.DE_TRIALS, tier):
+        op_rows.append(bench_de_trial(c.B, c.P, c.D, device=device, min_run_time=mrt))
     mmd_rows = []
     if not args.skip_mmd:
-        if quick:
-            cfgs = [(128, 5, ("kernel", "eager"))]
-        else:
-            cfgs = [(512, 5, ("kernel", "eager", "compiled")), (512, 19, ("kernel", "eager")),
-                    (2048, 5, ("kernel", "eager", "compiled")), (2048, 19, ("kernel", "eager")),
-                    (8192, 5, ("kernel", "eager")), (8192, 19, ("kernel",))]
-        mmd_rows = bench_mmd(cfgs, device, use_compile, repeats=3)
+        mmd_rows = bench_mmd([(c.n, c.K, c.impls) for c in cases.select(cases.MMDS, tier)], device, use_compile,
+                             repeats=3)
     out = args.out or harness.default_out("RESULTS.md", quick)
     harness.write_report(out, report_lines(harness.machine_info(device), command, op_rows, mmd_rows))
 
