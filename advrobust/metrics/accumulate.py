@@ -181,7 +181,8 @@ class PhotozAccumulator(Metric):
     def update(self, z_phot: ArrayLike, z_spec: ArrayLike) -> None:
         zp, zs = as_rows(z_phot, "PhotozAccumulator: z_phot"), as_rows(z_spec, "PhotozAccumulator: z_spec")
         if zp.shape != zs.shape:
-            raise ValueError(f"PhotozAccumulator.update: z_phot and z_spec lengths differ ({zp.numel()} vs {zs.numel()})")
+            raise ValueError(f"PhotozAccumulator.update: z_phot and z_spec lengths differ "
+                             f"({zp.numel()} vs {zs.numel()})")
         self._add("z_phot", zp)
         self._add("z_spec", zs)
 
@@ -204,7 +205,8 @@ class ClassificationAccumulator(Metric):
         self.add_state("outside", "sum", torch.zeros((), dtype=torch.int64))
 
     def update(self, y_true: ArrayLike, y_pred: ArrayLike) -> None:
-        t, p = as_rows(y_true, "ClassificationAccumulator: y_true"), as_rows(y_pred, "ClassificationAccumulator: y_pred")
+        t = as_rows(y_true, "ClassificationAccumulator: y_true")
+        p = as_rows(y_pred, "ClassificationAccumulator: y_pred")
         for what, v in (("y_true", t), ("y_pred", p)):
             if v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
                 raise TypeError(f"ClassificationAccumulator.update: {what} must hold integer class indices, "
