@@ -48,29 +48,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-class _Kept:
-    """An attack that keeps the adversarial images it returns (the grid scores them, then drops them)."""
-
-    def __init__(self, attack) -> None:
-        self.attack, self.x_adv = attack, []
-
-    def __call__(self, x, y, *extra):
-        x_adv = self.attack(x, y, *extra)
-        self.x_adv.append(x_adv.detach().cpu())
-        return x_adv
-
-    def __getattr__(self, name):
-        value = getattr(self.attack, name)
-        if name != "run":
-            return value
-
-        def run(x, y, *extra):
-            result = value(x, y, *extra)
-            self.x_adv.append(result.x_adv.detach().cpu())
-            return result
-        return run
-
-
 def build_attacks(names, settings, *, task: str, image_shape, device, seed: int, pixel_lo, pixel_hi) -> dict:
     """``{name: factory}`` for :func:`~advrobust.evaluate.evaluate_grid`: one generator seeded with
     ``seed`` (on ``device``) shared by the attacks in turn, the one-pixel attack seeded with ``seed``
@@ -160,23 +137,17 @@ def main(argv: list, prog: str) -> None:
     factories = build_attacks(args.attacks, settings, task=task, image_shape=tuple(images.shape[1:]), device=dev,
                               seed=args.seed, pixel_lo=torch.from_numpy(images.min(axis=(0, 2, 3))).to(dev),
                               pixel_hi=torch.from_numpy(images.max(axis=(0, 2, 3))).to(dev))
-    kept = {}
-
-    def keeping(name, factory):
-        def build(m):
-            kept[name] = _Kept(factory(m))
-            return kept[name]
-        return build
+    kept = {a: [] for a in args.attacks}  # the adversarial batches, on the host
 
     label = os.path.basename(args.model)
     t1 = time.perf_counter()
-    result = evaluate_grid({label: model}, {a: keeping(a, f) for a, f in factories.items()}, x, y, *extra,
-                           task=task, batch_size=args.batch_size)
+    result = evaluate_grid({label: model}, factories, x, y, *extra, task=task, batch_size=args.batch_size,
+                           on_adversarial=lambda _model, attack, x_adv: kept[attack].append(x_adv.detach().cpu()))
     t2 = time.perf_counter()
 
     out = args.out
     os.makedirs(out, exist_ok=True)
-    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a].x_adv).numpy() for a in args.attacks}}
+    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a]).numpy() for a in args.attacks}}
     save_arrays(os.path.join(out, "adversarial.npz"), arrays)
     with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump({"task": task, "eps": eps, "eps_unit": "sky sigma per band" if unit else "image units",
