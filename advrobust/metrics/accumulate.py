@@ -111,7 +111,8 @@ class Metric:
         self._reset_state(name)
 
     def _default(self, name: str) -> Tensor:
-        return self._defaults[name].to(self.device or "cpu", copy=True)
+        # non_blocking: the host default outlives the copy, so a copy to a GPU need not wait for it
+        return self._defaults[name].to(self.device or "cpu", copy=True, non_blocking=True)
 
     def _reset_state(self, name: str) -> None:
         self._state[name] = self._default(name) if self._kinds[name] == "sum" else []
@@ -124,8 +125,10 @@ class Metric:
     def to(self, device: Device) -> "Metric":
         """Move the states to ``device`` (later updates are moved there too); returns ``self``."""
         self.device = torch.device(device)
+        to_host = self.device.type == "cpu"  # a copy to the host must complete before it is read
         for name, s in self._state.items():
-            self._state[name] = s.to(self.device) if isinstance(s, Tensor) else [t.to(self.device) for t in s]
+            self._state[name] = (s.to(self.device, non_blocking=not to_host) if isinstance(s, Tensor)
+                                 else [t.to(self.device, non_blocking=not to_host) for t in s])
         return self
 
     def _add(self, name: str, value: Union[Tensor, np.ndarray]) -> None:
@@ -308,7 +311,7 @@ class CertifiedAccumulator(Metric):
             raise ValueError(f"CertifiedAccumulator.update: predictions, radii and labels must have the same "
                              f"length, got {p.numel()}, {r.numel()}, {y.numel()}")
         if self._at.device != r.device:
-            self._at = self._at.to(r.device)
+            self._at = self._at.to(r.device, non_blocking=True)
         at_r, radius_sum = certified_counts(p, r, y, self._at)
         bad = ((r < 0) | ~torch.isfinite(r)).sum().to(r.dtype)
         self._add("correct_at", at_r)
