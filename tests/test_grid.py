@@ -6,8 +6,7 @@ from torch import nn
 
 from advrobust import redshift
 from advrobust.attacks import FGSM, PGD, OnePixel, gaussian_noise
-from advrobust.evaluate import NATURAL, Outcome, church_window, evaluate_grid, natural
-from advrobust.evaluate.grid import GridCell
+from advrobust.evaluate import NATURAL, GridCell, Outcome, church_window, evaluate_grid, natural
 from advrobust.metrics import (
     classification_metrics, distance_summary, latent_distances, photoz_metrics, success_rate,
 )

@@ -133,7 +133,7 @@ class Metric:
 
     def _add(self, name: str, value: Union[Tensor, np.ndarray]) -> None:
         """Add ``value`` to a sum state, or append its rows to a cat state, on the metric's device."""
-        value = torch.as_tensor(value)
+        value = value if isinstance(value, Tensor) else torch.tensor(value)
         if self.device is None:
             self.to(value.device)
         value = value.detach().to(device=self.device, dtype=self._defaults[name].dtype)
@@ -301,7 +301,7 @@ class CertifiedAccumulator(Metric):
         self.radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
         self.add_state("correct_at", "sum", torch.zeros(self.radii.size, dtype=torch.int64))
         self.add_state("totals", "sum", torch.zeros(3, dtype=torch.float64))  # n, sum of correct radii, n bad radii
-        self._at = torch.from_numpy(self.radii)  # on the device of the radii updated
+        self._at = torch.tensor(self.radii)  # on the device of the radii updated
 
     def update(self, predictions: ArrayLike, radii: ArrayLike, labels: ArrayLike) -> None:
         r = as_rows(radii, "CertifiedAccumulator: radii", torch.float64)

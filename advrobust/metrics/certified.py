@@ -64,14 +64,14 @@ def certified_accuracy(predictions: ArrayLike, radii: ArrayLike, labels: ArrayLi
         [0.3333333333333333, 0.3333333333333333]
     """
     p, r, y = _checked(predictions, radii, labels, "certified_accuracy")
-    grid = torch.from_numpy(np.atleast_1d(np.asarray(at, dtype=np.float64)))
-    at_r, _ = certified_counts(torch.from_numpy(p), torch.from_numpy(r), torch.from_numpy(y), grid)
+    grid = torch.tensor(np.atleast_1d(np.asarray(at, dtype=np.float64)))
+    at_r, _ = certified_counts(torch.tensor(p), torch.tensor(r), torch.tensor(y), grid)
     return at_r.numpy() / p.size
 
 
 def average_certified_radius(predictions: ArrayLike, radii: ArrayLike, labels: ArrayLike) -> float:
     """Mean over images of the certified radius where correct, 0 elsewhere (image units)."""
     p, r, y = _checked(predictions, radii, labels, "average_certified_radius")
-    _, radius_sum = certified_counts(torch.from_numpy(p), torch.from_numpy(r), torch.from_numpy(y),
+    _, radius_sum = certified_counts(torch.tensor(p), torch.tensor(r), torch.tensor(y),
                                      torch.zeros(0, dtype=torch.float64))
     return float(radius_sum) / p.size

@@ -44,7 +44,8 @@ def as_rows(values: ArrayLike, name: str, dtype: Optional[torch.dtype] = None) -
     Raises:
         ValueError: not 1-D, or empty.
     """
-    t = values.detach() if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values))
+    # torch.tensor copies: an array may be read-only
+    t = values.detach() if isinstance(values, Tensor) else torch.tensor(np.asarray(values))
     if t.dim() != 1 or t.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(t.shape)}")
     return t if dtype is None else t.to(dtype)

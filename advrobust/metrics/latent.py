@@ -26,7 +26,7 @@ def latent_distance_rows(clean: Latents, perturbed: Latents) -> torch.Tensor:
     Raises:
         ValueError: shapes differ or are not ``(N, D)`` with N >= 1.
     """
-    a, b = (t.detach().double() if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t, np.float64))
+    a, b = (t.detach().double() if isinstance(t, torch.Tensor) else torch.tensor(np.asarray(t, np.float64))
             for t in (clean, perturbed))
     if a.dim() != 2 or a.shape != b.shape or a.shape[0] == 0:
         raise ValueError(f"latent_distances: clean and perturbed must both be (N, D) with N >= 1, got "
