@@ -80,9 +80,24 @@ def z_phot(logits: Tensor, centres: Tensor) -> Tensor:
 
 
 def delta_z(z_phot: Array, z_spec: Array) -> Array:
-    """Normalised redshift error ``(z_phot - z_spec) / (1 + z_spec)``, elementwise.
+    """Normalised redshift error ``(z_phot - z_spec) / (1 + z_spec)``, elementwise: the one ``dz``
+    of advrobust (:func:`advrobust.metrics.delta_z` is this function).
 
-    Works on tensors (differentiable, in their dtype) and on NumPy arrays alike; no checks
-    (see :func:`advrobust.metrics.delta_z` for the checked float64 version).
+    Tensors: in their dtype and on their device, differentiable, values unchecked (a check would be
+    a host sync on a GPU). NumPy arrays and sequences: float64 NumPy, checked.
+
+    Raises:
+        ValueError: (arrays and sequences) shapes differ, or ``z_spec <= -1``.
+
+    Example:
+        >>> delta_z([0.11, 1.2], [0.1, 1.0]).round(6).tolist()
+        [0.009091, 0.1]
     """
-    return (z_phot - z_spec) / (1 + z_spec)
+    if isinstance(z_phot, Tensor) or isinstance(z_spec, Tensor):
+        return (z_phot - z_spec) / (1 + z_spec)
+    zp, zs = np.asarray(z_phot, dtype=np.float64), np.asarray(z_spec, dtype=np.float64)
+    if zp.shape != zs.shape:
+        raise ValueError(f"z_phot and z_spec must have the same length, got {zp.size} and {zs.size}")
+    if np.any(zs <= -1):
+        raise ValueError("z_spec must be greater than -1")
+    return (zp - zs) / (1 + zs)

@@ -6,8 +6,10 @@ from torch import nn
 
 from advrobust import redshift
 from advrobust.attacks import FGSM, PGD, OnePixel, gaussian_noise
-from advrobust.evaluate import NATURAL, church_window, evaluate_grid, natural
-from advrobust.metrics import classification_metrics, photoz_metrics
+from advrobust.evaluate import NATURAL, GridCell, Outcome, church_window, evaluate_grid, natural
+from advrobust.metrics import (
+    classification_metrics, distance_summary, latent_distances, photoz_metrics, success_rate,
+)
 
 
 class TinyClassifier(nn.Module):
@@ -105,6 +107,50 @@ def test_grid_photoz():
         assert r.scores["p"][NATURAL][key] == pytest.approx(ref[key], rel=1e-6)
     assert set(r.cells()["p"]["noise"]) == {"bias", "sigma_mad", "eta"}
     assert "latent" not in r.scores["p"]["noise"]  # no features()
+
+
+def test_grid_on_adversarial_receives_every_adversarial_batch():
+    x, y = _data(11)
+    models = {"a": TinyClassifier(0), "b": TinyClassifier(1)}
+    seen = []
+    r = evaluate_grid(models, {"FGSM": ATTACKS["FGSM"], "gaussian": ATTACKS["gaussian"]}, x, y, batch_size=4,
+                      on_adversarial=lambda model, attack, x_adv: seen.append((model, attack, x_adv.clone())))
+    # one call per (model, batch, attack), model by model, batch by batch
+    assert [(m, a) for m, a, _ in seen] == [(m, a) for m in models for _ in range(3) for a in ("FGSM", "gaussian")]
+    for name, m in models.items():
+        got = {a: torch.cat([xa for mm, aa, xa in seen if (mm, aa) == (name, a)]) for a in ("FGSM", "gaussian")}
+        torch.testing.assert_close(got["FGSM"], FGSM(m, eps=0.1)(x, y))  # per-sample: batch-independent
+        with torch.no_grad():  # the images handed over are the images scored
+            for a in ("FGSM", "gaussian"):
+                ref = classification_metrics(y, m(got[a]).argmax(1), 3)
+                assert r.scores[name][a]["accuracy"] == pytest.approx(ref["accuracy"])
+
+
+def test_grid_cell_over_batches_equals_the_functional_metrics_on_all():
+    g = torch.Generator().manual_seed(2)
+    y, pred = torch.randint(0, 3, (17,), generator=g), torch.randint(0, 3, (17,), generator=g)
+    success = torch.rand(17, generator=g) > 0.5
+    clean, adv = torch.randn(17, 4, generator=g), torch.randn(17, 4, generator=g)
+    cell = GridCell("classifier", 3, attack=True, latent=True, keep_predictions=True)
+    for sl in (slice(0, 5), slice(5, 12), slice(12, 17)):
+        cell.update(pred[sl], y[sl], Outcome(x_adv=torch.empty(0), logits=torch.empty(0), features=adv[sl],
+                                             success=success[sl]), clean[sl])
+    out = cell.compute()
+    ref = classification_metrics(y, pred, 3)
+    for key in ("accuracy", "precision", "recall", "f1"):
+        assert out[key] == pytest.approx(ref[key], rel=1e-12)
+    assert out["success_rate"] == success_rate(success) and "iterations" not in out
+    ref_latent = distance_summary(latent_distances(clean, adv))
+    assert out["latent"] == pytest.approx(ref_latent, rel=1e-12)
+    np.testing.assert_array_equal(cell.predictions(), pred.numpy())
+    np.testing.assert_allclose(cell.distances(), latent_distances(clean, adv), rtol=1e-12)
+    natural_cell = GridCell("photoz", outlier_threshold=0.04)
+    z = torch.linspace(0.1, 0.9, 6, dtype=torch.float64)
+    zp = z + torch.linspace(0.0, 0.1, 6, dtype=torch.float64)
+    natural_cell.update(zp[:4], z[:4])
+    natural_cell.update(zp[4:], z[4:])
+    ref = photoz_metrics(zp, z, 0.04)
+    assert 0 < ref["eta"] < 1 and natural_cell.compute() == pytest.approx(ref, rel=1e-12)
 
 
 def test_grid_errors():

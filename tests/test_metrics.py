@@ -118,15 +118,23 @@ def _batches(seed=0, n=(7, 5, 9)):
     return out
 
 
+def _accumulators():
+    return dict(photoz=PhotozAccumulator(), cls=ClassificationAccumulator(3), lat=LatentDistanceAccumulator(),
+                atk=AttackAccumulator(max_iter=80), cert=CertifiedAccumulator([0.0, 0.25, 0.5, 0.75]))
+
+
+def _update(ms, b):
+    ms["photoz"].update(b["z_phot"], b["z_spec"])
+    ms["cls"].update(b["y"], b["p"])
+    ms["lat"].update(b["lc"], b["lp"])
+    ms["atk"].update(b["succ"], b["it"])
+    ms["cert"].update(b["cp"], b["cr"], b["y"])
+
+
 def _accumulate(batches):
-    ms = dict(photoz=PhotozAccumulator(), cls=ClassificationAccumulator(3), lat=LatentDistanceAccumulator(),
-              atk=AttackAccumulator(max_iter=80), cert=CertifiedAccumulator([0.0, 0.25, 0.5, 0.75]))
+    ms = _accumulators()
     for b in batches:
-        ms["photoz"].update(b["z_phot"], b["z_spec"])
-        ms["cls"].update(b["y"], b["p"])
-        ms["lat"].update(b["lc"], b["lp"])
-        ms["atk"].update(b["succ"], b["it"])
-        ms["cert"].update(b["cp"], b["cr"], b["y"])
+        _update(ms, b)
     return {k: m.compute() for k, m in ms.items()}
 
 
@@ -161,6 +169,69 @@ def test_reset_and_update_after_compute():
     m.reset()
     m.update([1], [1])
     assert m.compute()["accuracy"] == 1.0
+
+
+def test_updates_stay_on_the_input_device_without_a_host_copy():
+    # a meta tensor holds no data: a .cpu(), .item() or NumPy round trip in update would raise
+    ms = _accumulators()
+    for b in _batches():
+        _update(ms, {k: v.to("meta") for k, v in b.items()})
+    for name, m in ms.items():
+        assert m.device == torch.device("meta"), name
+        assert all(t.device.type == "meta" for t in m.local_state().values()), name
+    # NumPy / list inputs go to the metric's device
+    m = ClassificationAccumulator(3, device="meta")
+    m.update([0, 1], np.array([1, 1]))
+    assert m.local_state()["confusion"].device.type == "meta"
+
+
+def test_states_follow_to_and_reset_keeps_the_device():
+    m = PhotozAccumulator(device="meta")
+    assert all(t.device.type == "meta" for t in m.local_state().values())
+    m = LatentDistanceAccumulator()
+    m.update(torch.zeros(2, 3), torch.ones(2, 3))
+    m.to("meta")
+    assert m.local_state()["distances"].device.type == "meta"
+    m.reset()
+    assert m.device.type == "meta" and m.local_state()["distances"].shape == (0,)
+
+
+def test_value_errors_of_accumulators_are_raised_in_compute():
+    # values are checked once, on the host, in compute (a check per update would be a host sync on a GPU)
+    m = ClassificationAccumulator(3)
+    m.update([0, 3], [0, 1])
+    with pytest.raises(ValueError, match="outside"):
+        m.compute()
+    with pytest.raises(TypeError, match="integer"):
+        m.update([0.0], [0])
+    p = PhotozAccumulator()
+    p.update([np.nan], [0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        p.compute()
+    with pytest.raises(ValueError, match="lengths differ"):
+        p.update([0.1, 0.2], [0.1])
+    c = CertifiedAccumulator([0.0])
+    c.update([0], [-1.0], [0])
+    with pytest.raises(ValueError, match=">= 0"):
+        c.compute()
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        LatentDistanceAccumulator().update(torch.zeros(3), torch.zeros(3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_updates_do_not_synchronise():
+    batches = [{k: v.cuda() for k, v in b.items()} for b in _batches()]
+    ms = _accumulators()
+    torch.cuda.synchronize()
+    mode = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")  # any host sync in update raises
+    try:
+        for b in batches:
+            _update(ms, b)
+    finally:
+        torch.cuda.set_sync_debug_mode(mode)
+    assert all(m.device.type == "cuda" for m in ms.values())
+    _assert_same({k: m.compute() for k, m in ms.items()}, _functional(_batches()))
 
 
 def _gloo_worker(rank, world, init_file, out_file):

@@ -69,6 +69,11 @@ def test_delta_z_on_tensors_and_arrays():
     assert t.dtype == torch.float32
     np.testing.assert_allclose(t.numpy(), textbook, rtol=1e-6)
     np.testing.assert_allclose(metrics_delta_z(zp, zs), textbook)
+    assert metrics_delta_z is redshift.delta_z  # one dz, one home
+    with pytest.raises(ValueError, match="same length"):
+        redshift.delta_z([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="greater than -1"):
+        redshift.delta_z([0.1], [-1.0])
 
 
 def test_photoz_hooks_use_the_same_dz():

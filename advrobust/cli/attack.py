@@ -52,29 +52,6 @@ def build_parser(prog: str) -> CommandParser:
     return parser
 
 
-class _Kept:
-    """An attack that keeps the adversarial images it returns (the grid scores them, then drops them)."""
-
-    def __init__(self, attack) -> None:
-        self.attack, self.x_adv = attack, []
-
-    def __call__(self, x, y, *extra):
-        x_adv = self.attack(x, y, *extra)
-        self.x_adv.append(x_adv.detach().cpu())
-        return x_adv
-
-    def __getattr__(self, name):
-        value = getattr(self.attack, name)
-        if name != "run":
-            return value
-
-        def run(x, y, *extra):
-            result = value(x, y, *extra)
-            self.x_adv.append(result.x_adv.detach().cpu())
-            return result
-        return run
-
-
 def build_attacks(names, settings, *, task: str, image_shape, device, seed: int, pixel_lo, pixel_hi) -> dict:
     """``{name: factory}`` for :func:`~advrobust.evaluate.evaluate_grid`: one generator seeded with
     ``seed`` (on ``device``) shared by the attacks in turn, the one-pixel attack seeded with ``seed``
@@ -154,17 +131,12 @@ def _attack(args, model, images: np.ndarray, values: dict, settings, dev, task: 
     factories = build_attacks(args.attacks, settings, task=task, image_shape=tuple(images.shape[1:]), device=dev,
                               seed=args.seed, pixel_lo=torch.from_numpy(images.min(axis=(0, 2, 3))).to(dev),
                               pixel_hi=torch.from_numpy(images.max(axis=(0, 2, 3))).to(dev))
-    kept = {}
-
-    def keeping(name, factory):
-        def build(m):
-            kept[name] = _Kept(factory(m))
-            return kept[name]
-        return build
+    kept = {a: [] for a in args.attacks}  # the adversarial batches, on the host
 
     started = time.perf_counter()
-    result = evaluate_grid({os.path.basename(args.model): model}, {a: keeping(a, f) for a, f in factories.items()},
-                           x, y, *extra, task=task, batch_size=args.batch_size)
+    result = evaluate_grid({os.path.basename(args.model): model}, factories, x, y, *extra, task=task,
+                           batch_size=args.batch_size,
+                           on_adversarial=lambda _model, attack, x_adv: kept[attack].append(x_adv.detach().cpu()))
     return result, kept, started
 
 
@@ -198,7 +170,7 @@ def _write(args, result, kept: dict, images: np.ndarray, ids: np.ndarray, eps_sk
     eps, unit, sky = eps_sky
     (t0, t1, t2), label, out = times, os.path.basename(args.model), args.out
     os.makedirs(out, exist_ok=True)
-    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a].x_adv).numpy() for a in args.attacks}}
+    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a]).numpy() for a in args.attacks}}
     save_arrays(os.path.join(out, "adversarial.npz"), arrays)
     with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump({"task": result.task, "eps": eps, "eps_unit": "sky sigma per band" if unit else "image units",

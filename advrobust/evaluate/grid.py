@@ -3,10 +3,14 @@
 One pass over the data per model: the clean predictions (the ``natural`` column) and, for each
 attack, the adversarial batch through the attack contract (``atk.run(x, y, *extra)`` when the
 attack has it, for ``success`` and, for the one-pixel attack, ``iterations``; else
-``atk(x, y, *extra)``) and the model's predictions on it. Metrics accumulate in the classes of
-:mod:`advrobust.metrics` (reduced across ``torch.distributed`` ranks when a process group is up,
+``atk(x, y, *extra)``) and the model's predictions on it. Each (model, column) is one
+:class:`GridCell` (``update`` per batch, ``compute`` once: the torchmetrics ``MetricCollection``
+shape) over the accumulating metrics of :mod:`advrobust.metrics`, whose states stay on the model's
+device until ``compute`` (reduced across ``torch.distributed`` ranks when a process group is up,
 so each rank can evaluate its own shard). Latent-space distances clean vs perturbed come from
-``model.features`` when the model has it (:class:`~advrobust.models.LatentModel`).
+``model.features`` when the model has it (:class:`~advrobust.models.LatentModel`). The
+adversarial images are scored and dropped; ``on_adversarial`` hands each batch of them to the
+caller (e.g. to save them).
 
 An attack is given as a *factory* ``model -> attack``, so one spec serves every model, e.g.
 ``{"FGSM": lambda m: FGSM(m, eps=0.01)}``; natural perturbations (no model) through
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -28,17 +32,19 @@ from torch import Tensor, nn
 
 from advrobust import redshift
 from advrobust.checks import check_model_inputs, check_number, model_device
-from advrobust.evaluate.batch import attack_batch, predict
+from advrobust.evaluate.batch import Outcome, attack_batch, predict
 from advrobust.metrics import (
     AttackAccumulator, ClassificationAccumulator, LatentDistanceAccumulator, PhotozAccumulator,
 )
 
-__all__ = ["NATURAL", "natural", "evaluate_grid", "GridResult"]
+__all__ = ["NATURAL", "natural", "evaluate_grid", "GridResult", "GridCell"]
 
 #: name of the clean (unperturbed) column
 NATURAL = "natural"
 
 AttackFactory = Callable[[nn.Module], Callable[..., Tensor]]
+#: ``on_adversarial(model_name, attack_name, x_adv)``: one call per batch, in order, ``x_adv`` on the model's device
+AdversarialCallback = Callable[[str, str, Tensor], None]
 
 
 def natural(fn: Callable[..., Tensor], *, seed: int = 0, **kwargs: Any) -> AttackFactory:
@@ -64,6 +70,71 @@ def natural(fn: Callable[..., Tensor], *, seed: int = 0, **kwargs: Any) -> Attac
     return factory
 
 
+class GridCell:
+    """One (model, column) of the grid: ``update`` per batch, ``compute`` once.
+
+    Holds the task metric (photo-z: :class:`~advrobust.metrics.PhotozAccumulator`; classifier:
+    :class:`~advrobust.metrics.ClassificationAccumulator`) and, for an attack column, its success
+    rate (:class:`~advrobust.metrics.AttackAccumulator`) and, where the model has latents, the
+    latent distances clean vs perturbed (:class:`~advrobust.metrics.LatentDistanceAccumulator`).
+
+    Args:
+        task: ``"classifier"`` or ``"photoz"``.
+        n_classes: classifier classes (ignored for photo-z).
+        outlier_threshold: photo-z ``|dz|`` outlier threshold.
+        attack: an attack column (else the clean one: no success rate, no distances).
+        max_iter: the attack's iteration cap, reported with the one-pixel statistics.
+        latent: score latent distances (the model has ``features``).
+        keep_predictions: keep every prediction for :meth:`predictions`.
+    """
+
+    def __init__(self, task: str, n_classes: Optional[int] = None, *, outlier_threshold: float = 0.05,
+                 attack: bool = False, max_iter: Optional[int] = None, latent: bool = False,
+                 keep_predictions: bool = False) -> None:
+        self.task = task
+        self.metric = (PhotozAccumulator(outlier_threshold) if task == "photoz"
+                       else ClassificationAccumulator(int(n_classes)))
+        self.success = AttackAccumulator(max_iter) if attack else None
+        self.latent = LatentDistanceAccumulator() if attack and latent else None
+        self._kept: Optional[List[Tensor]] = [] if keep_predictions else None
+        self.seconds = 0.0
+
+    def update(self, pred: Tensor, y: Tensor, outcome: Optional[Outcome] = None,
+               clean_features: Optional[Tensor] = None) -> None:
+        """Score one batch: ``pred`` ``(B,)`` predicted classes or z_phot, ``y`` ``(B,)`` the truth;
+        for an attack column its :class:`~advrobust.evaluate.Outcome` and the clean latents."""
+        if self.task == "photoz":
+            self.metric.update(pred, y)  # (z_phot, z_spec)
+        else:
+            self.metric.update(y, pred)  # (y_true, y_pred)
+        if self._kept is not None:
+            self._kept.append(pred.detach())
+        if self.success is not None:
+            self.success.update(outcome.success, outcome.iterations)
+        if self.latent is not None:
+            self.latent.update(clean_features, outcome.features)
+
+    def compute(self) -> Dict[str, Any]:
+        """The cell's scores (see :class:`GridResult` ``scores``)."""
+        cell = dict(self.metric.compute())
+        if self.success is not None:
+            s = self.success.compute()
+            cell["success_rate"] = s["success_rate"]
+            if "n_success" in s:
+                cell["iterations"] = {key: v for key, v in s.items() if key not in ("n", "success_rate")}
+        if self.latent is not None:
+            cell["latent"] = self.latent.compute()
+        return cell
+
+    def distances(self) -> np.ndarray:
+        """Every latent distance, float64 ``(N,)`` (an attack column of a model with latents)."""
+        return self.latent.distances()
+
+    def predictions(self) -> np.ndarray:
+        """Every prediction, ``(N,)``: int64 classes or float64 z_phot (``keep_predictions=True``)."""
+        return torch.cat(self._kept).cpu().numpy().astype(np.float64 if self.task == "photoz" else np.int64)
+
+
 @dataclass
 class GridResult:
     """Scores of every (model, attack) pair.
@@ -87,6 +158,19 @@ class GridResult:
     predictions: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     seconds: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
+    @classmethod
+    def from_cells(cls, task: str, cells: Mapping[str, Mapping[str, GridCell]], *, keep_distances: bool = False,
+                   keep_predictions: bool = False) -> "GridResult":
+        """The result of ``cells[model][column]`` (each updated with every batch)."""
+        return cls(
+            task=task,
+            scores={m: {c: cell.compute() for c, cell in row.items()} for m, row in cells.items()},
+            distances={m: {c: cell.distances() for c, cell in row.items() if keep_distances and cell.latent is not None}
+                       for m, row in cells.items()},
+            predictions={m: {c: cell.predictions() for c, cell in row.items()}
+                         for m, row in cells.items() if keep_predictions},
+            seconds={m: {c: cell.seconds for c, cell in row.items()} for m, row in cells.items()})
+
     def columns(self) -> list:
         """Column names (``natural`` first, then the attacks in the order given)."""
         return list(next(iter(self.scores.values()))) if self.scores else []
@@ -103,16 +187,85 @@ class GridResult:
         return out
 
 
-def _slices(n: int, batch_size: int):
-    for i in range(0, n, batch_size):
-        yield slice(i, min(i + batch_size, n))
+@dataclass(frozen=True)
+class _Options:
+    """The per-call settings of :func:`evaluate_grid` that every model shares."""
+
+    task: str
+    n_classes: Optional[int]
+    batch_size: int
+    latent: bool
+    keep_predictions: bool
+    outlier_threshold: float
+    progress: bool
+    on_adversarial: Optional[AdversarialCallback]
+
+
+def _prediction(model: nn.Module, logits: Tensor, task: str) -> Tensor:
+    """``(B,)`` z_phot (photo-z models have ``bin_centres``) or predicted class."""
+    return redshift.z_phot(logits, model.bin_centres) if task == "photoz" else logits.argmax(1)
+
+
+def _model_cells(model: nn.Module, attacks: Mapping[str, Callable[..., Tensor]], x: Tensor, extra, dev,
+                 opts: _Options) -> Dict[str, GridCell]:
+    """One :class:`GridCell` per column for ``model``: ``natural`` first, then the attacks."""
+    k = opts.n_classes or getattr(model, "n_outputs", None)
+    if opts.task == "classifier" and k is None:
+        k = predict(model, x[:1].to(dev), tuple(e[:1].to(dev) for e in extra), latent=False)[0].shape[1]
+    has_latent = opts.latent and callable(getattr(model, "features", None))
+    common = dict(outlier_threshold=opts.outlier_threshold, keep_predictions=opts.keep_predictions)
+    cells = {NATURAL: GridCell(opts.task, k, **common)}
+    for a, atk in attacks.items():
+        cells[a] = GridCell(opts.task, k, attack=True, max_iter=getattr(atk, "max_iter", None), latent=has_latent,
+                            **common)
+    return cells
+
+
+def _batches(n: int, opts: _Options, desc: str):
+    """Row slices of ``batch_size`` (the last one shorter), under a progress bar when asked."""
+    slices = [slice(i, min(i + opts.batch_size, n)) for i in range(0, n, opts.batch_size)]
+    if not opts.progress:
+        return slices
+    from tqdm.auto import tqdm
+    return tqdm(slices, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _score_batch(mname: str, model: nn.Module, attacks: Mapping[str, Callable[..., Tensor]],
+                 cells: Mapping[str, GridCell], xb: Tensor, yb: Tensor, eb: tuple, opts: _Options) -> None:
+    """One batch through ``model``, clean and under every attack, into the cells."""
+    t0 = time.perf_counter()
+    logits, feats = predict(model, xb, eb, latent=opts.latent)
+    cells[NATURAL].update(_prediction(model, logits, opts.task), yb)
+    cells[NATURAL].seconds += time.perf_counter() - t0
+    for a, atk in attacks.items():
+        t0 = time.perf_counter()
+        out = attack_batch(model, atk, xb, yb, eb, task=opts.task, latent=opts.latent,
+                           outlier_threshold=opts.outlier_threshold)
+        cells[a].update(_prediction(model, out.logits, opts.task), yb, out, feats)
+        cells[a].seconds += time.perf_counter() - t0
+        if opts.on_adversarial is not None:
+            opts.on_adversarial(mname, a, out.x_adv)
+
+
+def _evaluate_model(mname: str, model: nn.Module, factories: Mapping[str, AttackFactory], x: Tensor, y: Tensor,
+                    extra: tuple, opts: _Options) -> Dict[str, GridCell]:
+    """Every batch of ``x`` through one model: its cells, updated."""
+    dev = model_device(model) or x.device
+    check_model_inputs(f"evaluate_grid[{mname}]", model, x[:1].to(dev), y[:1].to(dev),
+                       [e[:1].to(dev) for e in extra])
+    attacks = {a: factory(model) for a, factory in factories.items()}
+    cells = _model_cells(model, attacks, x, extra, dev, opts)
+    for sl in _batches(x.shape[0], opts, f"{mname}: {len(attacks)} perturbations"):
+        _score_batch(mname, model, attacks, cells, x[sl].to(dev), y[sl].to(dev), tuple(e[sl].to(dev) for e in extra),
+                     opts)
+    return cells
 
 
 def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackFactory], x: Tensor, y: Tensor,
                   *extra: Tensor, task: str = "classifier", n_classes: Optional[int] = None,
                   batch_size: int = 128, latent: bool = True, keep_distances: bool = False,
                   keep_predictions: bool = False, outlier_threshold: float = 0.05,
-                  progress: bool = False) -> GridResult:
+                  progress: bool = False, on_adversarial: Optional[AdversarialCallback] = None) -> GridResult:
     """Run every model against every attack, batch by batch, and score the results.
 
     Args:
@@ -130,6 +283,9 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
         keep_predictions: also return every prediction (class or z_phot), clean and perturbed.
         outlier_threshold: photo-z ``|dz|`` outlier threshold (Campagne 2021: 0.05).
         progress: a progress bar over the batches of every model (images per second).
+        on_adversarial: ``on_adversarial(model_name, attack_name, x_adv)`` with every batch of
+            adversarial images ``(B, C, H, W)`` (on the model's device), in order, model by model
+            (the grid keeps none).
 
     Returns:
         :class:`GridResult`.
@@ -151,78 +307,7 @@ def evaluate_grid(models: Mapping[str, nn.Module], attacks: Mapping[str, AttackF
     batch_size = int(check_number("evaluate_grid", "batch_size", batch_size, integer=True, positive=True))
     if y.shape[0] != x.shape[0] or any(e.shape[0] != x.shape[0] for e in extra):
         raise ValueError("evaluate_grid: y and extra must have x's batch size")
-    result = GridResult(task=task)
-    for mname, model in models.items():
-        dev = model_device(model) or x.device
-        check_model_inputs(f"evaluate_grid[{mname}]", model, x[:1].to(dev), y[:1].to(dev),
-                           [e[:1].to(dev) for e in extra])
-        k = n_classes or getattr(model, "n_outputs", None)
-        has_latent = latent and callable(getattr(model, "features", None))
-
-        kept: Dict[str, list] = {}
-
-        def score(acc, logits, yb, column):
-            pred = redshift.z_phot(logits, model.bin_centres) if task == "photoz" else logits.argmax(1)
-            if task == "photoz":
-                acc.update(pred, yb)  # (z_phot, z_spec)
-            else:
-                acc.update(yb, pred)  # (y_true, y_pred)
-            if keep_predictions:
-                kept.setdefault(column, []).append(pred.detach().cpu())
-
-        def task_metric():
-            if task == "photoz":
-                return PhotozAccumulator(outlier_threshold)
-            return ClassificationAccumulator(int(k))
-
-        if task == "classifier" and k is None:
-            k = predict(model, x[:1].to(dev), tuple(e[:1].to(dev) for e in extra), latent=False)[0].shape[1]
-        names = [NATURAL] + list(attacks)
-        metric = {a: task_metric() for a in names}
-        success = {a: AttackAccumulator() for a in attacks}
-        dist = {a: LatentDistanceAccumulator() for a in attacks}
-        seconds = {a: 0.0 for a in names}
-        instances = {a: factory(model) for a, factory in attacks.items()}
-        for a, atk in instances.items():
-            success[a].max_iter = getattr(atk, "max_iter", None)
-
-        batches = _slices(x.shape[0], batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-            batches = tqdm(list(batches), desc=f"{mname}: {len(attacks)} perturbations", unit="batch",
-                           leave=False, dynamic_ncols=True)
-        for sl in batches:
-            xb, yb = x[sl].to(dev), y[sl].to(dev)
-            eb = tuple(e[sl].to(dev) for e in extra)
-            t0 = time.perf_counter()
-            logits, feats = predict(model, xb, eb, latent=latent)
-            score(metric[NATURAL], logits, yb, NATURAL)
-            seconds[NATURAL] += time.perf_counter() - t0
-            for a, atk in instances.items():
-                t0 = time.perf_counter()
-                out = attack_batch(model, atk, xb, yb, eb, task=task, latent=latent,
-                                   outlier_threshold=outlier_threshold)
-                score(metric[a], out.logits, yb, a)
-                success[a].update(out.success, out.iterations)
-                if feats is not None:
-                    dist[a].update(feats, out.features)
-                seconds[a] += time.perf_counter() - t0
-        row: Dict[str, Dict[str, Any]] = {NATURAL: metric[NATURAL].compute()}
-        result.distances[mname] = {}
-        for a in attacks:
-            cell = dict(metric[a].compute())
-            s = success[a].compute()
-            cell["success_rate"] = s["success_rate"]
-            if "n_success" in s:
-                cell["iterations"] = {key: v for key, v in s.items() if key not in ("n", "success_rate")}
-            if has_latent:
-                cell["latent"] = dist[a].compute()
-                if keep_distances:
-                    result.distances[mname][a] = dist[a].distances()
-            row[a] = cell
-        result.scores[mname] = row
-        if keep_predictions:
-            result.predictions[mname] = {
-                c: torch.cat(v).numpy().astype(np.float64 if task == "photoz" else np.int64) for c, v in kept.items()}
-        result.seconds[mname] = seconds
-    return result
+    opts = _Options(task, n_classes, batch_size, bool(latent), bool(keep_predictions), float(outlier_threshold),
+                    bool(progress), on_adversarial)
+    cells = {mname: _evaluate_model(mname, model, attacks, x, y, extra, opts) for mname, model in models.items()}
+    return GridResult.from_cells(task, cells, keep_distances=keep_distances, keep_predictions=keep_predictions)

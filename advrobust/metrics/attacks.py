@@ -10,7 +10,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from advrobust.metrics.photoz import ArrayLike, as_numpy
+from advrobust.metrics.helpers import ArrayLike, as_numpy
 
 __all__ = ["success_rate", "iterations_summary"]
 

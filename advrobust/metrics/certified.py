@@ -8,13 +8,31 @@ and 0 otherwise.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from advrobust.metrics.photoz import ArrayLike, as_numpy
+from advrobust.metrics.helpers import ArrayLike, as_numpy
 
-__all__ = ["certified_accuracy", "average_certified_radius"]
+__all__ = ["certified_counts", "certified_accuracy", "average_certified_radius"]
+
+
+def certified_counts(predictions: Tensor, radii: Tensor, labels: Tensor, at: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-batch sums behind the certificates, on the inputs' device (no host sync, no checks).
+
+    Args:
+        predictions, labels: ``(N,)`` classes (-1 = abstain); radii: ``(N,)`` float64 certified
+            radii (image units); at: ``(R,)`` float64 radii to score at.
+
+    Returns:
+        ``(R,)`` int64 count of the images correct with radius >= ``at[r]``, and the float64 sum
+        of the radii of the correct images (0 for the others).
+    """
+    correct = predictions == labels
+    at_r = (correct[:, None] & (radii[:, None] >= at.to(radii.device)[None, :])).sum(dim=0)
+    return at_r, torch.where(correct, radii, torch.zeros_like(radii)).sum()
 
 
 def _checked(predictions: ArrayLike, radii: ArrayLike, labels: ArrayLike, name: str):
@@ -46,12 +64,14 @@ def certified_accuracy(predictions: ArrayLike, radii: ArrayLike, labels: ArrayLi
         [0.3333333333333333, 0.3333333333333333]
     """
     p, r, y = _checked(predictions, radii, labels, "certified_accuracy")
-    grid = np.atleast_1d(np.asarray(at, dtype=np.float64))
-    correct = p == y
-    return np.array([float(np.mean(correct & (r >= g))) for g in grid])
+    grid = torch.tensor(np.atleast_1d(np.asarray(at, dtype=np.float64)))
+    at_r, _ = certified_counts(torch.tensor(p), torch.tensor(r), torch.tensor(y), grid)
+    return at_r.numpy() / p.size
 
 
 def average_certified_radius(predictions: ArrayLike, radii: ArrayLike, labels: ArrayLike) -> float:
     """Mean over images of the certified radius where correct, 0 elsewhere (image units)."""
     p, r, y = _checked(predictions, radii, labels, "average_certified_radius")
-    return float(np.mean(np.where(p == y, r, 0.0)))
+    _, radius_sum = certified_counts(torch.tensor(p), torch.tensor(r), torch.tensor(y),
+                                     torch.zeros(0, dtype=torch.float64))
+    return float(radius_sum) / p.size

@@ -7,13 +7,31 @@ matrix, so an accumulating metric only has to sum confusion matrices.
 """
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Tuple, Union
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from advrobust.metrics.photoz import ArrayLike, as_numpy
+from advrobust.metrics.helpers import ArrayLike, as_numpy
 
-__all__ = ["confusion_matrix", "classification_metrics", "metrics_from_confusion"]
+__all__ = ["confusion_counts", "confusion_matrix", "classification_metrics", "metrics_from_confusion"]
+
+
+def confusion_counts(y_true: Tensor, y_pred: Tensor, n_classes: int) -> Tuple[Tensor, Tensor]:
+    """The confusion counts of ``(N,)`` integer tensors, on their device and without a host sync.
+
+    Returns:
+        ``(n_classes, n_classes)`` int64 counts (row = true class, column = predicted class) of the
+        pairs with both indices in ``[0, n_classes)``, and the int64 count of the other pairs (left
+        out; the caller decides whether that is an error).
+    """
+    k = int(n_classes)
+    t, p = y_true.long(), y_pred.long()
+    inside = (t >= 0) & (t < k) & (p >= 0) & (p < k)
+    flat = torch.where(inside, t * k + p, torch.full_like(t, k * k))  # k * k: the "outside" bucket
+    counts = torch.zeros(k * k + 1, dtype=torch.int64, device=t.device).index_add_(0, flat, torch.ones_like(flat))
+    return counts[:-1].view(k, k), counts[-1]
 
 
 def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> np.ndarray:
@@ -38,8 +56,9 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> np
                              f"min {a.min()}, max {a.max()}")
     if t.shape != p.shape:
         raise ValueError(f"confusion_matrix: y_true and y_pred must have the same length, got {t.size} and {p.size}")
-    return np.bincount(t.astype(np.int64) * n_classes + p.astype(np.int64),
-                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    counts, _ = confusion_counts(torch.from_numpy(t.astype(np.int64)), torch.from_numpy(p.astype(np.int64)),
+                                 int(n_classes))
+    return counts.numpy()
 
 
 def metrics_from_confusion(cm: np.ndarray) -> Dict[str, Union[float, np.ndarray]]:

@@ -12,25 +12,38 @@ from typing import Dict, Sequence, Union
 import numpy as np
 import torch
 
-from advrobust.metrics.photoz import ArrayLike, as_numpy
+from advrobust.metrics.helpers import ArrayLike, as_numpy
 
-__all__ = ["latent_distances", "distance_summary", "js_distance", "shared_bins"]
+__all__ = ["latent_distance_rows", "latent_distances", "distance_summary", "js_distance", "shared_bins"]
+
+Latents = Union[torch.Tensor, np.ndarray]
 
 
-def latent_distances(clean: Union[torch.Tensor, np.ndarray], perturbed: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
+def latent_distance_rows(clean: Latents, perturbed: Latents) -> torch.Tensor:
+    """Euclidean distance per sample between ``(N, D)`` clean and perturbed latents: float64 ``(N,)``
+    on their device (NumPy: the CPU). Shapes are checked, values not (no host sync).
+
+    Raises:
+        ValueError: shapes differ or are not ``(N, D)`` with N >= 1.
+    """
+    a, b = (t.detach().double() if isinstance(t, torch.Tensor) else torch.tensor(np.asarray(t, np.float64))
+            for t in (clean, perturbed))
+    if a.dim() != 2 or a.shape != b.shape or a.shape[0] == 0:
+        raise ValueError(f"latent_distances: clean and perturbed must both be (N, D) with N >= 1, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    return ((a - b.to(a.device)) ** 2).sum(dim=1).sqrt()
+
+
+def latent_distances(clean: Latents, perturbed: Latents) -> np.ndarray:
     """Euclidean distance per sample between ``(N, D)`` clean and perturbed latents: float64 ``(N,)``.
 
     Raises:
         ValueError: shapes differ or are not ``(N, D)`` with N >= 1, or non-finite values.
     """
-    a, b = (t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
-            for t in (clean, perturbed))
-    if a.ndim != 2 or a.shape != b.shape or a.shape[0] == 0:
-        raise ValueError(f"latent_distances: clean and perturbed must both be (N, D) with N >= 1, got "
-                         f"{a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    d = latent_distance_rows(clean, perturbed).cpu().numpy()
+    if not np.all(np.isfinite(d)):
         raise ValueError("latent_distances: latents contain NaN or infinite values")
-    return np.sqrt(((a - b) ** 2).sum(axis=1))
+    return d
 
 
 def distance_summary(distances: ArrayLike) -> Dict[str, float]:

@@ -1,57 +1,21 @@
 """Photometric-redshift quality metrics (Campagne 2021, section 2).
 
-``dz = (z_phot - z_spec) / (1 + z_spec)`` (:func:`advrobust.redshift.delta_z`); ``bias = mean(dz)``;
+``dz = (z_phot - z_spec) / (1 + z_spec)`` (:func:`advrobust.redshift.delta_z`, re-exported here); ``bias = mean(dz)``;
 ``sigma_MAD = 1.4826 * median(|dz - median(dz)|)``; ``eta`` = fraction of outliers ``|dz| > 0.05``.
 Inputs are 1-D tensors or arrays of equal length; medians are the usual ones (the mean of the two
 middle values for an even count), computed in float64.
 """
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
-import torch
 
-from advrobust import redshift
+from advrobust.metrics.helpers import ArrayLike, as_numpy
+from advrobust.redshift import delta_z
 
-__all__ = ["as_numpy", "delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "photoz_metrics"]
-
-ArrayLike = Union[torch.Tensor, np.ndarray, list, tuple]
+__all__ = ["delta_z", "photoz_bias", "sigma_mad", "outlier_fraction", "photoz_metrics"]
 
 #: 1 / Phi^-1(3/4): makes the median absolute deviation of a Gaussian equal to its sigma
 MAD_TO_SIGMA = 1.4826
-
-
-def as_numpy(values: ArrayLike, name: str, dtype=np.float64) -> np.ndarray:
-    """A non-empty, finite 1-D NumPy array from a tensor, array or sequence (the one input rule of
-    :mod:`advrobust.metrics`); ``dtype=None`` keeps the input's dtype (e.g. integer labels).
-
-    Raises:
-        ValueError: not 1-D, empty, or NaN / infinite values.
-    """
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu()
-        values = (values.double() if dtype is not None or values.is_floating_point() else values).numpy()
-    array = np.asarray(values, dtype=dtype)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
-
-
-def delta_z(z_phot: ArrayLike, z_spec: ArrayLike) -> np.ndarray:
-    """Normalised residuals ``(z_phot - z_spec) / (1 + z_spec)``, float64 of shape ``(N,)``.
-
-    Raises:
-        ValueError: inputs not 1-D, of different lengths, non-finite, or ``z_spec <= -1``.
-    """
-    zp, zs = as_numpy(z_phot, "z_phot"), as_numpy(z_spec, "z_spec")
-    if zp.shape != zs.shape:
-        raise ValueError(f"z_phot and z_spec must have the same length, got {zp.size} and {zs.size}")
-    if np.any(zs <= -1):
-        raise ValueError("z_spec must be greater than -1")
-    return redshift.delta_z(zp, zs)
 
 
 def photoz_bias(dz: ArrayLike) -> float:
@@ -79,11 +43,11 @@ def photoz_metrics(z_phot: ArrayLike, z_spec: ArrayLike, outlier_threshold: floa
         outlier_threshold: ``|dz|`` above which a galaxy is an outlier.
 
     Raises:
-        ValueError: see :func:`delta_z`.
+        ValueError: inputs not 1-D, of different lengths, non-finite, or ``z_spec <= -1``.
 
     Example:
         >>> photoz_metrics([0.1, 0.52], [0.1, 0.5])["eta"]
         0.0
     """
-    dz = delta_z(z_phot, z_spec)
+    dz = delta_z(as_numpy(z_phot, "z_phot"), as_numpy(z_spec, "z_spec"))
     return {"bias": photoz_bias(dz), "sigma_mad": sigma_mad(dz), "eta": outlier_fraction(dz, outlier_threshold)}
