@@ -66,7 +66,9 @@ setup(
     ],
     # torchattacks (benchmark peer only) is not an extra: its dependencies pull torchvision and
     # another torch. Install it by hand with `pip install --no-deps torchattacks`.
-    extras_require={"test": ["pytest"]},
+    # qp-prob: qp files of binned p.d.f.s (advrobust.data.write_qp); pulls tables-io, tables, blosc2,
+    # numexpr, deprecated, no torch. properscoring: the tests' independent CRPS reference (numpy, scipy).
+    extras_require={"qp": ["qp-prob"], "test": ["pytest", "qp-prob", "properscoring"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["advrobust=advrobust.cli:main"]},

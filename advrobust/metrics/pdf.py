@@ -4,7 +4,8 @@ A p.d.f. here is a row of ``(N, bins)`` probabilities per bin over increasing bi
 ``(bins + 1,)`` (e.g. :func:`advrobust.redshift.bin_edges`; a photo-z model's softmax), read as a
 piecewise-constant density ``f(z) = p_k / w_k`` on bin ``k`` of width ``w_k`` (``qp.hist``), zero
 outside the edges. Its CDF ``F`` is piecewise linear. Rows must sum to 1 (within ``1e-3``; they are
-then renormalised exactly). Redshifts are dimensionless; everything is computed in float64.
+then renormalised exactly; the input rules: :mod:`advrobust.binned_pdf`). Redshifts are
+dimensionless; everything is computed in float64.
 
 Per object (:func:`pdf_columns`):
 
@@ -50,6 +51,7 @@ import torch
 from scipy import stats
 
 from advrobust import redshift
+from advrobust.binned_pdf import check_edges, check_pdf
 from advrobust.metrics.accumulate import Metric
 from advrobust.metrics.photoz import ArrayLike, as_numpy
 
@@ -58,43 +60,14 @@ __all__ = ["pdf_columns", "pit_statistics", "pdf_metrics", "stacked_nz", "nz_com
 
 #: RAIL's PIT outlier limits: PIT < 1e-4 or PIT > 1 - 1e-4
 PIT_OUTLIER_LIMIT = 1e-4
-#: tolerance on the sum of a p.d.f. row (probabilities per bin)
-_SUM_TOLERANCE = 1e-3
 #: rows per chunk in :func:`pdf_columns`, bounding its temporaries to ~100 MB at 180 bins
 _CHUNK_ROWS = 1 << 14
 _AD_VARIANT = {"variant": "midrank"} if "variant" in inspect.signature(stats.anderson_ksamp).parameters else {}
 
 
-def _check_edges(edges: ArrayLike) -> np.ndarray:
-    e = as_numpy(edges, "edges")
-    if e.size < 2 or not np.all(np.diff(e) > 0):
-        raise ValueError(f"edges must be at least 2 strictly increasing values, got {e[:8]}{'...' if e.size > 8 else ''}")
-    return e
-
-
-def _check_pdf(pdf: ArrayLike, edges: np.ndarray, name: str = "pdf") -> np.ndarray:
-    """``(N, bins)`` float64 rows, non-negative, finite, each renormalised to sum exactly 1."""
-    if isinstance(pdf, torch.Tensor):
-        pdf = pdf.detach().cpu().double().numpy()
-    p = np.asarray(pdf, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] != edges.size - 1:
-        raise ValueError(f"{name} must have shape (N, {edges.size - 1}) (one probability per bin of the "
-                         f"{edges.size} edges), got {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if np.any(p < 0):
-        raise ValueError(f"{name} has negative probabilities (min {p.min():.3g}): pass probabilities, not logits")
-    sums = p.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1) > _SUM_TOLERANCE)
-    if bad.size:
-        raise ValueError(f"{name} rows must sum to 1 (probabilities per bin, e.g. a softmax); row {bad[0]} "
-                         f"sums to {sums[bad[0]]:.6g} ({bad.size} rows off by more than {_SUM_TOLERANCE})")
-    return p / sums[:, None]
-
-
 def _check_inputs(pdf: ArrayLike, z_spec: ArrayLike, edges: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    e = _check_edges(edges)
-    p = _check_pdf(pdf, e)
+    e = check_edges(edges)
+    p = check_pdf(pdf, e)
     z = as_numpy(z_spec, "z_spec")
     if z.size != p.shape[0]:
         raise ValueError(f"pdf has {p.shape[0]} rows but z_spec has {z.size} values")
@@ -208,7 +181,7 @@ def pdf_metrics(pdf: ArrayLike, z_spec: ArrayLike, edges: ArrayLike, *,
 
 def stacked_nz(pdf: ArrayLike, edges: ArrayLike) -> np.ndarray:
     """The sample's redshift distribution: the mean of the rows, float64 ``(bins,)`` summing to 1."""
-    return _check_pdf(pdf, _check_edges(edges)).mean(axis=0)
+    return check_pdf(pdf, check_edges(edges)).mean(axis=0)
 
 
 def _abs_linear_integral(width: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -229,9 +202,9 @@ def nz_compare(nz_clean: ArrayLike, nz_perturbed: ArrayLike, edges: ArrayLike) -
     Raises:
         ValueError: see :func:`pdf_columns`.
     """
-    e = _check_edges(edges)
-    a = _check_pdf(np.atleast_2d(as_numpy(nz_clean, "nz_clean")), e, "nz_clean")[0]
-    b = _check_pdf(np.atleast_2d(as_numpy(nz_perturbed, "nz_perturbed")), e, "nz_perturbed")[0]
+    e = check_edges(edges)
+    a = check_pdf(np.atleast_2d(as_numpy(nz_clean, "nz_clean")), e, "nz_clean")[0]
+    b = check_pdf(np.atleast_2d(as_numpy(nz_perturbed, "nz_perturbed")), e, "nz_perturbed")[0]
     centres = (e[:-1] + e[1:]) / 2
     d = np.concatenate([[0.0], np.cumsum(b - a)])
     d[-1] = 0.0
@@ -257,7 +230,7 @@ class PdfAccumulator(Metric):
 
     def __init__(self, edges: ArrayLike, *, ad_range: Sequence[float] = (0.0, 1.0), sync: bool = True) -> None:
         super().__init__(sync=sync)
-        self.edges = _check_edges(edges)
+        self.edges = check_edges(edges)
         self.ad_range = tuple(float(v) for v in ad_range)
         self.add_state("pit", "cat")
         self.add_state("crps", "cat")
@@ -288,12 +261,12 @@ class NzShiftAccumulator(Metric):
 
     def __init__(self, edges: ArrayLike, *, sync: bool = True) -> None:
         super().__init__(sync=sync)
-        self.edges = _check_edges(edges)
+        self.edges = check_edges(edges)
         self.add_state("sums", "sum", torch.zeros(2, self.edges.size - 1, dtype=torch.float64))
         self.add_state("counts", "sum", torch.zeros(2, dtype=torch.float64))
 
     def update(self, pdf_clean: ArrayLike, pdf_perturbed: ArrayLike) -> None:
-        a, b = _check_pdf(pdf_clean, self.edges, "pdf_clean"), _check_pdf(pdf_perturbed, self.edges, "pdf_perturbed")
+        a, b = check_pdf(pdf_clean, self.edges, "pdf_clean"), check_pdf(pdf_perturbed, self.edges, "pdf_perturbed")
         self._add("sums", torch.from_numpy(np.stack([a.sum(axis=0), b.sum(axis=0)])))
         self._add("counts", torch.tensor([a.shape[0], b.shape[0]], dtype=torch.float64))
 
