@@ -83,12 +83,13 @@ def _chunk_columns(p: np.ndarray, z: np.ndarray, e: np.ndarray) -> Tuple[np.ndar
     """PIT, CRPS and the CDE-loss term ``integral f^2 - 2 f(z_spec)`` of checked rows."""
     w = np.diff(e)
     cdf = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1)], axis=1)  # (n, bins + 1)
+    np.minimum(cdf, 1.0, out=cdf)  # a cumulative sum may pass 1 by a rounding error
     cdf[:, -1] = 1.0
     j = redshift.redshift_to_bin(torch.from_numpy(z), torch.from_numpy(e)).numpy()  # clipped into the edges
     rows = np.arange(p.shape[0])
     y = np.clip(z, e[j], e[j + 1])
     f_lo, f_hi, p_j = cdf[rows, j], cdf[rows, j + 1], p[rows, j]
-    pit = f_lo + p_j * (y - e[j]) / w[j]
+    pit = np.clip(f_lo + p_j * (y - e[j]) / w[j], 0.0, 1.0)
     # CRPS: F^2 over the bins below z_spec's, (1 - F)^2 over those above, split inside its bin, tails outside
     below = np.cumsum(_segment_square_integral(w, cdf[:, :-1], cdf[:, 1:]), axis=1)
     above = np.cumsum(_segment_square_integral(w, 1 - cdf[:, 1:], 1 - cdf[:, :-1])[:, ::-1], axis=1)[:, ::-1]
