@@ -31,6 +31,7 @@ def _cdf(p_row, edges):
     return lambda x: np.interp(x, edges, knots, left=0.0, right=1.0)
 
 
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")  # quad at the kinks, checked below
 def test_crps_matches_properscoring_quadrature():
     properscoring = pytest.importorskip("properscoring")
     p, z, edges = _sample()
@@ -62,6 +63,7 @@ def test_pit_matches_qp():
     np.testing.assert_allclose(pdf_columns(p, z, edges)["pit"], _qp_pit(p, z, edges).pit_samps, rtol=0, atol=1e-15)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # scipy's notes to qp's anderson_ksamp call
 def test_pit_statistics_match_qp():
     # PIT strictly inside (0, 1): qp's PIT values carry rounding errors (1 + 4e-16 for a z_spec above
     # the edges) that change the ties the rank-based AD statistic sees; away from ties both agree

@@ -80,8 +80,8 @@ def write_qp(path: str | os.PathLike, pdf: ArrayLike, edges: ArrayLike, *,
     qp = import_qp()
     e = check_edges(edges)
     p = check_pdf(pdf, e)
-    ancil = {name: _ancil_column(values, p.shape[0], name)
-             for name, values in (("id", ids), ("z_spec", z_spec)) if values is not None}
+    ancil = {column: _ancil_column(values, p.shape[0], argument)
+             for column, argument, values in (("id", "ids", ids), ("z_spec", "z_spec", z_spec)) if values is not None}
     ensemble = qp.Ensemble(qp.hist, data={"bins": e, "pdfs": p / np.diff(e), "norm": False, "warn": False})
     if ancil:
         ensemble.set_ancil(ancil)
