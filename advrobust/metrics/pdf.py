@@ -16,10 +16,10 @@ Per object (:func:`pdf_columns`):
 Over a sample (:func:`pit_statistics`, :func:`pdf_metrics`), the PIT meta-metrics of RAIL's
 evaluator (``qp.metrics.pit.PIT``, used by ``rail.evaluation``):
 
-* ``pit_ks``: Kolmogorov-Smirnov statistic of the PIT values against U(0, 1)
-  (``scipy.stats.kstest``), ``sup |ECDF(u) - u|``;
-* ``pit_cvm``: Cramer-von Mises statistic against U(0, 1) (``scipy.stats.cramervonmises``),
-  ``1/(12n) + sum_i ((2i - 1)/(2n) - u_(i))^2``, not divided by ``n``;
+* ``pit_ks``: Kolmogorov-Smirnov statistic of the PIT values against U(0, 1), ``sup |ECDF(u) - u|``
+  (the statistic of RAIL's ``scipy.stats.kstest``, in closed form on the sorted values ``u_(i)``);
+* ``pit_cvm``: Cramer-von Mises statistic against U(0, 1), ``1/(12n) + sum_i ((2i - 1)/(2n) - u_(i))^2``
+  (not divided by ``n``; the statistic of RAIL's ``scipy.stats.cramervonmises``, without its p-value);
 * ``pit_ad``: RAIL's Anderson-Darling statistic: the PIT values inside ``ad_range`` (default
   ``[0, 1]``, i.e. all of them; RAIL's ``pit_min`` / ``pit_max``) against as many evenly spaced points
   on that range, by the k-sample test ``scipy.stats.anderson_ksamp`` (midrank variant, the
@@ -74,33 +74,36 @@ def _check_inputs(pdf: ArrayLike, z_spec: ArrayLike, edges: ArrayLike) -> Tuple[
     return p, z, e
 
 
-def _segment_square_integral(width: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integral of ``g^2`` over a segment of ``width`` where ``g`` goes linearly from ``a`` to ``b``."""
-    return width * (a * a + a * b + b * b) / 3.0
-
-
 def _chunk_columns(p: np.ndarray, z: np.ndarray, e: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PIT, CRPS and the CDE-loss term ``integral f^2 - 2 f(z_spec)`` of checked rows."""
-    w = np.diff(e)
-    cdf = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1)], axis=1)  # (n, bins + 1)
+    """PIT, CRPS and the CDE-loss term ``integral f^2 - 2 f(z_spec)`` of checked rows.
+
+    With ``y`` = z_spec clipped into the edges, ``(F - 1[z >= z_spec])^2 = F^2 + 1[z >= y] (1 - 2 F)``
+    gives ``CRPS = int F^2 + (e_B - y) - 2 int_y^e_B F`` over the edges, plus the distance of a
+    z_spec outside them; ``int F^2`` over a bin where ``F`` goes linearly from ``a`` to ``b`` is
+    ``w (a^2 + a b + b^2) / 3``, and ``int_e_0^x F = E[(x - Z)^+]`` (``x - c_k`` for a bin below ``x``).
+    """
+    n, n_bins = p.shape
+    w, centres = np.diff(e), (e[:-1] + e[1:]) / 2
+    cdf = np.empty((n, n_bins + 1))  # F at the edges
+    cdf[:, 0] = 0.0
+    np.cumsum(p, axis=1, out=cdf[:, 1:])
     np.minimum(cdf, 1.0, out=cdf)  # a cumulative sum may pass 1 by a rounding error
     cdf[:, -1] = 1.0
     j = redshift.redshift_to_bin(torch.from_numpy(z), torch.from_numpy(e)).numpy()  # clipped into the edges
-    rows = np.arange(p.shape[0])
+    rows = np.arange(n)
     y = np.clip(z, e[j], e[j + 1])
-    f_lo, f_hi, p_j = cdf[rows, j], cdf[rows, j + 1], p[rows, j]
+    f_lo, p_j = cdf[rows, j], p[rows, j]
     pit = np.clip(f_lo + p_j * (y - e[j]) / w[j], 0.0, 1.0)
-    # CRPS: F^2 over the bins below z_spec's, (1 - F)^2 over those above, split inside its bin, tails outside
-    below = np.cumsum(_segment_square_integral(w, cdf[:, :-1], cdf[:, 1:]), axis=1)
-    above = np.cumsum(_segment_square_integral(w, 1 - cdf[:, 1:], 1 - cdf[:, :-1])[:, ::-1], axis=1)[:, ::-1]
-    n_bins = w.size
-    crps = (np.where(j > 0, below[rows, np.maximum(j - 1, 0)], 0.0)
-            + np.where(j < n_bins - 1, above[rows, np.minimum(j + 1, n_bins - 1)], 0.0)
-            + _segment_square_integral(y - e[j], f_lo, pit)
-            + _segment_square_integral(e[j + 1] - y, 1 - pit, 1 - f_hi)
+    w_at_edges = np.concatenate([w, [0.0]]) + np.concatenate([[0.0], w])
+    int_f2 = ((cdf * cdf) @ w_at_edges + (cdf[:, :-1] * cdf[:, 1:]) @ w) / 3.0
+    mass_times_centre = np.cumsum(p * centres, axis=1)  # sum_{k <= i} p_k c_k
+    int_f_to_y = (e[j] * f_lo - np.where(j > 0, mass_times_centre[rows, np.maximum(j - 1, 0)], 0.0)
+                  + (y - e[j]) * (f_lo + pit) / 2)
+    int_f_all = e[-1] - mass_times_centre[:, -1]
+    crps = (int_f2 + (e[-1] - y) - 2.0 * (int_f_all - int_f_to_y)
             + np.maximum(e[0] - z, 0.0) + np.maximum(z - e[-1], 0.0))
     inside = (z >= e[0]) & (z <= e[-1])
-    cde = np.sum(p * p / w, axis=1) - 2.0 * np.where(inside, p_j / w[j], 0.0)
+    cde = (p * p) @ (1.0 / w) - 2.0 * np.where(inside, p_j / w[j], 0.0)
     return pit, crps, cde
 
 
@@ -150,8 +153,10 @@ def pit_statistics(pit: ArrayLike, *, ad_range: Sequence[float] = (0.0, 1.0)) ->
             ad = float(stats.anderson_ksamp([kept, np.linspace(lo, hi, kept.size)], **_AD_VARIANT).statistic)
     else:
         ad = float("nan")
-    return {"pit_ks": float(stats.kstest(u, "uniform").statistic),
-            "pit_cvm": float(stats.cramervonmises(u, "uniform").statistic),
+    u, n = np.sort(u), u.size
+    i = np.arange(1, n + 1)
+    return {"pit_ks": float(max(np.max(i / n - u), np.max(u - (i - 1) / n))),
+            "pit_cvm": float(1.0 / (12 * n) + np.sum(((2 * i - 1) / (2.0 * n) - u) ** 2)),
             "pit_ad": ad,
             "pit_outlier_rate": float(np.mean((u < PIT_OUTLIER_LIMIT) | (u > 1 - PIT_OUTLIER_LIMIT)))}
 
