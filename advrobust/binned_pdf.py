@@ -21,9 +21,10 @@ ArrayLike = Union[torch.Tensor, np.ndarray, list, tuple]
 
 
 def _float64(values: ArrayLike) -> np.ndarray:
+    """A float64 copy (never a view of the caller's memory: :func:`check_pdf` normalises in place)."""
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64)
+        return values.detach().to("cpu", torch.float64, copy=True).numpy()
+    return np.array(values, dtype=np.float64)
 
 
 def check_edges(edges: ArrayLike) -> np.ndarray:
@@ -69,4 +70,5 @@ def check_pdf(pdf: ArrayLike, edges: np.ndarray, name: str = "pdf") -> np.ndarra
     if bad.size:
         raise ValueError(f"{name} rows must sum to 1 (probabilities per bin, e.g. a softmax); row {bad[0]} "
                          f"sums to {sums[bad[0]]:.6g} ({bad.size} rows off by more than {SUM_TOLERANCE})")
-    return p / sums[:, None]
+    p /= sums[:, None]
+    return p

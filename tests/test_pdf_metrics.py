@@ -213,3 +213,12 @@ def test_float32_softmax_rows_are_accepted():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_inputs_are_not_modified():
+    p = np.array([[0.2, 0.8001], [0.5, 0.5]])
+    t = torch.tensor(p)
+    pdf_metrics(p, [0.1, 0.2], [0.0, 0.5, 1.0])
+    pdf_metrics(t, [0.1, 0.2], [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(p, [[0.2, 0.8001], [0.5, 0.5]])
+    assert torch.equal(t, torch.tensor([[0.2, 0.8001], [0.5, 0.5]], dtype=torch.float64))
