@@ -62,6 +62,7 @@ __all__ = ["pdf_columns", "pit_statistics", "pdf_metrics", "stacked_nz", "nz_com
 PIT_OUTLIER_LIMIT = 1e-4
 #: rows per chunk in :func:`pdf_columns`, bounding its temporaries to ~100 MB at 180 bins
 _CHUNK_ROWS = 1 << 14
+#: RAIL's (qp's) AD is scipy's default midrank statistic; scipy >= 1.17 asks for it by name
 _AD_VARIANT = {"variant": "midrank"} if "variant" in inspect.signature(stats.anderson_ksamp).parameters else {}
 
 
@@ -215,8 +216,9 @@ def nz_compare(nz_clean: ArrayLike, nz_perturbed: ArrayLike, edges: ArrayLike) -
     d = np.concatenate([[0.0], np.cumsum(b - a)])
     d[-1] = 0.0
     mean_a, mean_b = float(a @ centres), float(b @ centres)
+    wasserstein1 = float(np.sum(_abs_linear_integral(np.diff(e), d[:-1], d[1:])))
     return {"nz_clean": a, "nz_perturbed": b, "mean_z_clean": mean_a, "mean_z_perturbed": mean_b,
-            "mean_shift": mean_b - mean_a, "wasserstein1": float(np.sum(_abs_linear_integral(np.diff(e), d[:-1], d[1:])))}
+            "mean_shift": mean_b - mean_a, "wasserstein1": wasserstein1}
 
 
 def nz_shift(pdf_clean: ArrayLike, pdf_perturbed: ArrayLike, edges: ArrayLike) -> Dict[str, object]:
