@@ -67,11 +67,14 @@ setup(
     # torchattacks (benchmark peer only) is not an extra: its dependencies pull torchvision and
     # another torch. Install it by hand with `pip install --no-deps torchattacks`.
     extras_require={
-        # everything the test suite needs (tests/test_bench_suite.py runs a bench case)
-        "test": ["pytest", "pytest-benchmark>=4", "lsdb"],
+        # everything the test suite needs: pytest-benchmark (tests/test_bench_suite.py runs a bench
+        # case), lsdb (HATS output), qp-prob (qp files), properscoring (the tests' independent CRPS)
+        "test": ["pytest", "pytest-benchmark>=4", "lsdb", "qp-prob", "properscoring"],
         # pytest-benchmark pulls pytest and py-cpuinfo only, no torch
         "bench": ["pytest", "pytest-benchmark>=4"],
         "hats": ["lsdb"],  # HATS catalog output of the scan (lsdb pulls hats, dask, nested-pandas)
+        # qp files of binned p.d.f.s (advrobust.data.write_qp); pulls tables-io, tables, blosc2, numexpr
+        "qp": ["qp-prob"],
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
