@@ -18,7 +18,8 @@ from typing import Dict
 import numpy as np
 
 from advrobust.metrics.accumulate import PhotozAccumulator
-from advrobust.metrics.photoz import ArrayLike, delta_z
+from advrobust.metrics.helpers import ArrayLike, as_numpy
+from advrobust.metrics.photoz import delta_z
 
 __all__ = ["rail_point_metrics", "RailPointAccumulator", "IQR_TO_SIGMA", "RAIL_OUTLIER_FLOOR"]
 
@@ -42,7 +43,7 @@ def rail_point_metrics(z_phot: ArrayLike, z_spec: ArrayLike) -> Dict[str, float]
         >>> rail_point_metrics([0.1, 0.5, 0.5, 0.5, 1.0], [0.5] * 5)["outlier_rate_rail"]  # sigma_iqr = 0
         0.4
     """
-    dz = delta_z(z_phot, z_spec)
+    dz = delta_z(as_numpy(z_phot, "z_phot"), as_numpy(z_spec, "z_spec"))
     q75, q25 = np.percentile(dz, [75.0, 25.0])
     sigma_iqr = float((q75 - q25) / IQR_TO_SIGMA)
     threshold = max(RAIL_OUTLIER_FLOOR, 3.0 * sigma_iqr)
