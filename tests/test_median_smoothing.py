@@ -94,6 +94,8 @@ def test_photoz_model_is_smoothed_on_z_phot():
                                                 generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         z = model.z_phot(x, ebv).double()
+    with pytest.raises(ValueError, match="pass ebv"):
+        SmoothRegression(model, 1e-3).certify(x, 0.0, alpha=0.01, n=8, batch_size=8)
     assert torch.allclose(out.median, z, atol=1e-5)
     assert bool((out.lo <= out.median).all() and (out.median <= out.hi).all())
 

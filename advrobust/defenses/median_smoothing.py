@@ -145,6 +145,9 @@ class SmoothRegression:
             raise ValueError(f"SmoothRegression.certify: alpha must be in (0, 1), got {alpha}")
         check_number("SmoothRegression.certify", "n", n, integer=True, positive=True)
         check_number("SmoothRegression.certify", "batch_size", batch_size, integer=True, positive=True)
+        if isinstance(self.model, PhotozModel) and len(extra) != 1:
+            raise ValueError(f"SmoothRegression.certify: a photo-z model takes (image, ebv): pass ebv after the radius, "
+                             f"certify(x, radius, ebv, ...), got {len(extra)} extra inputs")
         for i, e in enumerate(extra):
             if not isinstance(e, Tensor) or e.dim() == 0 or e.shape[0] != x.shape[0]:
                 raise ValueError(f"SmoothRegression.certify: extra input {i} must be a tensor with {x.shape[0]} rows "
