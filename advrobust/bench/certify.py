@@ -35,7 +35,7 @@ from advrobust.train import Trainer
 HELP = "adaptive certification vs Cohen et al.'s n = 100,000: evaluations and time per object (bench/RESULTS_certify.md)"
 
 #: option -> (full run, --quick) value, for the options not given on the command line
-SIZES = {"n_objects": (100, 12), "n_cohen": (2, 1), "n_train": (1200, 200), "epochs": (3, 1), "cohen_n": (100_000, 10_000)}
+SIZES = {"n_objects": (60, 12), "n_cohen": (1, 1), "n_train": (1000, 200), "epochs": (3, 1), "cohen_n": (100_000, 10_000)}
 SIGMA, ALPHA, N0, RADII_SIGMA, QUANTILES = 0.1, 0.001, 100, (0.0, 0.5, 1.0, 1.5, 2.0), (0.0, 0.1, 0.25, 0.5, 0.75,
                                                                                          0.9, 1.0)
 
@@ -68,10 +68,12 @@ def run(args, command: str) -> None:
     emit = lines.emit
     t0 = time.perf_counter()
     model, x = trained_model(args, device)
+    print(f"trained in {time.perf_counter() - t0:.0f} s; certifying", flush=True)
     smooth, radii = Smooth(model, 3, SIGMA), [r * SIGMA for r in RADII_SIGMA]
     gen = lambda seed: torch.Generator(device=device).manual_seed(seed)  # noqa: E731
     t_adaptive, adaptive = harness.timed_call(lambda: smooth.certify_adaptive(
         x, radii, alpha=ALPHA, n_max=args.cohen_n, batch_size=args.batch_size, generator=gen(1)), device)
+    print(f"adaptive: {t_adaptive:.0f} s, {int(adaptive.samples.sum()):,} evaluations", flush=True)
     k = min(args.n_cohen, x.shape[0])
     t_cohen, (pred, radius) = harness.timed_call(
         lambda: smooth.certify_batch(x[:k], N0, args.cohen_n, ALPHA, args.batch_size, generator=gen(2)), device)
