@@ -13,8 +13,8 @@ the galaxies' median half-light radius shrinks from 1.5 to size * 0.2 / 6.4 arcs
 
 Measured: model evaluations per object (the ``samples`` of each certificate; Cohen's is n0 + n for
 every object) with their quantiles, wall time per object (adaptive: the whole batch / objects;
-Cohen: measured on the first ``--n-cohen`` objects only, the evaluation count being fixed), and the
-certified-at-r decisions of both on those objects.
+Cohen: measured on ``--n-cohen`` objects only, the evaluation count being fixed), and the
+certified-at-r decisions of both on those objects, chosen from the median to the hardest by adaptive samples.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from advrobust.train import Trainer
 HELP = "adaptive certification vs Cohen et al.'s n = 100,000: evaluations and time per object (bench/RESULTS_certify.md)"
 
 #: option -> (full run, --quick) value, for the options not given on the command line
-SIZES = {"n_objects": (60, 12), "n_cohen": (1, 1), "n_train": (1000, 200), "epochs": (3, 1), "cohen_n": (100_000, 10_000)}
+SIZES = {"n_objects": (60, 12), "n_cohen": (4, 2), "n_train": (1000, 200), "epochs": (3, 1), "cohen_n": (100_000, 10_000)}
 SIGMA, ALPHA, N0, RADII_SIGMA, QUANTILES = 0.1, 0.001, 100, (0.0, 0.5, 1.0, 1.5, 2.0), (0.0, 0.1, 0.25, 0.5, 0.75,
                                                                                          0.9, 1.0)
 
@@ -52,6 +52,14 @@ def trained_model(args, device: torch.device):
             fields=("image", "label")).fit(SurveyDataset(x[:args.n_train], {"label": y[:args.n_train]}, augment=True),
                                            args.epochs, batch_size=32)
     return model.eval(), x[args.n_train:].to(device)
+
+
+def spread_by_samples(samples: np.ndarray, k: int) -> np.ndarray:
+    """Indices of ``k`` distinct objects at evenly spaced quantiles (from the median up to the maximum) of
+    the adaptive samples: easy and hard objects alike, not the first ones only."""
+    order = np.argsort(samples, kind="stable")
+    ranks = np.unique(np.round(np.linspace(0.5, 1.0, k) * (len(order) - 1)).astype(int))
+    return order[ranks]
 
 
 def quantile_row(name: str, values: np.ndarray) -> str:
@@ -74,9 +82,10 @@ def run(args, command: str) -> None:
     t_adaptive, adaptive = harness.timed_call(lambda: smooth.certify_adaptive(
         x, radii, alpha=ALPHA, n_max=args.cohen_n, batch_size=args.batch_size, generator=gen(1)), device)
     print(f"adaptive: {t_adaptive:.0f} s, {int(adaptive.samples.sum()):,} evaluations", flush=True)
-    k = min(args.n_cohen, x.shape[0])
-    t_cohen, (pred, radius) = harness.timed_call(
-        lambda: smooth.certify_batch(x[:k], N0, args.cohen_n, ALPHA, args.batch_size, generator=gen(2)), device)
+    chosen = spread_by_samples(adaptive.samples.numpy(), args.n_cohen)
+    k = len(chosen)
+    t_cohen, (pred, radius) = harness.timed_call(lambda: smooth.certify_batch(
+        x[torch.from_numpy(chosen).to(x.device)], N0, args.cohen_n, ALPHA, args.batch_size, generator=gen(2)), device)
     cohen = (pred[:, None] >= 0) & (radius[:, None] >= torch.tensor(radii, dtype=torch.float64)[None, :])
     samples = adaptive.samples.numpy()
     emit(f"Model: morphology_small on {args.size}x{args.size} gri stamps, trained {args.epochs} epochs on "
@@ -110,17 +119,17 @@ def run(args, command: str) -> None:
         f"r = {r:g}: {f:.0%}" for r, f in zip(radii, adaptive.certified.double().mean(0).tolist()))
         + f"; abstained {float((adaptive.prediction < 0).double().mean()):.0%}.")
     emit()
-    emit(f"Side by side on the first {k} objects, certified by both procedures (Cohen's at n0 = {N0}, "
-         f"n = {args.cohen_n:,}):")
+    emit(f"Side by side on {k} objects certified by both procedures (Cohen's at n0 = {N0}, n = {args.cohen_n:,}), "
+         "chosen at evenly spaced quantiles of the adaptive samples from the median to the maximum:")
     emit()
     emit("| object | Cohen prediction, radius | Cohen certified at r | adaptive prediction, radius | adaptive certified "
          "at r | adaptive samples |")
     emit("|---|---|---|---|---|---|")
-    for i in range(k):
-        bits = lambda c: "".join("1" if v else "0" for v in c.tolist())  # noqa: E731
-        emit(f"| {i} | {int(pred[i])}, {float(radius[i]):.4f} | {bits(cohen[i])} | {int(adaptive.prediction[i])}, "
-             f"{float(adaptive.radius[i]):.4f} | {bits(adaptive.certified[i])} | {int(samples[i]):,} |")
-    same = bool(torch.equal(adaptive.certified[:k] & cohen, cohen))
+    bits = lambda c: "".join("1" if v else "0" for v in c.tolist())  # noqa: E731
+    for i, j in enumerate(chosen):
+        emit(f"| {j} | {int(pred[i])}, {float(radius[i]):.4f} | {bits(cohen[i])} | {int(adaptive.prediction[j])}, "
+             f"{float(adaptive.radius[j]):.4f} | {bits(adaptive.certified[j])} | {int(samples[j]):,} |")
+    same = bool(torch.equal(adaptive.certified[torch.from_numpy(chosen)] & cohen, cohen))
     emit()
     emit(f"Every certified-at-r decision of Cohen's on these objects is also the adaptive one's: {same} "
          "(bits: certified at each radius, in order).")
@@ -133,7 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     harness.add_common_arguments(parser, "RESULTS_certify.md")
     sizes = lambda k: harness.size_help(SIZES, k)  # noqa: E731
     parser.add_argument("--n-objects", type=int, help=f"test objects certified adaptively {sizes('n_objects')}")
-    parser.add_argument("--n-cohen", type=int, help=f"of them, certified by Cohen's fixed n too {sizes('n_cohen')}")
+    parser.add_argument("--n-cohen", type=int, help=f"of them, certified by Cohen's fixed n too, spread over the adaptive samples' quantiles "
+                                                   f"{sizes('n_cohen')}")
     parser.add_argument("--cohen-n", type=int, help=f"Cohen's n, and the adaptive n_max {sizes('cohen_n')}")
     parser.add_argument("--n-train", type=int, help=f"training galaxies {sizes('n_train')}")
     parser.add_argument("--epochs", type=int, help=f"training epochs {sizes('epochs')}")
