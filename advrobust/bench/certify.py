@@ -32,10 +32,12 @@ from advrobust.defenses import NoisyTraining, Smooth
 from advrobust.models import create
 from advrobust.train import Trainer
 
-HELP = "adaptive certification vs Cohen et al.'s n = 100,000: evaluations and time per object (bench/RESULTS_certify.md)"
+HELP = ("adaptive certification vs Cohen et al.'s n = 100,000: evaluations and time per object "
+        "(bench/RESULTS_certify.md)")
 
 #: option -> (full run, --quick) value, for the options not given on the command line
-SIZES = {"n_objects": (60, 12), "n_cohen": (4, 2), "n_train": (1000, 200), "epochs": (3, 1), "cohen_n": (100_000, 10_000)}
+SIZES = {"n_objects": (60, 12), "n_cohen": (4, 2), "n_train": (1000, 200), "epochs": (3, 1),
+         "cohen_n": (100_000, 10_000)}
 SIGMA, ALPHA, N0, RADII_SIGMA, QUANTILES = 0.1, 0.001, 100, (0.0, 0.5, 1.0, 1.5, 2.0), (0.0, 0.1, 0.25, 0.5, 0.75,
                                                                                          0.9, 1.0)
 
@@ -63,7 +65,8 @@ def spread_by_samples(samples: np.ndarray, k: int) -> np.ndarray:
 
 
 def quantile_row(name: str, values: np.ndarray) -> str:
-    return f"| {name} | " + " | ".join(f"{q:,.0f}" for q in np.quantile(values, QUANTILES)) + f" | {values.mean():,.0f} |"
+    cells = " | ".join(f"{q:,.0f}" for q in np.quantile(values, QUANTILES))
+    return f"| {name} | {cells} | {values.mean():,.0f} |"
 
 
 def run(args, command: str) -> None:
@@ -89,11 +92,12 @@ def run(args, command: str) -> None:
     cohen = (pred[:, None] >= 0) & (radius[:, None] >= torch.tensor(radii, dtype=torch.float64)[None, :])
     samples = adaptive.samples.numpy()
     emit(f"Model: morphology_small on {args.size}x{args.size} gri stamps, trained {args.epochs} epochs on "
-         f"{args.n_train} simulated Y10 galaxies with Gaussian noise sigma = {SIGMA} (preprocessed units), as the demo's "
-         f"noise-trained classifier. Smoothing sigma {SIGMA}, alpha {ALPHA}, radii "
+         f"{args.n_train} simulated Y10 galaxies with Gaussian noise sigma = {SIGMA} (preprocessed units), as the "
+         f"demo's noise-trained classifier. Smoothing sigma {SIGMA}, alpha {ALPHA}, radii "
          f"{', '.join(f'{r:g}' for r in radii)} (0 to 2 sigma, L2, preprocessed image units); "
-         f"{x.shape[0]} test objects; forward passes of {args.batch_size} rows; {torch.get_num_threads()} torch thread(s). "
-         "The machine is shared with other jobs (contended): wall times are indicative, evaluation counts are exact.")
+         f"{x.shape[0]} test objects; forward passes of {args.batch_size} rows; {torch.get_num_threads()} torch "
+         "thread(s). The machine is shared with other jobs (contended): wall times are indicative, evaluation "
+         "counts are exact.")
     emit()
     emit(f"## Model evaluations per object ({x.shape[0]} objects)")
     emit()
@@ -122,8 +126,8 @@ def run(args, command: str) -> None:
     emit(f"Side by side on {k} objects certified by both procedures (Cohen's at n0 = {N0}, n = {args.cohen_n:,}), "
          "chosen at evenly spaced quantiles of the adaptive samples from the median to the maximum:")
     emit()
-    emit("| object | Cohen prediction, radius | Cohen certified at r | adaptive prediction, radius | adaptive certified "
-         "at r | adaptive samples |")
+    emit("| object | Cohen prediction, radius | Cohen certified at r | adaptive prediction, radius | "
+         "adaptive certified at r | adaptive samples |")
     emit("|---|---|---|---|---|---|")
     bits = lambda c: "".join("1" if v else "0" for v in c.tolist())  # noqa: E731
     for i, j in enumerate(chosen):
@@ -142,8 +146,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     harness.add_common_arguments(parser, "RESULTS_certify.md")
     sizes = lambda k: harness.size_help(SIZES, k)  # noqa: E731
     parser.add_argument("--n-objects", type=int, help=f"test objects certified adaptively {sizes('n_objects')}")
-    parser.add_argument("--n-cohen", type=int, help=f"of them, certified by Cohen's fixed n too, spread over the adaptive samples' quantiles "
-                                                   f"{sizes('n_cohen')}")
+    parser.add_argument("--n-cohen", type=int, help="of them, certified by Cohen's fixed n too, spread over the "
+                                                    f"adaptive samples' quantiles {sizes('n_cohen')}")
     parser.add_argument("--cohen-n", type=int, help=f"Cohen's n, and the adaptive n_max {sizes('cohen_n')}")
     parser.add_argument("--n-train", type=int, help=f"training galaxies {sizes('n_train')}")
     parser.add_argument("--epochs", type=int, help=f"training epochs {sizes('epochs')}")

@@ -139,19 +139,21 @@ class SmoothRegression:
             raise TypeError(f"SmoothRegression.certify: x must be a float tensor (B, C, H, W), got "
                             f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
         if x.dim() < 2 or x.shape[0] == 0:
-            raise ValueError(f"SmoothRegression.certify: x must be a non-empty batch (B, C, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"SmoothRegression.certify: x must be a non-empty batch (B, C, H, W), "
+                             f"got {tuple(x.shape)}")
         check_number("SmoothRegression.certify", "radius", radius)
         if not 0 < check_number("SmoothRegression.certify", "alpha", alpha, positive=True) < 1:
             raise ValueError(f"SmoothRegression.certify: alpha must be in (0, 1), got {alpha}")
         check_number("SmoothRegression.certify", "n", n, integer=True, positive=True)
         check_number("SmoothRegression.certify", "batch_size", batch_size, integer=True, positive=True)
         if isinstance(self.model, PhotozModel) and len(extra) != 1:
-            raise ValueError(f"SmoothRegression.certify: a photo-z model takes (image, ebv): pass ebv after the radius, "
-                             f"certify(x, radius, ebv, ...), got {len(extra)} extra inputs")
+            raise ValueError(f"SmoothRegression.certify: a photo-z model takes (image, ebv): pass ebv after the "
+                             f"radius, certify(x, radius, ebv, ...), got {len(extra)} extra inputs")
         for i, e in enumerate(extra):
             if not isinstance(e, Tensor) or e.dim() == 0 or e.shape[0] != x.shape[0]:
+                got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
                 raise ValueError(f"SmoothRegression.certify: extra input {i} must be a tensor with {x.shape[0]} rows "
-                                 f"(one per image), got {tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__}")
+                                 f"(one per image), got {got}")
 
     @torch.no_grad()
     def _outputs(self, x: Tensor, extra, n: int, batch_size: int, generator) -> Tensor:
