@@ -11,17 +11,24 @@ and certified (randomized smoothing).
 * :func:`interval_bounds`, :class:`SensitivityLoss`, :func:`log_volume`: interval bounds of the output
   over an l_inf ball and the log-volume regulariser (the sensitivity-training abstract).
 * :class:`Smooth`: randomized smoothing (Cohen, Rosenfeld and Kolter 2019) with ``predict``,
-  ``certify`` and ``certify_batch``.
+  ``certify``, ``certify_batch`` and ``certify_adaptive`` (a sequential test: as few draws as each
+  image needs, :class:`AdaptiveCertificate`).
+* :class:`SmoothRegression`: median smoothing of a regression (Chiang et al. 2020), certified
+  photo-z intervals (:class:`RegressionCertificate`) and :func:`certified_non_outlier`.
 """
 from advrobust.defenses.adversarial import (
     ATTACKS, AdversarialTraining, MixedTraining, NoisyTraining, WeightedAdversarialTraining, make_attack,
 )
 from advrobust.defenses.interval import SensitivityLoss, interval_bounds, log_volume
 from advrobust.defenses.mmd import MMDAdaptation, domain_mmd, latent_mmd, resolve_sigmas
-from advrobust.defenses.smoothing import Smooth, certified_radius, lower_confidence_bound
+from advrobust.defenses.median_smoothing import (
+    RegressionCertificate, SmoothRegression, certified_non_outlier, order_statistic_bounds,
+)
+from advrobust.defenses.smoothing import AdaptiveCertificate, Smooth, certified_radius, lower_confidence_bound
 
 __all__ = [
     "ATTACKS", "make_attack", "AdversarialTraining", "WeightedAdversarialTraining", "MixedTraining",
     "NoisyTraining", "MMDAdaptation", "domain_mmd", "latent_mmd", "resolve_sigmas", "interval_bounds", "log_volume",
-    "SensitivityLoss", "Smooth", "lower_confidence_bound", "certified_radius",
+    "SensitivityLoss", "Smooth", "AdaptiveCertificate", "lower_confidence_bound", "certified_radius",
+    "SmoothRegression", "RegressionCertificate", "certified_non_outlier", "order_statistic_bounds",
 ]

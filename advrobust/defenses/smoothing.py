@@ -7,11 +7,17 @@ of consecutive images fill each forward pass (the reference runs one image per p
 holds at most n draws of one image), and the noise is drawn on the model's device. The draws are
 made in the same order and the same chunks as a loop of :meth:`Smooth.certify` over the images, so
 with the same generator both give the same noise.
+
+:meth:`Smooth.certify_adaptive` answers "is this object certified at radius r?" for given radii with
+far fewer draws for clear-cut objects: it samples in rounds and stops each object as soon as its
+decisions are settled (a sequential test with the same guarantee; see its docstring).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
@@ -19,8 +25,9 @@ from torch import Tensor, nn
 
 from advrobust.modes import eval_mode
 from advrobust.checks import check_model, check_number, model_device
+from advrobust.defenses.sequential import check_finite_output, checkpoints, clopper_pearson, noisy_passes
 
-__all__ = ["Smooth", "lower_confidence_bound", "certified_radius"]
+__all__ = ["Smooth", "AdaptiveCertificate", "lower_confidence_bound", "certified_radius"]
 
 
 def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
@@ -32,6 +39,29 @@ def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
 def certified_radius(p_a_lower: float, sigma: float) -> float:
     """``sigma * Phi^-1(p_A)`` (L2, image units), for ``p_A >= 0.5``."""
     return float(sigma * norm.ppf(p_a_lower))
+
+
+@dataclass(frozen=True)
+class AdaptiveCertificate:
+    """The answer of :meth:`Smooth.certify_adaptive` for ``B`` images and ``R`` radii (all on the CPU).
+
+    Attributes:
+        prediction: int64 ``(B,)``, the smoothed classifier's class, :attr:`Smooth.ABSTAIN` (-1) when
+            the lower bound on p_A is below 1/2.
+        certified: bool ``(B, R)``, certified at ``radii[j]``: ``radius >= radii[j]`` and not abstaining.
+        radius: float64 ``(B,)``, the certified L2 radius ``sigma * Phi^-1(p_A lower)`` reached at the
+            stop (image units; 0 when abstaining). It may exceed the largest radius asked for.
+        samples: int64 ``(B,)``, noisy forward passes (model evaluations) spent on each image.
+        p_lower: float64 ``(B,)``, the lower bound on p_A at the stop.
+        radii: float64 ``(R,)``, the radii asked for (image units).
+    """
+
+    prediction: Tensor
+    certified: Tensor
+    radius: Tensor
+    samples: Tensor
+    p_lower: Tensor
+    radii: Tensor
 
 
 class Smooth:
@@ -102,7 +132,97 @@ class Smooth:
         return (torch.tensor([p for p, _ in out], dtype=torch.int64),
                 torch.tensor([r for _, r in out], dtype=torch.float64))
 
+    def certify_adaptive(self, x: Tensor, radii: Sequence[float], *, alpha: float, n_max: int, batch_size: int,
+                         generator: Optional[torch.Generator] = None) -> AdaptiveCertificate:
+        """Certified or not at each of ``radii``, for every image of ``x`` ``(B, C, H, W)``, with as few
+        draws as each image needs (at most ``n_max``).
+
+        Procedure (a group-sequential Clopper-Pearson test): the draws are looked at after
+        ``n_1 < n_2 < ... < n_K = n_max`` draws per image (:func:`advrobust.defenses.sequential.
+        checkpoints`: 32, then x1.5 per look, fixed before any draw). At look k the top class c_A is
+        the most frequent class of all draws so far, and its p_A gets the one-sided Clopper-Pearson
+        lower and upper bounds at level ``alpha / (K * num_classes)``. An image stops at the first
+        look where every threshold ``t`` in ``{1/2} U {Phi(r / sigma) : r in radii}`` is settled: certified
+        (lower >= t) or out of reach (upper < t); at ``n_max`` it stops whatever the bounds say. Its
+        answer is that of its last look, as in :meth:`certify`: abstain when the lower bound is below
+        1/2, else c_A with radius ``sigma * Phi^-1(lower)``.
+
+        Why this is valid: the lower bounds of all K looks and all ``num_classes`` classes hold at once
+        with probability >= 1 - alpha (Bonferroni: K * num_classes bounds at alpha / (K * num_classes)
+        each), whatever the stopping rule and whichever class the data select, so the probability that
+        any certificate of an image is false (its class has p_A below the bound reported) is at most
+        alpha, Cohen et al.'s guarantee. Bonferroni over looks rather than a confidence sequence: the
+        bounds stay exact binomial ones, the looks are few (K ~ log(n_max / 32) / log 1.5: 21 for
+        n_max = 100,000), and a factor K in alpha costs only ~log K in the exponent; the top class is
+        selected from the estimation draws themselves (a union over classes, log(num_classes) in the
+        exponent) instead of from Cohen's separate n0 draws, which would cost n0 draws per image. An
+        early "not certified at r" (upper < t) holds with the same probability, but it can never
+        produce a false certificate; it only ends the sampling. With every draw voting for c_A,
+        alpha = 0.001, n_max = 100,000 and 3 classes, r = sigma is certified at the look of 72 draws
+        and r = 2 sigma at 548 (Cohen et al.'s n0 + n = 100,100).
+
+        Returns:
+            :class:`AdaptiveCertificate`.
+
+        Raises:
+            ValueError: a radius < 0 or not finite, alpha outside (0, 1), NaN/Inf in the model's output
+                (nothing is certified then). TypeError: x not a float tensor, non-integer n_max / batch_size.
+        """
+        radii_np = self._check_adaptive(x, radii, alpha, n_max, batch_size)
+        looks = checkpoints(int(n_max))
+        level = alpha / (len(looks) * self.num_classes)
+        thresholds = np.concatenate([[0.5], norm.cdf(radii_np / self.sigma)])
+        b = x.shape[0]
+        counts = np.zeros((b, self.num_classes), dtype=np.int64)
+        lower, samples, active = np.zeros(b), np.zeros(b, dtype=np.int64), np.ones(b, dtype=bool)
+        for previous, n_k in zip(np.concatenate([[0], looks[:-1]]), looks):
+            idx = np.flatnonzero(active)  # every active image has had the `previous` draws
+            counts[idx] += self._votes(x[torch.from_numpy(idx)], int(n_k - previous), batch_size, generator)
+            samples[idx] = n_k
+            lo, hi = clopper_pearson(counts[idx].max(1), n_k, level)
+            lower[idx] = lo
+            unsettled = ((lo[:, None] < thresholds) & (thresholds <= hi[:, None])).any(1)
+            active[idx[~unsettled]] = False
+            if not active.any():
+                break
+        decided = lower >= 0.5
+        radius = np.where(decided, self.sigma * norm.ppf(np.where(decided, lower, 0.5)), 0.0)
+        return AdaptiveCertificate(
+            prediction=torch.from_numpy(np.where(decided, counts.argmax(1), self.ABSTAIN)),
+            certified=torch.from_numpy(decided[:, None] & (radius[:, None] >= radii_np[None, :])),
+            radius=torch.from_numpy(radius), samples=torch.from_numpy(samples), p_lower=torch.from_numpy(lower),
+            radii=torch.from_numpy(radii_np))
+
     # -- parts -------------------------------------------------------------------------------------
+    def _check_adaptive(self, x: Tensor, radii, alpha: float, n_max: int, batch_size: int) -> np.ndarray:
+        """Checked arguments of :meth:`certify_adaptive`; the radii as float64 ``(R,)``."""
+        if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"Smooth.certify_adaptive: x must be a non-empty batch (B, C, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        self._check("certify_adaptive", x[0], alpha, batch_size, n_max=n_max)
+        r = np.atleast_1d(np.asarray(radii.cpu() if isinstance(radii, Tensor) else radii, dtype=np.float64))
+        if r.ndim != 1 or r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
+            raise ValueError(f"Smooth.certify_adaptive: radii must be finite L2 radii >= 0 (image units), a "
+                             f"non-empty list, got {r.tolist()}")
+        return r
+
+    @torch.no_grad()
+    def _votes(self, x: Tensor, draws: int, batch_size: int, generator: Optional[torch.Generator]) -> np.ndarray:
+        """Class counts int64 ``(A, num_classes)`` of ``draws`` noisy copies of each image of ``x`` ``(A, ...)``,
+        the images sharing forward passes of ``batch_size`` rows."""
+        device = model_device(self.base_classifier) or x.device
+        x, k = x.to(device), self.num_classes
+        counts = torch.zeros(x.shape[0] * k, dtype=torch.int64, device=device)
+        with eval_mode(self.base_classifier):
+            for owner, noisy in noisy_passes(x, draws, batch_size, self.sigma, generator):
+                logits = self.base_classifier(noisy)
+                if logits.dim() != 2 or logits.shape[1] != k:
+                    raise ValueError(f"Smooth.certify_adaptive: the classifier returned shape {tuple(logits.shape)}, "
+                                     f"expected (batch, {k}) logits (num_classes = {k})")
+                check_finite_output("Smooth.certify_adaptive", logits)
+                counts += torch.bincount(owner * k + logits.argmax(1), minlength=counts.numel())
+        return counts.view(-1, k).cpu().numpy()
+
     def _decide(self, selection: Tensor, estimation: Tensor, n: int, alpha: float) -> Tuple[int, float]:
         c_a = int(selection.argmax())
         p_a = lower_confidence_bound(int(estimation[c_a]), n, alpha)
