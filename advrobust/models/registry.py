@@ -77,7 +77,10 @@ def _bound_arguments(cls: Callable[..., LatentModel], given: dict[str, Any]) -> 
         TypeError: an argument the constructor does not take.
     """
     signature = inspect.signature(cls)
-    bound = signature.bind(**given)
+    try:
+        bound = signature.bind(**given)
+    except TypeError as err:
+        raise TypeError(f"{cls.__name__}: {err}; it takes {', '.join(signature.parameters)}") from None
     bound.apply_defaults()
     arguments: dict[str, Any] = {}
     for key, value in bound.arguments.items():
