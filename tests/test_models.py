@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from advrobust import models
-from advrobust.models import PASQUET_CELLS
+from advrobust.models import PASQUET_CELLS, ConvNet
 
 
 def n_trainable(model: torch.nn.Module) -> int:
@@ -210,3 +210,76 @@ def test_model_arguments_name_what_create_accepts():
         assert "self" not in models.model_arguments(name)
     with pytest.raises(ValueError, match="unknown model"):
         models.model_arguments("vgg16")
+
+
+class TemperedConvNet(ConvNet):
+    """A ConvNet with one more constructor argument, which changes the logits but no tensor shape."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = temperature
+
+    def forward(self, image):
+        return super().forward(image) / self.temperature
+
+
+@pytest.fixture
+def tempered(monkeypatch):
+    """``TemperedConvNet`` registered as ``tempered_convnet`` (with a preset) for one test."""
+    import advrobust.models.registry as registry
+
+    preset = {"image_size": 16, "channels": (4, 4), "kernel_sizes": (3, 3), "latent_dim": 8}
+    monkeypatch.setitem(registry._REGISTRY, "tempered_convnet", (TemperedConvNet, preset))
+    return "tempered_convnet"
+
+
+def test_every_constructor_argument_survives_save_and_load(tmp_path, tempered):
+    """No model writes its config by hand: an argument a subclass adds is saved and reloaded too
+    (a hand-written config inherited from ConvNet would drop ``temperature``, and the reloaded
+    model would silently divide by 1)."""
+    torch.manual_seed(0)
+    model = models.create(tempered, temperature=4.0, n_classes=5).eval()
+    models.save(model, tmp_path / "tempered.safetensors")
+    loaded = models.load(tmp_path / "tempered.safetensors").eval()
+    assert type(loaded) is TemperedConvNet and loaded.temperature == 4.0
+    image = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(image), model(image))
+    # its own argument (default or given), then what its **kwargs passed on (preset and given)
+    assert loaded.config == model.config == {"temperature": 4.0, "image_size": 16, "channels": [4, 4],
+                                             "kernel_sizes": [3, 3], "latent_dim": 8, "n_classes": 5}
+
+
+def test_registry_name_is_the_name_create_was_called_with(tmp_path, tempered):
+    """One class may sit under several names (``convnet``, ``morphology_small``); the name is the one
+    ``create`` was given, never a class attribute a subclass inherits, and a model built by its
+    class alone has no name: save refuses it instead of writing its parent's name."""
+    for name in models.available_models():
+        with torch.device("meta"):
+            assert models.create(name).registry_name == name
+    assert type(models.create("morphology_small")) is type(models.create("convnet")) is ConvNet
+    assert models.create(tempered).registry_name == tempered
+    with pytest.raises(TypeError, match="create"):
+        models.save(TemperedConvNet(temperature=2.0), tmp_path / "unnamed.safetensors")
+    with pytest.raises(TypeError, match="create"):
+        models.save(ConvNet(), tmp_path / "unnamed.safetensors")
+    assert not (tmp_path / "unnamed.safetensors").exists()
+
+
+def test_files_written_before_create_recorded_the_arguments_still_load(tmp_path):
+    """The header of files saved by earlier versions (hand-written configs), byte for byte."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    written = models.create("morphology_small", image_size=32)
+    header = ('{"name": "morphology_small", "kwargs": {"in_channels": 3, "image_size": 32, "channels": [8, 16, 16], '
+              '"kernel_sizes": [5, 3, 3], "latent_dim": 32, "n_classes": 3}}')
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in written.state_dict().items()}, str(path), metadata={"advrobust": header})
+    loaded = models.load(path)
+    assert loaded.registry_name == "morphology_small" and loaded.config == json.loads(header)["kwargs"]
+    models.save(loaded, tmp_path / "new.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as handle:
+        assert handle.metadata()["advrobust"] == header

@@ -73,15 +73,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     if "morphology" in parts:
         stages["morphology"] = run_morphology(cfg.morphology, seed=seed, device=device, progress=progress,
                                               models_dir=models_dir)
-    merged = StageResult()
-    for stage in stages.values():
-        merged.tables += stage.tables
-        merged.figures.update(stage.figures)
-        merged.headline += stage.headline
-        merged.findings += stage.findings
-        merged.facts.update(stage.facts)
-        merged.timings.update(stage.timings)
-        merged.eps.update(stage.eps)
+    merged = _merged(stages.values())
     seconds = time.perf_counter() - start
     photoz = stages.get("photoz")
     config_json = {"preset": cfg.name, "seed": seed, "device": str(device), "parts": list(parts),
@@ -93,6 +85,20 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         title=f"advrobust demo ({cfg.name} preset, seed {seed})", findings=merged.findings)
     return DemoResult(report=paths, headline=merged.headline, findings=merged.findings, facts=merged.facts,
                       timings=merged.timings, seconds=seconds)
+
+
+def _merged(stages) -> StageResult:
+    """The parts' tables, figures, headline lines, findings, facts, timings and strengths, in order."""
+    merged = StageResult()
+    for stage in stages:
+        merged.tables += stage.tables
+        merged.figures.update(stage.figures)
+        merged.headline += stage.headline
+        merged.findings += stage.findings
+        merged.facts.update(stage.facts)
+        merged.timings.update(stage.timings)
+        merged.eps.update(stage.eps)
+    return merged
 
 
 def headline_table(result: DemoResult) -> str:

@@ -12,10 +12,13 @@ the smoothed classifier.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from advrobust.attacks.by_name import AttackSettings, attack_by_name
 from advrobust.data import MORPHOLOGY_BANDS, MORPHOLOGY_CLASSES, SurveyDataset, simulate_morphology, sky_sigma
@@ -33,6 +36,47 @@ from advrobust.train import Trainer
 CERTIFY_RADII_SIGMA = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
+@dataclass
+class _Survey:
+    """The simulated morphology survey, preprocessed (values in [0, 1]).
+
+    Attributes:
+        x10, x1: ``(N, 3, size, size)`` gri stamps at Y10 and at Y1 depth (CPU).
+        labels: ``(N,)`` int64 classes (0 spiral, 1 elliptical, 2 merger).
+        train, test: the slices of the training and the test galaxies.
+        sky: ``(3,)`` per-band sky sigma of the preprocessed Y10 training stamps (NumPy).
+        unit: ``sky`` as a float32 tensor on the device (the attacks' unit).
+    """
+
+    x10: Tensor
+    x1: Tensor
+    labels: Tensor
+    train: slice
+    test: slice
+    sky: np.ndarray
+    unit: Tensor
+
+
+@dataclass
+class _Measured:
+    """What the three models do on the test set.
+
+    Attributes:
+        on_y10, on_y1: clean grids (with predictions) on the Y10 images and on their Y1 twins.
+        grad: FGSM and PGD-Linf grid on the first ``n_attack`` Y10 test images.
+        latents: ``{model: (Y10 latents, Y1 latents)}``, each ``(n_test, latent_dim)``.
+        mmd: ``{model: MMD^2 between its Y10 and Y1 latents}``.
+        scale: ``{model: median norm of its clean Y10 latents}``, the unit of its latent distances.
+    """
+
+    on_y10: Any  # advrobust.evaluate grid results (their .scores and .predictions are read)
+    on_y1: Any
+    grad: Any
+    latents: Dict[str, Tuple[Tensor, Tensor]]
+    mmd: Dict[str, float]
+    scale: Dict[str, float]
+
+
 def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool,
                    models_dir: str) -> StageResult:
     """Simulate, train the three classifiers, perturb, certify, tabulate.
@@ -45,15 +89,53 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
         ``morphology/certified_acr``.
     """
     out = StageResult()
+    survey = _simulate(out, cfg, seed, device)
+    models = _train(out, cfg, survey, seed=seed, device=device, progress=progress, models_dir=models_dir)
+    base, da, noisy = models  # the three names, in training order
+    x10_t, x1_t, y_t = (t[survey.test].to(device) for t in (survey.x10, survey.x1, survey.labels))
+    settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=cfg.pgd_steps, unit=survey.unit, population=cfg.population,
+                              generations=cfg.generations)
+
+    def factory(kind: str):
+        return lambda m: attack_by_name(kind, m, settings, task="classifier", image_shape=tuple(survey.x10.shape[1:]),
+                                        generator=torch.Generator(device=device).manual_seed(seed), seed=seed,
+                                        lo=0.0, hi=1.0)
+
+    measured = _measure(out, cfg, models, x10_t, x1_t, y_t, factory, progress)
+    out.tables.append(_accuracy_table(out, cfg, models, measured, survey.sky))
+    _observational_finding(out, cfg, base, da, measured)
+    onepixel, chosen = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, measured.on_y10, factory("onepixel"),
+                                  measured.scale)
+    out.figures.update(_latent_figures((base, da), measured.latents, measured.scale, y_t, onepixel))
+    if onepixel is not None:
+        out.figures.update(_church(models[base], base, x10_t[chosen], y_t[chosen], factory("onepixel"), seed))
+    _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
+    fgsm = f"FGSM {sky_label(cfg.eps_sky)}"
+    out.headline += [
+        ("morphology baseline accuracy Y10 -> Y1", _shift(out, base)),
+        ("morphology with MMD domain adaptation Y10 -> Y1", _shift(out, da)),
+        (f"morphology baseline accuracy under {fgsm}", f"{measured.grad.scores[base][fgsm]['accuracy']:.1%}"),
+    ]
+    return out
+
+
+def _simulate(out: StageResult, cfg: MorphologyConfig, seed: int, device: torch.device) -> _Survey:
+    """Simulate and preprocess ``n_train + n_test`` galaxies at Y10 and Y1 depth; measure the Y10 sky."""
     n = cfg.n_train + cfg.n_test
     with out.timed(f"morphology: simulate and preprocess {n:,} galaxies at Y10 and Y1 depth"):
         sim = simulate_morphology(n, seed=seed + 1, size=cfg.size, preprocess=True)
-    x10, x1 = torch.from_numpy(sim["images_y10"]), torch.from_numpy(sim["images_y1"])
-    labels = torch.from_numpy(sim["labels"]).long()
-    train, test = slice(0, cfg.n_train), slice(cfg.n_train, n)
+    train = slice(0, cfg.n_train)
     sky = sky_sigma(sim["images_y10"][train])
-    unit = torch.tensor(sky, dtype=torch.float32, device=device)
-    train_set = SurveyDataset(x10[train], {"label": labels[train]}, augment=True)
+    return _Survey(x10=torch.from_numpy(sim["images_y10"]), x1=torch.from_numpy(sim["images_y1"]),
+                   labels=torch.from_numpy(sim["labels"]).long(), train=train, test=slice(cfg.n_train, n),
+                   sky=sky, unit=torch.tensor(sky, dtype=torch.float32, device=device))
+
+
+def _train(out: StageResult, cfg: MorphologyConfig, survey: _Survey, *, seed: int, device: torch.device,
+           progress: bool, models_dir: str) -> dict:
+    """``{baseline, MMD domain adaptation, noisy training}`` classifiers trained on the labelled Y10
+    images from the same seed, saved to ``models_dir`` and returned in eval mode."""
+    train_set = SurveyDataset(survey.x10[survey.train], {"label": survey.labels[survey.train]}, augment=True)
 
     def fit(label: str, file: str, transform=None, extra=()):
         torch.manual_seed(seed)
@@ -69,44 +151,48 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
 
     base, da, noisy = "baseline", f"MMD domain adaptation (lambda = {cfg.mmd_lambda:g})", \
         f"noisy training (sigma = {cfg.noise_sigma:g})"
-    models = {base: fit(base, "baseline"),
-              da: fit(da, "mmd", extra=(MMDAdaptation(x1[train].to(device), lam=cfg.mmd_lambda),)),
-              noisy: fit(noisy, "noisy", NoisyTraining(cfg.noise_sigma))}
+    adaptation = MMDAdaptation(survey.x1[survey.train].to(device), lam=cfg.mmd_lambda)
+    return {base: fit(base, "baseline"),
+            da: fit(da, "mmd", extra=(adaptation,)),
+            noisy: fit(noisy, "noisy", NoisyTraining(cfg.noise_sigma))}
 
-    x10_t, x1_t, y_t = x10[test].to(device), x1[test].to(device), labels[test].to(device)
+
+def _measure(out: StageResult, cfg: MorphologyConfig, models: dict, x10, x1, y, factory, progress: bool) -> _Measured:
+    """Clean accuracy on Y10 and Y1, FGSM and PGD on the first ``n_attack`` images, the latents and
+    their Y10-Y1 MMD^2."""
     k = min(cfg.n_attack, cfg.n_test)
-    settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=cfg.pgd_steps, unit=unit, population=cfg.population,
-                              generations=cfg.generations)
-
-    def factory(kind: str):
-        return lambda m: attack_by_name(kind, m, settings, task="classifier", image_shape=tuple(x10.shape[1:]),
-                                        generator=torch.Generator(device=device).manual_seed(seed), seed=seed,
-                                        lo=0.0, hi=1.0)
-
     fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
     with out.timed(f"morphology: accuracy on Y10 and Y1 ({cfg.n_test} test galaxies), FGSM and PGD on {k}"):
-        on_y10 = evaluate_grid(models, {}, x10_t, y_t, n_classes=3, keep_predictions=True)
-        on_y1 = evaluate_grid(models, {}, x1_t, y_t, n_classes=3, keep_predictions=True)
-        grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10_t[:k], y_t[:k], n_classes=3,
+        on_y10 = evaluate_grid(models, {}, x10, y, n_classes=3, keep_predictions=True)
+        on_y1 = evaluate_grid(models, {}, x1, y, n_classes=3, keep_predictions=True)
+        grad = evaluate_grid(models, {fgsm: factory("fgsm"), pgd: factory("pgd")}, x10[:k], y[:k], n_classes=3,
                              progress=progress)
-        latents = {m: (predict(model, x10_t)[1], predict(model, x1_t)[1]) for m, model in models.items()}
+        latents = {m: (predict(model, x10)[1], predict(model, x1)[1]) for m, model in models.items()}
         mmd = {m: latent_mmd(*latents[m]) for m in models}  # as domain_mmd, on the latents just computed
     # each model's latent space has its own scale: distances are given in units of the median norm of
     # the model's clean Y10 latents, so that models can be compared
     scale = {m: float(latents[m][0].norm(dim=1).median()) for m in models}
+    return _Measured(on_y10=on_y10, on_y1=on_y1, grad=grad, latents=latents, mmd=mmd, scale=scale)
 
-    accuracy_rows = {}
+
+def _accuracy_table(out: StageResult, cfg: MorphologyConfig, models: dict, measured: _Measured,
+                    sky: np.ndarray) -> ReportTable:
+    """Accuracy and F1 on Y10 and Y1, under FGSM and PGD, and the Y10-Y1 latent shift of every model;
+    the Y10 and Y1 accuracies go into ``out.facts``."""
+    k = min(cfg.n_attack, cfg.n_test)
+    fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
+    rows = {}
     for m in models:
-        y10, y1 = on_y10.scores[m][NATURAL], on_y1.scores[m][NATURAL]
-        d = latent_distances(*latents[m]) / scale[m]
-        accuracy_rows[m] = {"Y10": y10["accuracy"], "Y1": y1["accuracy"], "F1 Y10": y10["f1"], "F1 Y1": y1["f1"],
-                            fgsm: grad.scores[m][fgsm]["accuracy"], pgd: grad.scores[m][pgd]["accuracy"],
-                            "latent distance Y10-Y1 (median, relative)": f"{np.median(d):.3g}",
-                            "MMD^2 Y10-Y1 latents": f"{mmd[m]:.3g}"}
+        y10, y1 = measured.on_y10.scores[m][NATURAL], measured.on_y1.scores[m][NATURAL]
+        d = latent_distances(*measured.latents[m]) / measured.scale[m]
+        rows[m] = {"Y10": y10["accuracy"], "Y1": y1["accuracy"], "F1 Y10": y10["f1"], "F1 Y1": y1["f1"],
+                   fgsm: measured.grad.scores[m][fgsm]["accuracy"], pgd: measured.grad.scores[m][pgd]["accuracy"],
+                   "latent distance Y10-Y1 (median, relative)": f"{np.median(d):.3g}",
+                   "MMD^2 Y10-Y1 latents": f"{measured.mmd[m]:.3g}"}
         out.facts[f"morphology/{m}/Y10"], out.facts[f"morphology/{m}/Y1"] = y10["accuracy"], y1["accuracy"]
-    out.tables.append(ReportTable(
+    return ReportTable(
         f"Morphology: accuracy on Y10, on their Y1 twins, and under attack ({cfg.n_test} test galaxies; "
-        f"FGSM / PGD on {k})", rows=accuracy_rows,
+        f"FGSM / PGD on {k})", rows=rows,
         note=(f"{cfg.model} on {cfg.size}x{cfg.size} gri stamps preprocessed as Ciprijanovic et al. 2022 "
               "(percentile clip + arcsinh, values in [0, 1]); F1 weighted by true counts. FGSM / PGD strength: "
               f"{cfg.eps_sky:g} sky sigma of the preprocessed Y10 images per band ("
@@ -114,28 +200,25 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
               "the training images, each of which has its own percentile clip), clamped to [0, 1]. Latent distances "
               "are Euclidean, in units of the median norm of the model's own clean Y10 latents; the MMD^2 "
               "(DeepAdversaries' 19 kernel widths) is between the Y10 and Y1 latents of the test galaxies, in each "
-              "model's own latent units.")))
+              "model's own latent units."))
 
-    def shift(m: str) -> str:  # accuracy Y10 -> Y1 of model m
-        return f"{out.facts[f'morphology/{m}/Y10']:.1%} -> {out.facts[f'morphology/{m}/Y1']:.1%}"
 
+def _shift(out: StageResult, m: str) -> str:
+    """Accuracy Y10 -> Y1 of model ``m``, e.g. ``"91.0% -> 84.5%"`` (from ``out.facts``)."""
+    return f"{out.facts[f'morphology/{m}/Y10']:.1%} -> {out.facts[f'morphology/{m}/Y1']:.1%}"
+
+
+def _observational_finding(out: StageResult, cfg: MorphologyConfig, base: str, da: str, measured: _Measured) -> None:
+    """The finding on observational noise (Y10 -> Y1) and on FGSM / PGD of the baseline."""
+    k = min(cfg.n_attack, cfg.n_test)
+    fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
+    attacked = measured.grad.scores[base]
     out.findings.append(
-        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is {shift(base)} for the "
-        f"baseline and {shift(da)} with MMD domain adaptation; the MMD^2 between the Y10 and Y1 latents is "
-        f"{mmd[base]:.3g} (baseline) and {mmd[da]:.3g} (domain adaptation), each in its model's latent units. Under "
-        f"{fgsm} the baseline keeps {grad.scores[base][fgsm]['accuracy']:.1%}, under {pgd} "
-        f"{grad.scores[base][pgd]['accuracy']:.1%} ({k} images).")
-    onepixel, chosen = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, on_y10, factory("onepixel"), scale)
-    out.figures.update(_latent_figures((base, da), latents, scale, y_t, onepixel))
-    if onepixel is not None:
-        out.figures.update(_church(models[base], base, x10_t[chosen], y_t[chosen], factory("onepixel"), seed))
-    _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
-    out.headline += [
-        ("morphology baseline accuracy Y10 -> Y1", shift(base)),
-        ("morphology with MMD domain adaptation Y10 -> Y1", shift(da)),
-        (f"morphology baseline accuracy under {fgsm}", f"{grad.scores[base][fgsm]['accuracy']:.1%}"),
-    ]
-    return out
+        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is {_shift(out, base)} for the "
+        f"baseline and {_shift(out, da)} with MMD domain adaptation; the MMD^2 between the Y10 and Y1 latents is "
+        f"{measured.mmd[base]:.3g} (baseline) and {measured.mmd[da]:.3g} (domain adaptation), each in its model's "
+        f"latent units. Under {fgsm} the baseline keeps {attacked[fgsm]['accuracy']:.1%}, under {pgd} "
+        f"{attacked[pgd]['accuracy']:.1%} ({k} images).")
 
 
 def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_y10, attack, scale):

@@ -10,7 +10,9 @@ of each band (the per-band sky noise measured on the training cutouts by
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +41,32 @@ Y1_EXPOSURE_RATIO = 0.1  # one year of a ten-year survey
 PAPER_EPS = 0.01
 
 
+@dataclass
+class _Survey:
+    """The simulated photo-z survey.
+
+    Attributes:
+        images: ``(N, 5, 64, 64)`` ugriz cutouts in nanomaggies (CPU).
+        z_spec, ebv: ``(N,)`` float32 true redshifts and E(B-V) (CPU).
+        train, test: the slices of the training and the held-out galaxies.
+        sky: ``(5,)`` per-band sky sigma of the training cutouts, nanomaggies (NumPy).
+        unit: ``sky`` as a float32 tensor on the device (the attacks' unit).
+    """
+
+    images: Tensor
+    z_spec: Tensor
+    ebv: Tensor
+    train: slice
+    test: slice
+    sky: np.ndarray
+    unit: Tensor
+
+    def test_set(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """``(images, z_spec, ebv)`` of the held-out galaxies on ``device``."""
+        return (self.images[self.test].to(device), self.z_spec[self.test].to(device),
+                self.ebv[self.test].to(device))
+
+
 def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: bool, models_dir: str) -> StageResult:
     """Simulate, train the baseline and the adversarially trained model, attack both, tabulate.
 
@@ -51,17 +79,47 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         held-out set, and per perturbation ``photoz/<model>/<column>/sigma_mad|eta``).
     """
     out = StageResult()
+    survey = _simulate(out, cfg, seed, device)
+    models = _train(out, cfg, survey, seed=seed, device=device, progress=progress, models_dir=models_dir)
+    base_name, adv_name = models  # the two names, in training order
+    x_test, z_test, ebv_test = survey.test_set(device)
+    with out.timed(f"photo-z: clean metrics on {cfg.n_test:,} test galaxies"):
+        clean = evaluate_grid(models, {}, x_test, z_test, ebv_test, task="photoz", latent=False).scores
+    attacks, strengths = _attacks(cfg, survey.unit, seed, image_shape=tuple(survey.images.shape[1:]))
+    k = min(cfg.n_attack, cfg.n_test)
+    with out.timed(f"photo-z: {len(attacks)} perturbations x {len(models)} models on {k:,} test galaxies"):
+        grid = evaluate_grid(models, attacks, x_test[:k], z_test[:k], ebv_test[:k], task="photoz", latent=False,
+                             keep_predictions=True, progress=progress)
+    base_clean = clean[base_name][NATURAL]
+    _record(out, survey.sky, base_clean, grid, strengths)
+    target_met = base_clean["sigma_mad"] <= TARGET_SIGMA_MAD and base_clean["eta"] <= TARGET_ETA
+    out.tables.append(_clean_table(cfg, clean, base_name, adv_name, target_met))
+    n_pixels = int(survey.images.shape[-1] * survey.images.shape[-2])
+    out.tables.append(_perturbation_table(cfg, grid, base_name, adv_name, k, survey.sky, n_pixels))
+    out.headline += _headline(cfg, base_clean, grid, base_name, adv_name, k)
+    out.findings += _findings(cfg, clean, grid, base_name, adv_name, target_met)
+    out.figures.update(_figures(models, grid, x_test, z_test, ebv_test, survey.unit, cfg.eps_sky[-1], cfg))
+    return out
+
+
+def _simulate(out: StageResult, cfg: PhotozConfig, seed: int, device: torch.device) -> _Survey:
+    """Simulate ``n_train + n_test`` galaxies (0.02 < z < ``z_max``) and measure the sky on the training ones."""
     n = cfg.n_train + cfg.n_test
     with out.timed(f"photo-z: simulate {n:,} galaxies (0.02 < z < {cfg.z_max})"):
         sim = simulate_photoz(n, seed=seed, z_range=(0.02, cfg.z_max))
-    images = torch.from_numpy(sim["images"])
-    z_spec = torch.from_numpy(sim["z_spec"]).float()
-    ebv = torch.from_numpy(sim["ebv"]).float()
     train, test = slice(0, cfg.n_train), slice(cfg.n_train, n)
     sky = sky_sigma(sim["images"][train])
-    unit = torch.tensor(sky, dtype=torch.float32, device=device)
-    headline = cfg.eps_sky[-1]
-    train_set = SurveyDataset(images[train], {"z_spec": z_spec[train], "ebv": ebv[train]}, augment=True)
+    return _Survey(images=torch.from_numpy(sim["images"]), z_spec=torch.from_numpy(sim["z_spec"]).float(),
+                   ebv=torch.from_numpy(sim["ebv"]).float(), train=train, test=test, sky=sky,
+                   unit=torch.tensor(sky, dtype=torch.float32, device=device))
+
+
+def _train(out: StageResult, cfg: PhotozConfig, survey: _Survey, *, seed: int, device: torch.device,
+           progress: bool, models_dir: str) -> dict:
+    """``{"baseline": model, "adversarial training (...)": model}``, trained from the same seed, saved
+    to ``models_dir`` and returned in eval mode."""
+    t = survey.train
+    train_set = SurveyDataset(survey.images[t], {"z_spec": survey.z_spec[t], "ebv": survey.ebv[t]}, augment=True)
 
     def fit(label: str, file: str, transform=None):
         torch.manual_seed(seed)
@@ -74,22 +132,13 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         return model.eval()
 
     base_name, adv_name = "baseline", f"adversarial training (FGSM, f_a = {cfg.fraction:.0%})"
-    models = {base_name: fit(base_name, "photoz_baseline.safetensors"),
-              adv_name: fit(adv_name, "photoz_adversarial.safetensors",
-                            AdversarialTraining("fgsm", headline, fraction=cfg.fraction, unit=unit))}
+    adversarial = AdversarialTraining("fgsm", cfg.eps_sky[-1], fraction=cfg.fraction, unit=survey.unit)
+    return {base_name: fit(base_name, "photoz_baseline.safetensors"),
+            adv_name: fit(adv_name, "photoz_adversarial.safetensors", adversarial)}
 
-    x_test, z_test, ebv_test = images[test].to(device), z_spec[test].to(device), ebv[test].to(device)
-    with out.timed(f"photo-z: clean metrics on {cfg.n_test:,} test galaxies"):
-        clean = evaluate_grid(models, {}, x_test, z_test, ebv_test, task="photoz", latent=False).scores
 
-    attacks, strengths = _attacks(cfg, unit, seed, image_shape=tuple(images.shape[1:]))
-    n_pixels = int(images.shape[-1] * images.shape[-2])
-    k = min(cfg.n_attack, cfg.n_test)
-    with out.timed(f"photo-z: {len(attacks)} perturbations x {len(models)} models on {k:,} test galaxies"):
-        grid = evaluate_grid(models, attacks, x_test[:k], z_test[:k], ebv_test[:k], task="photoz", latent=False,
-                             keep_predictions=True, progress=progress)
-
-    base_clean = clean[base_name][NATURAL]
+def _record(out: StageResult, sky: np.ndarray, base_clean: dict, grid, strengths: dict) -> None:
+    """The sky sigma, the measured facts and the attack strengths (nanomaggies per band) into ``out``."""
     out.sky_sigma = sky.tolist()
     out.facts.update({"photoz/clean_sigma_mad": base_clean["sigma_mad"], "photoz/clean_eta": base_clean["eta"]})
     for m, row in grid.scores.items():
@@ -98,9 +147,14 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
             out.facts[f"photoz/{m}/{col}/eta"] = cell["eta"]
     out.eps = {f"photo-z {name}": (e * sky).tolist() for name, e in strengths.items()}
 
+
+def _clean_table(cfg: PhotozConfig, clean, base_name: str, adv_name: str, target_met: bool) -> ReportTable:
+    """Bias and sigma_MAD / eta of both models on the whole held-out set, next to the paper's."""
     default_updates = PRESETS["default"].photoz.n_train * PRESETS["default"].photoz.epochs
-    target_met = base_clean["sigma_mad"] <= TARGET_SIGMA_MAD and base_clean["eta"] <= TARGET_ETA
-    out.tables.append(ReportTable(
+    shortfall = "NOT met in this run." + (
+        f" This preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the default preset on "
+        f"{default_updates:,}." if cfg.n_train * cfg.epochs < default_updates else "")
+    return ReportTable(
         "Photo-z on the held-out test set (clean)",
         rows={m: {"galaxies": f"{cfg.n_test:,}", "bias": f"{s[NATURAL]['bias']:+.4f}",
                   "sigma_MAD / eta": sigma_eta(s[NATURAL])} for m, s in clean.items()},
@@ -108,16 +162,20 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         paper_source=PAPER_SOURCE_CLEAN,
         note=(f"{cfg.model} trained on {cfg.n_train:,} simulated galaxies with 0.02 < z < {cfg.z_max} for "
               f"{cfg.epochs} epochs. Target for a credible baseline: sigma_MAD <= {TARGET_SIGMA_MAD}, "
-              f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else "NOT met in this run." + (
-                  f" This preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the default preset on "
-                  f"{default_updates:,}." if cfg.n_train * cfg.epochs < default_updates else "")))))
+              f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else shortfall)))
+
+
+def _perturbation_table(cfg: PhotozConfig, grid, base_name: str, adv_name: str, k: int, sky: np.ndarray,
+                        n_pixels: int) -> ReportTable:
+    """sigma_MAD / eta of both models under every perturbation column, on the first ``k`` test galaxies."""
+    headline = cfg.eps_sky[-1]
     clean_here = f"clean (the same {k:,} galaxies)"
     label = {NATURAL: clean_here}
-    columns = list(grid.scores[base_name])
-    rows = {label.get(col, col): {m: sigma_eta(grid.scores[m][col]) for m in models} for col in columns}
+    rows = {label.get(col, col): {m: sigma_eta(grid.scores[m][col]) for m in (base_name, adv_name)}
+            for col in grid.scores[base_name]}
     paper_rows = {clean_here: "clean", f"FGSM {sky_label(headline)}": "FGSM",
                   f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
-    out.tables.append(ReportTable(
+    return ReportTable(
         f"Photo-z under perturbation: sigma_MAD / eta on {k:,} test galaxies",
         rows=rows,
         paper={base_name: {r: PAPER_BASELINE[p] for r, p in paper_rows.items()},
@@ -132,12 +190,16 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
               f"instead of ten. The paper's eps = {PAPER_EPS} (nanomaggies, if its SDSS frames are in them, as "
               "SDSS corrected frames are) would be "
               + ", ".join(f"{b} {PAPER_EPS / s:.0f}" for b, s in zip(PHOTOZ_BANDS, sky)) + " sky sigmas of these "
-              "cutouts: its columns compare the effect, not the strength.")))
+              "cutouts: its columns compare the effect, not the strength."))
 
+
+def _headline(cfg: PhotozConfig, base_clean: dict, grid, base_name: str, adv_name: str, k: int) -> list:
+    """The photo-z ``(what, measured)`` lines of the demo's closing table."""
+    headline = cfg.eps_sky[-1]
     fgsm_h, uni_h = f"FGSM {sky_label(headline)}", f"uniform noise {sky_label(headline)}"
     pgd_h = f"PGD-Linf {sky_label(headline)}"
     b = grid.scores[base_name]
-    out.headline += [
+    return [
         (f"photo-z baseline, clean ({cfg.n_test:,} held-out galaxies)", sigma_eta(base_clean)),
         (f"photo-z baseline, clean ({k:,} of them)", sigma_eta(b[NATURAL])),
         (f"photo-z baseline, {uni_h} (same {k:,})", sigma_eta(b[uni_h])),
@@ -145,9 +207,6 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         (f"photo-z baseline, {pgd_h} (same {k:,})", sigma_eta(b[pgd_h])),
         (f"photo-z adversarially trained, {fgsm_h} (same {k:,})", sigma_eta(grid.scores[adv_name][fgsm_h])),
     ]
-    out.findings += _findings(cfg, clean, grid, base_name, adv_name, target_met)
-    out.figures.update(_figures(models, grid, x_test, z_test, ebv_test, unit, headline, cfg))
-    return out
 
 
 def _findings(cfg: PhotozConfig, clean, grid, base: str, adv: str, target_met: bool) -> list:

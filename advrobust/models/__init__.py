@@ -1,5 +1,8 @@
 """The papers' models, built by name with :func:`create` and stored with :func:`save` / :func:`load`.
 
+:func:`create` records on the model the name it was built under (``registry_name``) and every
+constructor argument (``config``, defaults included); :func:`save` writes both into the file's header.
+
 Interface shared by all models (:class:`LatentModel`): ``forward`` returns logits ``(B, n_outputs)``;
 ``features(*inputs)`` returns the latent vector ``(B, latent_dim)``; ``head`` maps it to the logits.
 Photo-z models (:class:`PhotozModel`) take ``(image, ebv)`` and add ``pdf``, ``z_phot``,

@@ -49,18 +49,20 @@ def check_image(image: Tensor, expected: Sequence[int], model: str) -> None:
 class LatentModel(nn.Module):
     """A model whose output is ``head(features(*inputs))``.
 
-    Subclasses set ``self.head`` (latent -> logits), ``self.latent_dim``, ``self.n_outputs`` and
-    ``self.config`` (the JSON-serialisable constructor arguments, used by :func:`advrobust.models.save`),
-    and implement :meth:`features`.
+    Subclasses set ``self.head`` (latent -> logits), ``self.latent_dim`` and ``self.n_outputs``, and
+    implement :meth:`features`. Their constructors take named arguments of JSON types (numbers,
+    strings, None, lists): :func:`advrobust.models.create` records them.
     """
 
     latent_dim: int
     n_outputs: int
-    config: dict[str, Any]
     head: nn.Module
-    #: name under which :func:`advrobust.models.create` builds this class; ``create`` overrides it
-    #: per instance with the name it was called with.
+    #: registry name the model was built under, set by :func:`advrobust.models.create` ("" for a
+    #: model built by its class, which :func:`advrobust.models.save` refuses).
     registry_name: str = ""
+    #: every constructor argument in JSON form, set by :func:`advrobust.models.create` and written
+    #: by :func:`advrobust.models.save`.
+    config: dict[str, Any]
 
     def features(self, *inputs: Tensor) -> Tensor:
         """Latent vector, shape ``(B, latent_dim)``."""

@@ -17,22 +17,13 @@ from advrobust.models.base import PhotozModel, xavier_init_
 __all__ = ["CampagneCNN", "SmallPhotozCNN"]
 
 
-def _record_config(model: PhotozModel, *, in_channels: int, image_size: int, channels: Sequence[int],
-                   fc_width: int, min_size: int) -> tuple[int, int, int]:
-    """Check the three-convolution widths and the image size; set ``model.config`` and ``input_shape``."""
+def _check_widths(model: PhotozModel, *, in_channels: int, image_size: int, channels: Sequence[int],
+                  min_size: int) -> tuple[int, int, int]:
+    """Check the three-convolution widths and the image size; set ``model.input_shape``; return the widths."""
     if len(channels) != 3 or min(channels) < 1:
         raise ValueError(f"channels must be three positive widths, got {tuple(channels)}")
     if image_size < min_size:
         raise ValueError(f"image_size must be at least {min_size}, got {image_size}")
-    model.config = {
-        "in_channels": in_channels,
-        "image_size": image_size,
-        "channels": [int(c) for c in channels],
-        "fc_width": fc_width,
-        "n_bins": model.n_bins,
-        "z_max": model.z_max,
-        "input_softening": model.input_softening,
-    }
     model.input_shape = (in_channels, image_size, image_size)
     c0, c1, c2 = (int(c) for c in channels)
     return c0, c1, c2
@@ -59,8 +50,6 @@ class CampagneCNN(PhotozModel):
         torch.Size([2, 180])
     """
 
-    registry_name = "campagne_cnn"
-
     def __init__(
         self,
         in_channels: int = 5,
@@ -72,8 +61,8 @@ class CampagneCNN(PhotozModel):
         input_softening: float | None = None,
     ) -> None:
         super().__init__(n_bins, z_max, input_softening)
-        c0, c1, c2 = _record_config(self, in_channels=in_channels, image_size=image_size, channels=channels,
-                                    fc_width=fc_width, min_size=2)
+        c0, c1, c2 = _check_widths(self, in_channels=in_channels, image_size=image_size, channels=channels,
+                                   min_size=2)
         self.trunk = nn.Sequential(
             nn.Conv2d(in_channels, c0, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
             nn.Conv2d(c0, c1, 3, padding=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
@@ -117,8 +106,6 @@ class SmallPhotozCNN(PhotozModel):
         ``image`` (B, in_channels, image_size, image_size), ``ebv`` (B,) or (B, 1) -> logits (B, n_bins).
     """
 
-    registry_name = "photoz_small"
-
     def __init__(
         self,
         in_channels: int = 5,
@@ -130,8 +117,8 @@ class SmallPhotozCNN(PhotozModel):
         input_softening: float | None = 0.01,
     ) -> None:
         super().__init__(n_bins, z_max, input_softening)
-        c0, c1, c2 = _record_config(self, in_channels=in_channels, image_size=image_size, channels=channels,
-                                    fc_width=fc_width, min_size=4)
+        c0, c1, c2 = _check_widths(self, in_channels=in_channels, image_size=image_size, channels=channels,
+                                   min_size=4)
         self.trunk = nn.Sequential(
             nn.Conv2d(in_channels, c0, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
             nn.Conv2d(c0, c1, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),

@@ -37,8 +37,6 @@ class ConvNet(LatentModel):
         torch.Size([2, 3])
     """
 
-    registry_name = "convnet"
-
     def __init__(
         self,
         in_channels: int = 3,
@@ -59,14 +57,6 @@ class ConvNet(LatentModel):
         side = image_size // 2 ** len(channels)
         if side < 1:
             raise ValueError(f"image_size {image_size} is too small for {len(channels)} 2x2 pools")
-        self.config = {
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "channels": [int(c) for c in channels],
-            "kernel_sizes": [int(k) for k in kernel_sizes],
-            "latent_dim": latent_dim,
-            "n_classes": n_classes,
-        }
         self.input_shape = (in_channels, image_size, image_size)
         layers: list[nn.Module] = []
         width = in_channels

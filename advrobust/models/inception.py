@@ -111,8 +111,6 @@ class PasquetInception(PhotozModel):
         torch.Size([2, 180])
     """
 
-    registry_name = "pasquet_inception"
-
     def __init__(
         self,
         in_channels: int = 5,
@@ -135,17 +133,6 @@ class PasquetInception(PhotozModel):
             raise ValueError(f"each cell must be (reduce, out_3x3, out_5x5, out_1x1), got {cells}")
         if any(not 0 <= i < len(cells) for i in pool_after):
             raise ValueError(f"pool_after indices must name cells 0..{len(cells) - 1}, got {tuple(pool_after)}")
-        self.config = {
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "conv0_channels": conv0_channels,
-            "cells": [list(map(int, cell)) for cell in cells],
-            "pool_after": [int(i) for i in pool_after],
-            "fc_widths": [int(w) for w in fc_widths],
-            "n_bins": n_bins,
-            "z_max": z_max,
-            "input_softening": input_softening,
-        }
         self.input_shape = (in_channels, image_size, image_size)
 
         self.conv0 = conv_prelu(in_channels, conv0_channels, 5)

@@ -1,8 +1,15 @@
 """Model registry (:func:`create`) and weight files (:func:`save`, :func:`load`).
 
+:func:`create` is the one place a model's identity is recorded: it binds the keyword arguments (the
+preset's, then the caller's) to the class's constructor, fills in the defaults, builds the model and
+sets ``model.registry_name`` (the name it was called with) and ``model.config`` (every constructor
+argument, in JSON form). No model class writes either by hand, so an argument added to a
+constructor is saved and reloaded without further code.
+
 A weight file is a safetensors file whose header metadata holds, under the key ``"advrobust"``, a
 JSON object ``{"name": <registry name>, "kwargs": <constructor arguments>}``. :func:`load` rebuilds
-the model with :func:`create` and copies the tensors in; nothing is ever unpickled.
+the model with :func:`create` and copies the tensors in; nothing is ever unpickled. Files written
+before ``create`` recorded the arguments have the same header and load unchanged.
 """
 from __future__ import annotations
 
@@ -42,45 +49,47 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _entry(name: str) -> tuple[Callable[..., LatentModel], dict[str, Any]]:
+    """``(class, preset arguments)`` registered under ``name``.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    return _REGISTRY[name]
+
+
 def model_arguments(name: str) -> tuple[str, ...]:
     """The constructor arguments :func:`create` accepts for ``name`` (e.g. whether it takes ``image_size``).
 
     Raises:
         ValueError: unknown ``name``.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    return tuple(p for p in inspect.signature(_REGISTRY[name][0]).parameters if p != "self")
+    return tuple(inspect.signature(_entry(name)[0]).parameters)
 
 
-def create(name: str, **kwargs: Any) -> LatentModel:
-    """Build a model by name.
-
-    Args:
-        name: one of :func:`available_models`: ``"pasquet_inception"`` (Campagne 2021, Table A1),
-            ``"campagne_cnn"`` (Campagne 2021, Table A2), ``"convnet"`` (Ćiprijanović et al. 2022,
-            Table 1), ``"resnet18"`` (Ćiprijanović et al. 2022),
-            ``"photoz_small"``, ``"morphology_small"``.
-        **kwargs: constructor arguments of the model class, overriding the preset ones.
-
-    Returns:
-        The model, with ``registry_name`` set to ``name``.
+def _bound_arguments(cls: Callable[..., LatentModel], given: dict[str, Any]) -> dict[str, Any]:
+    """Every constructor argument of ``cls`` called with the keywords ``given``: ``given`` plus the
+    defaults, in the signature's order (the keywords a ``**kwargs`` parameter collects are listed by name).
 
     Raises:
-        ValueError: unknown ``name``.
-        TypeError: an argument the model's constructor does not take.
-
-    Example:
-        >>> model = create("pasquet_inception", fc_widths=(2000, 1096))
-        >>> sum(p.numel() for p in model.parameters())
-        48722852
+        TypeError: an argument the constructor does not take.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    cls, preset = _REGISTRY[name]
-    model = cls(**{**preset, **kwargs})
-    model.registry_name = name
-    return model
+    signature = inspect.signature(cls)
+    try:
+        bound = signature.bind(**given)
+    except TypeError as err:
+        raise TypeError(f"{cls.__name__}: {err}; it takes {', '.join(signature.parameters)}") from None
+    bound.apply_defaults()
+    arguments: dict[str, Any] = {}
+    for key, value in bound.arguments.items():
+        kind = signature.parameters[key].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:  # only keywords are bound: *args stays empty
+            arguments[key] = value
+    return arguments
 
 
 def _plain(value):
@@ -90,6 +99,41 @@ def _plain(value):
     raise TypeError(f"constructor argument {value!r} ({type(value).__name__}) cannot be stored as JSON")
 
 
+def create(name: str, **kwargs: Any) -> LatentModel:
+    """Build a model by name and record how it was built.
+
+    Args:
+        name: one of :func:`available_models`: ``"pasquet_inception"`` (Campagne 2021, Table A1),
+            ``"campagne_cnn"`` (Campagne 2021, Table A2), ``"convnet"`` (Ćiprijanović et al. 2022,
+            Table 1), ``"resnet18"`` (Ćiprijanović et al. 2022),
+            ``"photoz_small"``, ``"morphology_small"``.
+        **kwargs: constructor arguments of the model class, overriding the preset ones.
+
+    Returns:
+        The model, with ``registry_name`` set to ``name`` and ``config`` to every constructor
+        argument (preset, given or default) in JSON form (tuples as lists, NumPy and torch scalars
+        as Python numbers): ``create(name, **model.config)`` builds the same model.
+
+    Raises:
+        ValueError: unknown ``name``.
+        TypeError: an argument the model's constructor does not take, or one that JSON cannot hold.
+
+    Example:
+        >>> model = create("pasquet_inception", fc_widths=(2000, 1096))
+        >>> sum(p.numel() for p in model.parameters())
+        48722852
+        >>> model.registry_name, model.config["fc_widths"]
+        ('pasquet_inception', [2000, 1096])
+    """
+    cls, preset = _entry(name)
+    arguments = _bound_arguments(cls, {**preset, **kwargs})
+    config = json.loads(json.dumps(arguments, default=_plain))
+    model = cls(**config)  # built from what save() writes, so load() builds the same model
+    model.registry_name = name
+    model.config = config
+    return model
+
+
 def save(model: LatentModel, path: str | os.PathLike) -> None:
     """Write ``model``'s parameters and buffers to a safetensors file with its constructor arguments.
 
@@ -97,14 +141,16 @@ def save(model: LatentModel, path: str | os.PathLike) -> None:
     previous file intact.
 
     Raises:
-        TypeError: ``model`` is not an advrobust model (it has no ``config`` or registry name).
+        TypeError: ``model`` was not built by :func:`create` (it has no recorded name and arguments).
     """
     name = getattr(model, "registry_name", "")
-    if not isinstance(model, LatentModel) or name not in _REGISTRY:
+    recorded = isinstance(getattr(model, "config", None), dict)
+    if not isinstance(model, LatentModel) or name not in _REGISTRY or not recorded:
         raise TypeError(
-            f"save() needs a model built by advrobust.models.create, got {type(model).__name__}"
+            f"save() needs a model built by advrobust.models.create (which records its name and constructor "
+            f"arguments), got {type(model).__name__}"
         )
-    header = json.dumps({"name": name, "kwargs": model.config}, default=_plain)
+    header = json.dumps({"name": name, "kwargs": model.config})
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={_METADATA_KEY: header})
@@ -145,7 +191,8 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LatentModel:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: the {_METADATA_KEY!r} header is not JSON: {err}") from None
         if not isinstance(header, dict) or "name" not in header:
-            raise ValueError(f"{path}: the {_METADATA_KEY!r} header must be {{'name': ..., 'kwargs': ...}}, got {header!r}")
+            raise ValueError(f"{path}: the {_METADATA_KEY!r} header must be {{'name': ..., 'kwargs': ...}}, "
+                             f"got {header!r}")
         name, kwargs = header["name"], header.get("kwargs", {})
         expected = _expected_shapes(path, name, kwargs)
         found = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}

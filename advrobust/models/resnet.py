@@ -63,8 +63,6 @@ class ResNet18(LatentModel):
         torch.Size([2, 3])
     """
 
-    registry_name = "resnet18"
-
     def __init__(
         self,
         in_channels: int = 3,
@@ -75,12 +73,6 @@ class ResNet18(LatentModel):
         super().__init__()
         if len(widths) != 4 or min(widths) < 1:
             raise ValueError(f"widths must be four positive stage widths, got {tuple(widths)}")
-        self.config = {
-            "in_channels": in_channels,
-            "widths": [int(w) for w in widths],
-            "latent_dim": latent_dim,
-            "n_classes": n_classes,
-        }
         self.in_channels = in_channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False),

@@ -92,22 +92,36 @@ def plot_perturbation(x, x_adv, *, bands: Optional[Sequence[str]] = None, magnif
     a, b = _image(x, "x"), _image(x_adv, "x_adv")
     if a.shape != b.shape:
         raise ValueError(f"plot_perturbation: x and x_adv shapes differ: {a.shape} vs {b.shape}")
-    C, H, _ = a.shape
+    C = a.shape[0]
     bands = list(bands) if bands is not None else [f"band {i}" for i in range(C)]
     with_pdf = pdf_clean is not None
     if with_pdf and (pdf_adv is None or bin_centres is None):
         raise ValueError("plot_perturbation: pdf_clean needs pdf_adv and bin_centres")
     rows = 5 if with_pdf else 4
     fig, axes = new_figure((2.4 * C, 2.2 * rows), rows, C)
+    _image_rows(fig, axes[:3], a, b, bands, magnify, unit)
+    _profile_row(axes[3], a, b, bands, unit)
+    if with_pdf:
+        _pdf_row(fig, axes[4], as_numpy(bin_centres, "bin_centres"), as_numpy(pdf_clean, "pdf_clean"),
+                 as_numpy(pdf_adv, "pdf_adv"), z_spec)
+    fig.tight_layout()
+    return fig
+
+
+def _image_rows(fig: Figure, axes, a: np.ndarray, b: np.ndarray, bands: Sequence[str], magnify: float,
+                unit: str) -> None:
+    """Rows 0-2 of :func:`plot_perturbation`: ``a``, ``(b - a) * magnify`` and ``b`` (each ``(C, H, W)``),
+    band by band; ``a`` and ``b`` share one colour scale, the perturbation a symmetric one."""
     vmin, vmax = np.percentile(np.concatenate([a.ravel(), b.ravel()]), [1, 99.5])
     delta = (b - a) * magnify
     dlim = float(np.abs(delta).max()) or 1.0
+    C = a.shape[0]
     for c in range(C):
         for r, (img, kw, label) in enumerate((
                 (a[c], dict(vmin=vmin, vmax=vmax, cmap="viridis"), f"x [{unit}]"),
                 (delta[c], dict(vmin=-dlim, vmax=dlim, cmap="RdBu_r"), f"(x_adv - x) x {magnify:g} [{unit}]"),
                 (b[c], dict(vmin=vmin, vmax=vmax, cmap="viridis"), f"x_adv [{unit}]"))):
-            ax = axes[r, c]
+            ax = axes[r][c]
             im = ax.imshow(img, origin="lower", **kw)
             ax.set_xlabel("column [pixel]", fontsize=7)
             ax.set_ylabel("row [pixel]", fontsize=7)
@@ -115,7 +129,12 @@ def plot_perturbation(x, x_adv, *, bands: Optional[Sequence[str]] = None, magnif
             ax.set_title(f"{bands[c]}: {label}", fontsize=7)
             if c == C - 1:
                 fig.colorbar(im, ax=ax, fraction=0.046)
-        ax = axes[3, c]
+
+
+def _profile_row(axes, a: np.ndarray, b: np.ndarray, bands: Sequence[str], unit: str) -> None:
+    """Row 3 of :func:`plot_perturbation`: the middle-row profile of ``a`` and ``b`` per band."""
+    H = a.shape[1]
+    for c, ax in enumerate(axes):
         ax.plot(a[c, H // 2], color="C0", label="x")
         ax.plot(b[c, H // 2], color="C3", label="x_adv", lw=0.8)
         ax.set_xlabel("column [pixel]", fontsize=7)
@@ -123,21 +142,22 @@ def plot_perturbation(x, x_adv, *, bands: Optional[Sequence[str]] = None, magnif
         ax.tick_params(labelsize=6)
         ax.set_title(f"{bands[c]}: middle row", fontsize=7)
         ax.legend(fontsize=6)
-    if with_pdf:
-        centres = as_numpy(bin_centres, "bin_centres")
-        pc, pa = as_numpy(pdf_clean, "pdf_clean"), as_numpy(pdf_adv, "pdf_adv")
-        gs = axes[4, 0].get_gridspec()
-        for ax in axes[4]:
-            ax.remove()
-        ax = fig.add_subplot(gs[4, :])
-        ax.plot(centres, pc, color="C0", label="p.d.f. clean")
-        ax.plot(centres, pa, color="C3", label="p.d.f. perturbed")
-        ax.axvline(float(pc @ centres), color="C0", ls="--", label="z_phot clean")
-        ax.axvline(float(pa @ centres), color="C3", ls="--", label="z_phot perturbed")
-        if z_spec is not None:
-            ax.axvline(float(z_spec), color="k", ls="--", label="z_spec")
-        ax.set_xlabel("redshift z [dimensionless]")
-        ax.set_ylabel("probability per bin")
-        ax.legend(fontsize=7, ncol=5)
-    fig.tight_layout()
-    return fig
+
+
+def _pdf_row(fig: Figure, axes, centres: np.ndarray, pc: np.ndarray, pa: np.ndarray,
+             z_spec: Optional[float]) -> None:
+    """Row 4 of :func:`plot_perturbation`, one axis across: the clean and perturbed p.d.f.s over the
+    bin ``centres`` with their z_phot (dashed) and ``z_spec`` (dashed black)."""
+    gs = axes[0].get_gridspec()
+    for ax in axes:
+        ax.remove()
+    ax = fig.add_subplot(gs[4, :])
+    ax.plot(centres, pc, color="C0", label="p.d.f. clean")
+    ax.plot(centres, pa, color="C3", label="p.d.f. perturbed")
+    ax.axvline(float(pc @ centres), color="C0", ls="--", label="z_phot clean")
+    ax.axvline(float(pa @ centres), color="C3", ls="--", label="z_phot perturbed")
+    if z_spec is not None:
+        ax.axvline(float(z_spec), color="k", ls="--", label="z_spec")
+    ax.set_xlabel("redshift z [dimensionless]")
+    ax.set_ylabel("probability per bin")
+    ax.legend(fontsize=7, ncol=5)

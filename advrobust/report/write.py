@@ -140,6 +140,107 @@ _CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222
         "pre{background:#f4f4f4;padding:0.8em;overflow-x:auto}")
 
 
+class _Document:
+    """The report as Markdown lines and HTML fragments, built side by side."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.md = [f"# {title}", ""]
+        self.html = [f"<h1>{html.escape(title)}</h1>"]
+
+    def section(self, name: str) -> None:
+        self.md.extend([f"## {name}", ""])
+        self.html.append(f"<h2>{html.escape(name)}</h2>")
+
+    def bullets(self, items: Sequence[str]) -> None:
+        self.md.extend([f"- {item}" for item in items] + [""])
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+
+    def table(self, header, rows, caption: str = "", note: str = "") -> None:
+        if caption:
+            self.md.extend([f"**{caption}**", ""])
+            self.html.append(f"<p><b>{html.escape(caption)}</b></p>")
+        self.md.extend([_md_table(header, rows), ""])
+        self.html.append(_html_table(header, rows))
+        if note:
+            self.md.extend([note, ""])
+            self.html.append(f"<p>{html.escape(note)}</p>")
+
+    def figure(self, caption: str, stem: str) -> None:
+        """The PNG ``stem + ".png"`` linked (Markdown, with the PDF when there is one) and inlined (HTML)."""
+        rel = f"figures/{os.path.basename(stem)}"
+        link = f" ([PDF]({rel}.pdf))" if os.path.isfile(stem + ".pdf") else ""
+        self.md.extend([f"![{caption}]({rel}.png)", "", f"*{caption}*{link}", ""])
+        with open(stem + ".png", "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def code(self, text: str, language: str) -> None:
+        self.md.extend([f"```{language}", text, "```", ""])
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+
+    def write(self, out_dir: str) -> tuple:
+        """Write ``report.md`` and ``report.html`` (atomically); return their paths."""
+        md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
+        with atomic_path(md_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.md))
+        page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
+                f"<style>{_CSS}</style></head><body>{''.join(self.html)}</body></html>")
+        with atomic_path(html_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(page)
+        return md_path, html_path
+
+
+def _checked_sky(sky_sigma, bands: Optional[Sequence[str]]) -> tuple:
+    """``(sky, bands)``: ``sky_sigma`` as a float64 (C,) array of positive values (or None) and one
+    band name per value (default ``band 0..``)."""
+    sky = None
+    if sky_sigma is not None:
+        sky = np.atleast_1d(np.asarray(torch.as_tensor(sky_sigma).double().cpu(), dtype=np.float64))
+        if sky.ndim != 1 or not np.all(sky > 0):
+            raise ValueError(f"write_report: sky_sigma must be a (C,) array of positive values, got {sky}")
+    n_bands = sky.size if sky is not None else 0
+    bands = list(bands) if bands is not None else [f"band {i}" for i in range(n_bands)]
+    if sky is not None and len(bands) != n_bands:
+        raise ValueError(f"write_report: {len(bands)} band names for {n_bands} sky_sigma values")
+    return sky, bands
+
+
+def _strengths(doc: _Document, eps: Mapping[str, Any], sky: Optional[np.ndarray], bands: Sequence[str],
+               image_unit: str) -> None:
+    """The "Attack strengths" section: eps in image units and in sky sigmas of each band."""
+    doc.section("Attack strengths")
+    note = (f"eps in image units ({image_unit}) and as a multiple of each band's sky-noise sigma"
+            + (": " + ", ".join(f"{b} {s:.3g}" for b, s in zip(bands, sky)) if sky is not None else
+               " (no sky sigma given)") + ".")
+    doc.table(*_eps_rows(eps, sky, bands), note=note)
+
+
+def _figure_files(caption: str, fig: Union[Figure, str, os.PathLike], fig_dir: str) -> tuple:
+    """``(stem, written paths)``: a Figure saved as ``figures/<slug>.png`` and ``.pdf``, or a PNG file copied."""
+    stem = os.path.join(fig_dir, _slug(caption))
+    if isinstance(fig, Figure):
+        return stem, save_figure(fig, stem)
+    src = os.fspath(fig)
+    if not src.lower().endswith(".png") or not os.path.isfile(src):
+        raise ValueError(f"write_report: figure {caption!r} must be a Figure or a PNG file, got {src!r}")
+    with open(src, "rb") as f, atomic_path(stem + ".png") as tmp, open(tmp, "wb") as g:
+        g.write(f.read())
+    return stem, [stem + ".png"]
+
+
+def _figures(doc: _Document, figures: Mapping[str, Union[Figure, str, os.PathLike]], fig_dir: str) -> list:
+    """The "Figures" section; returns the files written."""
+    doc.section("Figures")
+    written = []
+    for caption, fig in figures.items():
+        stem, files = _figure_files(caption, fig, fig_dir)
+        written += files
+        doc.figure(caption, stem)
+    return written
+
+
 def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTable] = (),
                  figures: Mapping[str, Union[Figure, str, os.PathLike]] = None,
                  config: Optional[Mapping[str, Any]] = None, sky_sigma=None,
@@ -173,85 +274,26 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
     out_dir = os.fspath(out_dir)
     fig_dir = os.path.join(out_dir, "figures")
     os.makedirs(fig_dir, exist_ok=True)
-    sky = None
-    if sky_sigma is not None:
-        sky = np.atleast_1d(np.asarray(torch.as_tensor(sky_sigma).double().cpu(), dtype=np.float64))
-        if sky.ndim != 1 or not np.all(sky > 0):
-            raise ValueError(f"write_report: sky_sigma must be a (C,) array of positive values, got {sky}")
-    n_bands = sky.size if sky is not None else 0
-    bands = list(bands) if bands is not None else [f"band {i}" for i in range(n_bands)]
-    if sky is not None and len(bands) != n_bands:
-        raise ValueError(f"write_report: {len(bands)} band names for {n_bands} sky_sigma values")
-
-    md = [f"# {title}", ""]
-    body_html = [f"<h1>{html.escape(title)}</h1>"]
-
-    def section(name: str) -> None:
-        md.extend([f"## {name}", ""])
-        body_html.append(f"<h2>{html.escape(name)}</h2>")
-
-    def table(header, rows, caption: str = "", note: str = "") -> None:
-        if caption:
-            md.extend([f"**{caption}**", ""])
-            body_html.append(f"<p><b>{html.escape(caption)}</b></p>")
-        md.extend([_md_table(header, rows), ""])
-        body_html.append(_html_table(header, rows))
-        if note:
-            md.extend([note, ""])
-            body_html.append(f"<p>{html.escape(note)}</p>")
-
+    sky, bands = _checked_sky(sky_sigma, bands)
+    doc = _Document(title)
     if findings:
-        section("Findings (measured in this run)")
-        md.extend([f"- {f}" for f in findings] + [""])
-        body_html.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>")
+        doc.section("Findings (measured in this run)")
+        doc.bullets(findings)
     if tables:
-        section("Results")
+        doc.section("Results")
         for t in tables:
             header, rows = t.header_and_body()
-            table(header, rows, t.title, t.note)
+            doc.table(header, rows, t.title, t.note)
     if eps:
-        section("Attack strengths")
-        note = (f"eps in image units ({image_unit}) and as a multiple of each band's sky-noise sigma"
-                + (": " + ", ".join(f"{b} {s:.3g}" for b, s in zip(bands, sky)) if sky is not None else
-                   " (no sky sigma given)") + ".")
-        table(*_eps_rows(eps, sky, bands), note=note)
-    written = []
-    if figures:
-        section("Figures")
-        for caption, fig in figures.items():
-            stem = os.path.join(fig_dir, _slug(caption))
-            if isinstance(fig, Figure):
-                written += save_figure(fig, stem)
-            else:
-                src = os.fspath(fig)
-                if not src.lower().endswith(".png") or not os.path.isfile(src):
-                    raise ValueError(f"write_report: figure {caption!r} must be a Figure or a PNG file, got {src!r}")
-                with open(src, "rb") as f, atomic_path(stem + ".png") as tmp, open(tmp, "wb") as g:
-                    g.write(f.read())
-                written.append(stem + ".png")
-            rel = f"figures/{_slug(caption)}"
-            link = f" ([PDF]({rel}.pdf))" if os.path.isfile(stem + ".pdf") else ""
-            md.extend([f"![{caption}]({rel}.png)", "", f"*{caption}*{link}", ""])
-            with open(stem + ".png", "rb") as f:
-                data = base64.b64encode(f.read()).decode("ascii")
-            body_html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    section("Configuration")
-    cfg = json.dumps(dict(config or {}), indent=2, sort_keys=True, default=str)
-    md.extend(["```json", cfg, "```", ""])
-    body_html.append(f"<pre>{html.escape(cfg)}</pre>")
-    section("Environment")
-    table(["", "version"], [[k, v] for k, v in environment_info().items()])
+        _strengths(doc, eps, sky, bands, image_unit)
+    written = _figures(doc, figures, fig_dir) if figures else []
+    doc.section("Configuration")
+    doc.code(json.dumps(dict(config or {}), indent=2, sort_keys=True, default=str), "json")
+    doc.section("Environment")
+    doc.table(["", "version"], [[k, v] for k, v in environment_info().items()])
     if timings:
-        section("Wall time")
-        table(["stage", "seconds"], [[k, f"{float(v):.2f}"] for k, v in timings.items()]
-              + [["total", f"{sum(float(v) for v in timings.values()):.2f}"]])
-
-    md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
-    with atomic_path(md_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(md))
-    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head><body>{''.join(body_html)}</body></html>")
-    with atomic_path(html_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
+        doc.section("Wall time")
+        doc.table(["stage", "seconds"], [[k, f"{float(v):.2f}"] for k, v in timings.items()]
+                  + [["total", f"{sum(float(v) for v in timings.values()):.2f}"]])
+    md_path, html_path = doc.write(out_dir)
     return {"markdown": md_path, "html": html_path, "figures": written}
