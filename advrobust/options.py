@@ -31,13 +31,17 @@ _UNSET = object()
 
 def option(name: str, value=_UNSET, *, flag_value: str | None = None) -> str:
     """``name`` (with ``value``, when given) as the current caller spells it: ``--flag value`` under
-    :func:`spelled_as` (``flag_value`` instead of ``str(value)`` when given), else ``name=value``
-    (the value's repr)."""
+    :func:`spelled_as` (``flag_value`` instead of ``str(value)`` when given; ``flag_value=""``: the
+    flag alone, e.g. a switch; ``--flag=value`` for a value starting with ``-``, which argparse would
+    take for an option), else ``name=value`` (the value's repr)."""
     spelling = _SPELLING.get()
     if spelling is not None and name in spelling:
         if value is _UNSET:
             return spelling[name]
-        return f"{spelling[name]} {value if flag_value is None else flag_value}"
+        text = str(value) if flag_value is None else flag_value
+        if not text:
+            return spelling[name]
+        return f"{spelling[name]}={text}" if text.startswith("-") else f"{spelling[name]} {text}"
     return f"{name}=" if value is _UNSET else f"{name}={value!r}"
 
 

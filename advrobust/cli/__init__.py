@@ -12,7 +12,7 @@ calls its ``parse_args`` on the arguments after the command's name and hands the
 Errors go out as ``SystemExit``: argparse's usage errors and :class:`~advrobust.cli.errors.UsageError`
 (the usage and the message, exit 2), or ``sys.exit("message")`` (exit 1). Any other exception a
 command raises (a bad file, a bad value, a checkpoint that does not match) becomes one line on stderr
-and exit 1; ``--debug`` anywhere on the command line shows the traceback instead. The module is
+and exit 1, naming flags, not Python arguments (:data:`advrobust.cli.data.FLAGS`); ``--debug`` anywhere on the command line shows the traceback instead. The module is
 imported only when its command runs, so ``advrobust -h`` stays fast and one command's imports cost
 the others nothing.
 
@@ -76,10 +76,14 @@ def main(argv=None) -> None:
 
 def _run_command(command: str, argv: list, prog: str) -> None:
     """Build the command's parser, parse ``argv`` and run it; a :class:`UsageError` exits 2 with the usage."""
+    from advrobust.cli.data import FLAGS
+    from advrobust.options import spelled_as
+
     module = importlib.import_module(f"advrobust.cli.{command}")
     parser = module.build_parser(prog)
     args = parser.parse_args(argv)
     try:
-        module.run(args, prog)
+        with spelled_as(FLAGS):  # the library's messages name the command's flags
+            module.run(args, prog)
     except UsageError as err:
         parser.error(str(err))

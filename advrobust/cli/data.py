@@ -1,5 +1,7 @@
 """The survey of the data options (``--data``, ``--catalog``, ``--nan-policy``, ...), shared by every
-command that reads one (``attack``, ``certify``, ``scan``, ``train``)."""
+command that reads one (``attack``, ``certify``, ``scan``, ``train``), the images' unit, the fixed
+sample the sky sigma is measured on, and :data:`FLAGS`, the flag of each library argument (every
+command runs under :func:`advrobust.options.spelled_as` with it, so no message names a Python argument)."""
 from __future__ import annotations
 
 import os
@@ -7,8 +9,18 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from advrobust.cli.argtypes import floats
+
 #: the item names under which the commands put the target column in the :class:`SurveyDataset`
 LABEL, REDSHIFT, EBV = "label", "z_spec", "ebv"
+#: the sky sigma is measured on the first min(N, SKY_SAMPLE) objects of the survey, whatever ``--n`` is
+SKY_SAMPLE = 1024
+#: the unit of images whose file states none and no ``--unit`` is given
+IMAGE_UNITS = "image units"
+#: Python argument of the library (load_survey, open_images, load_catalogue, ...) -> its flag
+FLAGS = {"id_column": "--id-column", "image_ids": "--image-ids", "key": "--key", "image_key": "--key",
+         "catalogue_key": "--catalog-key", "nan_policy": "--nan-policy", "missing_values": "--missing-values",
+         "join_by_position": "--join-by-position", "columns": "--target", "ids": "--id-column"}
 
 
 def add_data_arguments(parser, *, target_help: str | None) -> None:
@@ -21,6 +33,11 @@ def add_data_arguments(parser, *, target_help: str | None) -> None:
     data.add_argument("--catalog-key", help="FITS table or HDF5 group of the catalogue")
     data.add_argument("--id-column", help="catalogue column of object ids, joined exactly to --image-ids "
                       "(default: rows are joined by position and the id is the row number)")
+    data.add_argument("--join-by-position", action="store_true",
+                      help="join row i of --catalog to image i although the catalogue has an id column")
+    data.add_argument("--missing-values", type=floats,
+                      help="catalogue values meaning missing, comma-separated (e.g. -99,-999): handled as NaN "
+                           "by --nan-policy; write --missing-values=-99,-999 when the first is negative)")
     data.add_argument("--image-ids", help="array of the images' ids in --data (default: --id-column's name)")
     if target_help is not None:
         data.add_argument("--target", help=target_help)
@@ -28,6 +45,8 @@ def add_data_arguments(parser, *, target_help: str | None) -> None:
     data.add_argument("--nan-policy", default="raise", choices=("raise", "reject", "fill"),
                       help="objects with NaN / Inf pixels or values: raise (default), reject them, or fill "
                            "bad pixels with 0")
+    data.add_argument("--unit", help="unit of the pixel values, e.g. nanomaggies or counts (default: the file's "
+                                     "FITS BUNIT or HDF5 'unit' attribute, else 'image units')")
 
 
 def open_survey(args, *, photoz: bool, n_classes: int | None = None):
@@ -54,7 +73,8 @@ def open_survey(args, *, photoz: bool, n_classes: int | None = None):
         columns[EBV] = args.ebv_column
     dataset = load_survey(args.data, args.catalog, columns=columns, image_key=args.key,
                           catalogue_key=args.catalog_key, id_column=args.id_column, image_ids=args.image_ids,
-                          nan_policy=args.nan_policy)
+                          nan_policy=args.nan_policy, missing_values=args.missing_values or (),
+                          join_by_position=args.join_by_position)
     if LABEL in dataset.values:
         dataset.values[LABEL] = _class_indices(dataset.values[LABEL], target, n_classes)
     return dataset
@@ -88,3 +108,18 @@ def read_rows(dataset, n: int | None = None) -> Tuple[np.ndarray, Dict[str, np.n
     values = {name: column[rows] for name, column in dataset.values.items()}
     ids = dataset.ids[rows] if dataset.ids is not None else rows.astype(np.int64)
     return dataset.read_images(0, n), values, ids
+
+
+def image_unit(args, dataset) -> str:
+    """The images' unit: ``--unit``, else the one the file states (FITS ``BUNIT``, HDF5 ``unit``
+    attribute), else :data:`IMAGE_UNITS`."""
+    return args.unit or getattr(dataset.images, "unit", None) or IMAGE_UNITS
+
+
+def sky_sample(dataset) -> np.ndarray:
+    """The images the sky sigma is measured on: the first ``min(N, SKY_SAMPLE)`` objects, so the
+    same survey gives the same sky sigma whatever ``--n`` or ``--chunk-size`` is."""
+    n = min(len(dataset), SKY_SAMPLE)
+    if n <= 0:
+        raise ValueError("no objects to process (empty data, or all rejected by --nan-policy)")
+    return dataset.read_images(0, n)

@@ -2,12 +2,16 @@
 
 A classifier learns the integer labels of ``--target`` (cross-entropy); a photo-z model (inputs image
 and E(B-V)) the spectroscopic redshifts of ``--target`` (cross-entropy on the redshift bin, Campagne
-2021). A checkpoint ``OUT.checkpoint`` is written after every epoch: a killed run resumes when the
-same command is run again, and a finished run trains further with a larger ``--epochs`` (delete the
-checkpoint to start over). The model goes to ``--out`` (atomic: a failed run leaves the old file)::
+2021). A model named from the registry is built for the data: its bands and stamp size come from
+``--data`` (an error names the architecture's limit when it cannot take them), any other constructor
+argument from ``--model-arg NAME=VALUE`` or a ``[model]`` table of ``--config``. A checkpoint
+``OUT.checkpoint`` is written after every epoch: a killed run resumes when the same command is run
+again, and a finished run trains further with a larger ``--epochs``; ``--restart`` discards it and
+starts over. A run that failed before its first checkpoint leaves nothing that blocks the next
+command. The model goes to ``--out`` (atomic: a failed run leaves the old file)::
 
     advrobust train --model morphology_small --data survey.h5 --target label --out model.safetensors \\
-        --epochs 20 --defense adversarial --attack fgsm --eps-sky 2
+        --epochs 20 --defense adversarial --attack fgsm --eps-sky 2 --model-arg latent_dim=64
     advrobust train --config train.toml --epochs 30      # options from a file, one overridden
 """
 from __future__ import annotations
@@ -19,16 +23,16 @@ import os
 import numpy as np
 
 from advrobust.attacks.by_name import TRAINING_ATTACKS
-from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, fields, open_survey
+from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, fields, image_unit, open_survey, sky_sample
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
-from advrobust.cli.model import is_photoz, load_model
+from advrobust.cli.model import ModelArgs, is_photoz, is_registry_name, load_model, model_arg
 from advrobust.cli.parser import CommandParser
 
 DEFENSES = ("none", "adversarial", "noisy", "mixed", "mmd")
 #: options that may change between a run and its resumption (everything else must match)
-_MAY_CHANGE = ("epochs", "device", "config", "config_tables", "no_progress", "out")
+_MAY_CHANGE = ("epochs", "device", "config", "config_tables", "no_progress", "out", "restart", "model_arg")
 
 
 def build_parser(prog: str) -> CommandParser:
@@ -36,7 +40,12 @@ def build_parser(prog: str) -> CommandParser:
     parser.add_argument("--model", help="a model name (one of advrobust.models.available_models()) or a weight file "
                                         "to fine-tune; in a config, either `model = ...` or a [model] table with "
                                         "`name = ...` and the constructor's arguments")
+    parser.add_argument("--model-arg", type=model_arg, action=ModelArgs, metavar="NAME=VALUE",
+                        help="a constructor argument of a model built by name (repeatable), e.g. latent_dim=128 or "
+                             "channels=[8,16,16]; the bands and stamp size come from --data")
     parser.add_argument("--out", help="model file to write (safetensors); the checkpoint is OUT.checkpoint")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the checkpoint next to --out (its epochs and options) and train from scratch")
     add_data_arguments(parser, target_help="catalogue column to learn: class labels 0..K-1 (classifier) "
                                                   "or spectroscopic redshifts (photo-z model)")
     fit = parser.add_argument_group("training")
@@ -79,8 +88,9 @@ def split(n: int, fraction: float, seed: int):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _defense(args, photoz: bool, train_images: np.ndarray):
-    """``(batch_transform, extra_losses, description)`` of ``--defense``."""
+def _defense(args, photoz: bool, train_images: np.ndarray, unit_name: str):
+    """``(batch_transform, extra_losses, description)`` of ``--defense``; ``train_images``: the
+    sky-sigma sample (:func:`advrobust.cli.data.sky_sample`), ``unit_name`` the images' unit."""
     import torch
 
     from advrobust.attacks import eps_l2_equal_volume
@@ -91,7 +101,7 @@ def _defense(args, photoz: bool, train_images: np.ndarray):
     if args.defense == "noisy":
         if args.noise_sigma is None:
             raise UsageError("--defense noisy needs --noise-sigma")
-        return NoisyTraining(args.noise_sigma), [], f"noisy (sigma {args.noise_sigma:g})"
+        return NoisyTraining(args.noise_sigma), [], f"noisy (sigma {args.noise_sigma:g} {unit_name})"
     if args.defense == "mmd":
         if args.mmd_target is None:
             raise UsageError("--defense mmd needs --mmd-target")
@@ -107,11 +117,11 @@ def _defense(args, photoz: bool, train_images: np.ndarray):
                 f"mmd (lambda {args.mmd_lambda:g}, {len(target)} target images)")
     if args.eps is None and args.eps_sky is None:
         raise UsageError(f"--defense {args.defense} needs --eps or --eps-sky")
-    eps, unit, sky = resolve_eps(args, train_images[:1024])
+    eps, unit, sky = resolve_eps(args, train_images)
     if unit is not None:
-        in_sky = f" sky sigmas in every band = [{', '.join(f'{eps * s:.3g}' for s in sky)}] image units"
+        in_sky = f" sky sigmas in every band = [{', '.join(f'{eps * s:.3g}' for s in sky)}] {unit_name}"
     else:
-        in_sky = f" = {eps / np.median(sky):.3g} median sky sigmas" if sky is not None else ""
+        in_sky = f" {unit_name} = {eps / np.median(sky):.3g} median sky sigmas" if sky is not None else f" {unit_name}"
     unit = None if unit is None else torch.tensor(unit)
     if args.defense == "adversarial":
         return (AdversarialTraining(args.attack, eps, fraction=args.fraction, steps=args.pgd_steps, unit=unit), [],
@@ -137,23 +147,69 @@ def _photoz_scores(model, dataset, device, batch_size: int) -> dict:
     return photoz_metrics(torch.cat(z_phot), torch.cat(z_spec))
 
 
-def _check_resumable(path: str, run: dict) -> None:
-    """Refuse to resume a checkpoint written by a run with other options."""
-    if not os.path.exists(path):
+def _check_resumable(checkpoint: str, run: dict, restart: bool) -> None:
+    """Refuse to resume a checkpoint written by a run with other options (the message names
+    ``--restart``). The options file of a run that wrote no checkpoint (it failed before its first
+    epoch ended), and with ``restart`` the checkpoint too, are removed: nothing blocks a new run."""
+    path = checkpoint + ".json"
+    if restart or not os.path.exists(checkpoint):
+        for stale in (checkpoint, path):
+            if os.path.exists(stale):
+                os.remove(stale)
+        return
+    if not os.path.exists(path):  # a checkpoint whose options were not recorded: resumed as it is
         return
     with open(path, encoding="utf-8") as handle:
         before = json.load(handle)
     differ = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
     if differ:
-        raise ValueError(f"the checkpoint next to --out was written by a run with other options "
+        raise ValueError(f"the checkpoint {checkpoint} was written by a run with other options "
                          f"({', '.join(f'{k}: {before.get(k)!r} then, {run.get(k)!r} now' for k in differ[:4])}); "
-                         f"run the same command to resume it, or delete {path[:-len('.json')]} and its .json "
-                         "to start over")
+                         "run that command to resume it, or add --restart to discard it (its trained epochs) "
+                         "and start over")
+
+
+def _model_kwargs(args) -> dict:
+    """The constructor arguments: the config's ``[model]`` table (less ``name``) under ``--model-arg``."""
+    kwargs = dict(args.config_tables.get("model", {}))
+    kwargs.pop("name", None)
+    pairs = args.model_arg or []
+    for name, value in [pairs] if isinstance(pairs, tuple) else pairs:  # a config's one value is one pair
+        kwargs[name] = value
+    return kwargs
+
+
+def _build(args, dev, model_kwargs: dict):
+    """``(model, dataset)``: the survey, and the model of ``--model`` for it (a registry model built
+    for the data's bands and stamp size; a weight file checked against them)."""
+    import torch
+
+    from advrobust import models
+
+    registry = is_registry_name(args.model)
+    if registry:
+        try:
+            with torch.device("meta"):  # its kind and classes, before the data are read (no memory)
+                probe = models.create(args.model, **model_kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"--model-arg / [model] table of --config: {err}") from None
+    else:
+        probe = load_model(args.model, dev, kwargs=model_kwargs)
+    photoz = is_photoz(probe)
+    dataset = open_survey(args, photoz=photoz, n_classes=None if photoz else probe.n_outputs)
+    shape = tuple(int(v) for v in dataset.images.shape[1:])
+    if not registry:
+        expected = getattr(probe, "input_shape", None)
+        if expected is not None and tuple(expected) != shape:
+            raise ValueError(f"--model {args.model} takes stamps {tuple(expected)} (C, H, W); --data has {shape}")
+        return probe, dataset
+    torch.manual_seed(args.seed)  # the initial weights of a model built by name
+    return load_model(args.model, dev, registry=True, kwargs=model_kwargs, image_shape=shape), dataset
 
 
 def run(args: argparse.Namespace, prog: str) -> None:
-    model_kwargs = dict(args.config_tables.get("model", {}))
-    name = model_kwargs.pop("name", None)  # TOML cannot hold both a key `model` and a table [model]
+    model_kwargs = _model_kwargs(args)
+    name = args.config_tables.get("model", {}).get("name")  # TOML cannot hold both a key `model` and a table [model]
     if args.model is None:
         if name is None:
             raise UsageError("the following arguments are required (on the command line or in --config): --model "
@@ -165,6 +221,7 @@ def run(args: argparse.Namespace, prog: str) -> None:
 
     from advrobust import models
     from advrobust.atomic import atomic_path
+    from advrobust.data.sky import SKY_METHOD
     from advrobust.train import Trainer
 
     dev = resolve_device(args.device)
@@ -174,16 +231,14 @@ def run(args: argparse.Namespace, prog: str) -> None:
     checkpoint = out + ".checkpoint"
     run = {k: v for k, v in vars(args).items() if k not in _MAY_CHANGE}
     run["model_kwargs"] = model_kwargs
-    _check_resumable(checkpoint + ".json", run)
+    _check_resumable(checkpoint, run, args.restart)
 
-    torch.manual_seed(args.seed)  # the initial weights of a model built by name
-    model = load_model(args.model, dev, registry=True, kwargs=model_kwargs)
+    model, dataset = _build(args, dev, model_kwargs)
     photoz = is_photoz(model)
-    dataset = open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
     train_rows, val_rows = split(len(dataset), args.val_fraction, args.seed)
     train_set, val_set = Subset(dataset, train_rows.tolist()), Subset(dataset, val_rows.tolist())
-    first = dataset.read_images(0, min(len(dataset), 1024)) if args.defense not in ("none", "noisy", "mmd") else None
-    transform, extra_losses, defense = _defense(args, photoz, first)
+    sample = sky_sample(dataset) if args.defense not in ("none", "noisy", "mmd") else None
+    transform, extra_losses, defense = _defense(args, photoz, sample, image_unit(args, dataset))
 
     trainer = Trainer(model, "photoz_ce" if photoz else "ce", lr=args.lr, seed=args.seed, device=dev,
                       checkpoint=checkpoint, batch_transform=transform, extra_losses=extra_losses,
@@ -205,6 +260,8 @@ def run(args: argparse.Namespace, prog: str) -> None:
     epochs = (f"epochs {start + 1}-{trainer.epoch}" if trainer.epoch > start else "no epoch left to run")
     print(f"{prog}: {epochs} of {args.epochs}" + (f" (resumed from the checkpoint at epoch {start})" if resumed else "")
           + f"; {len(train_set)} training objects; defense {defense}")
+    if sample is not None:
+        print(f"{SKY_METHOD}, on the first {len(sample)} objects")
     print(f"{where} on {len(scored)} objects: " + " ".join(f"{k}={float(v):.6g}" for k, v in scores.items()))
     print(f"model -> {out}\ncheckpoint -> {checkpoint} (run the same command to resume or, with a larger --epochs, "
-          "to train further; delete it to start over)")
+          "to train further; --restart discards it and starts over)")

@@ -258,10 +258,10 @@ def _image_ids_from_file(path, name: str) -> np.ndarray:
     try:
         catalogue = load_catalogue(path, columns=[name])
     except ValueError as err:
-        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass {option('image_ids')}<name>") from None
+        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass {option('image_ids', '<name>', flag_value='<name>')}") from None
     if name not in catalogue.columns:
         raise ValueError(f"{path}: no image ids {name!r} in the images file; its 1-D arrays: "
-                         f"{', '.join(map(str, catalogue.columns))}; pass {option('image_ids')}<name>")
+                         f"{', '.join(map(str, catalogue.columns))}; pass {option('image_ids', '<name>', flag_value='<name>')}")
     return catalogue[name].to_numpy()
 
 
@@ -325,7 +325,7 @@ def load_survey(
     images = open_images(images_path, key=image_key)
     mapping = dict(columns) if isinstance(columns, Mapping) else {name: name for name in columns}
     if image_ids is not None and id_column is None:
-        raise ValueError("image_ids needs id_column, the catalogue column to match them with")
+        raise ValueError(f"{option('image_ids')} needs {option('id_column')}, the catalogue column to match them with")
     targets: dict[str, np.ndarray] = {}
     ids = None
     join = "position"
@@ -353,7 +353,7 @@ def load_survey(
             separate = catalogue_path is not None and not os.path.samefile(catalogue_path, images_path)
             if id_like and separate and not join_by_position:  # the images file's own columns are its rows
                 raise ValueError(f"the catalogue has the id column(s) {id_like}: pass {option('id_column', id_like[0])} "
-                                 f"to join it to the images on ids, or {option('join_by_position', True)} if row i "
+                                 f"to join it to the images on ids, or {option('join_by_position', True, flag_value='')} if row i "
                                  "of the catalogue is image i")
         targets = {name: _column_values(catalogue, name, column) for name, column in mapping.items()}
     elif catalogue_path is not None:  # no column used: still a catalogue that must match the images

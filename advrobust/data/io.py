@@ -143,7 +143,7 @@ def _fits_table(path, hdus, key: str | None, columns) -> "object":
     if len(wanted) > 1:
         which = f"hold the columns {list(columns)}" if columns else "are tables"
         raise ValueError(f"{path}: {len(wanted)} HDUs {which} ({', '.join(h.name for h in wanted)}); "
-                         f"pass {option('catalogue_key')}<HDU name> to choose")
+                         f"pass {option('catalogue_key', '<HDU name>', flag_value='<HDU name>')} to choose")
     return (wanted or tables)[0]
 
 
@@ -186,7 +186,7 @@ def load_catalogue(path: str | os.PathLike, key: str | None = None, columns=None
     suffix = format_suffix(path, _TABLES + _FITS + (".npz",) + _HDF5, "catalogue")
     _check_exists(path)
     if key is not None and suffix not in _FITS + _HDF5:
-        raise ValueError(f"{path}: a catalogue key names a FITS table HDU or an HDF5 group; got key={key!r}")
+        raise ValueError(f"{path}: a catalogue key names a FITS table HDU or an HDF5 group; got {option('catalogue_key', key)}")
     if suffix == ".csv":
         header = list(pd.read_csv(path, nrows=0).columns)
         present = [c for c in header if columns is None or c in columns]

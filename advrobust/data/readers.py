@@ -336,7 +336,7 @@ def _fits_cube(path, hdus, key: str | None):
                          f"{path}: no cube of cutouts (N, C, H, W) or (N, H, W) among its image HDUs ({listed})")
     if not named and len(cubes) > 1:
         raise ValueError(f"{path}: {len(cubes)} image cubes ({listed}); name the one to read with "
-                         f"{option('key')}<HDU name>")
+                         f"{option('key', '<HDU name>', flag_value='<HDU name>')}")
     hdu = (named or cubes)[0]
     if hdu.header.get("NAXIS") not in (3, 4):
         raise ValueError(_layout_hint(path, _fits_shape(hdu)))
@@ -392,7 +392,7 @@ def open_images(path: str | os.PathLike, key: str | None = None) -> ImageReader:
         raise FileNotFoundError(f"{path}: no such file")
     if suffix == ".npy":
         if key is not None:
-            raise ValueError(f"{path}: a .npy file holds one array; key={key!r} does not apply")
+            raise ValueError(f"{path}: a .npy file holds one array; {option('key', key)} does not apply")
         return _NpyReader(path)
     if suffix == ".npz":
         return _NpzReader(path, key)
