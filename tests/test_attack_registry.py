@@ -97,8 +97,9 @@ def test_radii_in_image_units_come_from_the_specs():
     l2 = "pgd_l2 (L2 radius over a band's pixels)"
     assert radii == {"fgsm": 0.01, "noise": 0.01, l2: eps_l2_equal_volume(0.01, 64)}
     sky = (1.0, 2.0, 4.0)
-    radii = image_unit_radii(names, AttackSettings(eps=2.0, unit=sky), SHAPE)  # no image-unit L2 radius with a unit
-    assert radii.keys() == {"fgsm", "noise"} and np.array_equal(radii["fgsm"], [2.0, 4.0, 8.0])
+    radii = image_unit_radii(names, AttackSettings(eps=2.0, unit=sky), SHAPE)  # per band with a unit
+    assert radii.keys() == {"fgsm", "noise", l2} and np.array_equal(radii["fgsm"], [2.0, 4.0, 8.0])
+    np.testing.assert_allclose(radii[l2], eps_l2_equal_volume(2.0, 64) * np.asarray(sky))
 
 
 def test_a_new_attack_is_one_registry_line(monkeypatch):

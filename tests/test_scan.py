@@ -53,7 +53,7 @@ def test_scan_rows_equal_the_attacks_run_in_python(survey, tmp_path, capsys):
     x_fgsm = FGSM(model, eps=0.002, lo=-0.01, hi=0.06)(x, clean)
     with torch.no_grad():
         assert cat["fgsm_class"].tolist() == model(x_fgsm).argmax(1).tolist()
-    assert (cat["fgsm_flip"] == (cat["fgsm_class"] != cat["class"])).all()
+    assert (cat["fgsm_flipped"] == (cat["fgsm_class"] != cat["class"])).all()
     chunk = plan_chunks(N, CHUNK)[1]
     xb = x[chunk.start:chunk.start + 8]  # the first attack batch of chunk 1
     res = OnePixel(model, population=8, max_iter=3, lo=-0.01, hi=0.06, seed=chunk_seed(0, chunk)).run(xb, clean[chunk.start:chunk.start + 8])

@@ -209,7 +209,7 @@ def test_hats_output_is_read_back_by_lsdb_with_every_row(survey, tmp_path):
     assert back["id"].tolist() == list(range(N))
     np.testing.assert_array_equal(back["ra"].to_numpy(), ra)
     flat = pq.read_table(out).to_pandas()
-    np.testing.assert_array_equal(back["fgsm_flip"].to_numpy(), flat["fgsm_flip"].to_numpy())
+    np.testing.assert_array_equal(back["fgsm_flipped"].to_numpy(), flat["fgsm_flipped"].to_numpy())
     with pytest.raises(ValueError, match="needs the objects' sky positions"):
         scan_survey(model, dataset, str(tmp_path / "b.parquet"), attacks=["fgsm"],
                     settings=AttackSettings(eps=0.002), hats=str(tmp_path / "h2"), progress=False)

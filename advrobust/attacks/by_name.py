@@ -301,15 +301,13 @@ def image_unit_radii(names: Sequence[str], settings: AttackSettings, image_shape
     """The radii of the named attacks in image units, as a report states them.
 
     L-inf attacks under their name: ``eps``, or per band ``eps * unit`` (an array) with a unit; then the
-    L2 attacks as ``"<name> (L2 radius over a band's pixels)"``, only without a unit (with one the
-    ball is ``||delta / unit||_2 <= r``: no radius in image units). None for the one-pixel attack
-    (its strength is ``settings.pixels`` pixels).
+    L2 attacks as ``"<name> (L2 radius over a band's pixels)"``: ``r``, or with a unit (the ball
+    ``||delta / unit||_2 <= r``) per band ``r * unit``, the largest L2 norm of the perturbation of one
+    band's pixels. The one-pixel attack has none (its strength is ``settings.pixels`` pixels).
     """
     names = [canonical_name(n) for n in names]
-    eps = float(settings.eps)
-    eps_image = eps * np.asarray(settings.unit) if settings.unit is not None else eps
-    radii = {n: eps_image for n in names if ATTACK_SPECS[n].norm == "linf"}
-    if settings.unit is None:
-        radii.update({f"{n} (L2 radius over a band's pixels)": ATTACK_SPECS[n].radius(settings, image_shape)
-                      for n in names if ATTACK_SPECS[n].norm == "l2"})
+    scale = np.asarray(settings.unit, dtype=np.float64) if settings.unit is not None else 1.0
+    radii = {n: float(settings.eps) * scale for n in names if ATTACK_SPECS[n].norm == "linf"}
+    radii.update({f"{n} (L2 radius over a band's pixels)": ATTACK_SPECS[n].radius(settings, image_shape) * scale
+                  for n in names if ATTACK_SPECS[n].norm == "l2"})
     return radii

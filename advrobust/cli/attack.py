@@ -2,11 +2,15 @@
 (:func:`advrobust.evaluate.evaluate_grid`).
 
 Writes into ``--out``: ``report.md`` / ``report.html`` (clean vs each attack: accuracy and F1, or
-photo-z bias / sigma_MAD / eta; success rates; one-pixel iterations; eps in image units and in sky
-sigmas), ``results.json`` (every score of the grid) and ``adversarial.npz`` (the images, their ids
-and each attack's adversarial images, :func:`advrobust.data.save_arrays`). Every file is written
-atomically. Without ``--target`` the model's clean predictions stand in for the labels (success =
-the prediction moves).
+photo-z bias / sigma_MAD / eta; the shares *flipped* (prediction differs from the clean one) and
+*misclassified* (differs from the label, with ``--target``), :mod:`advrobust.cli.outcomes`; one-pixel
+iterations; every attack's radius in image units and in sky sigmas; figures: a perturbation map of
+a few objects, accuracy or sigma_MAD against the strength), ``results.json`` (every score of the
+grid, ``outcomes``, the image unit and the sky sigma with its method) and ``adversarial.npz`` (the
+images, their ids and each attack's adversarial images, :func:`advrobust.data.save_arrays`). Every
+file is written atomically. Without ``--target`` the model's clean predictions stand in for the
+labels. The image unit is ``--unit``, else the file's (FITS ``BUNIT``), else "image units"; the sky
+sigma is measured on the first 1024 objects whatever ``--n`` is.
 
     advrobust attack --model model.safetensors --data survey.h5 --target label \\
         --attacks fgsm,pgd,onepixel,noise --eps-sky 2 --n 500 --out attack_report/
@@ -22,11 +26,13 @@ import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
 from advrobust.cli.argtypes import names
-from advrobust.cli.data import EBV, LABEL, REDSHIFT, add_data_arguments, open_survey, read_rows
+from advrobust.cli.data import EBV, LABEL, REDSHIFT, add_data_arguments, image_unit, open_survey, read_rows, sky_sample
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
 from advrobust.cli.model import is_photoz, load_model, sha256
+from advrobust.cli.outcomes import (curve_attack, flipped, outcome_table, outcomes, perturbation_figures,
+                                    plot_strength_curve, strength_curve)
 from advrobust.cli.parser import CommandParser
 
 
@@ -69,7 +75,7 @@ def build_attacks(names, settings, *, task: str, image_shape, device, seed: int,
     return {name: factory(name) for name in names}
 
 
-def _tables(result, label: str, attacks: list, onepixel_max: int) -> list:
+def _tables(result, label: str, attacks: list, onepixel_max: int, rates: dict, threshold: float) -> list:
     from advrobust.report import ReportTable
 
     scores = result.scores[label]
@@ -82,8 +88,7 @@ def _tables(result, label: str, attacks: list, onepixel_max: int) -> list:
         tables = [ReportTable("Accuracy and weighted F1 under attack",
                               {"accuracy": {c: scores[c]["accuracy"] for c in columns},
                                "F1 (weighted)": {c: scores[c]["f1"] for c in columns}}, columns)]
-    tables.append(ReportTable("Attack success rate", {label: {a: scores[a]["success_rate"] for a in attacks}},
-                              attacks, note="classifier: the predicted class changes; photo-z: |dz| > 0.05."))
+    tables.append(outcome_table(rates, label, attacks, result.task, threshold))
     if "onepixel" in attacks:
         it = scores["onepixel"].get("iterations", {})
         tables.append(ReportTable("One-pixel attack: generations needed by the successful attacks",
@@ -118,8 +123,8 @@ def _truth(args, model, x, extra: tuple, dev, photoz: bool, values: dict):
 
 
 def _attack(args, model, images: np.ndarray, values: dict, settings, dev, task: str):
-    """``(grid result, {attack: kept adversarial images}, perf_counter when the grid started)`` of the
-    attacks on ``images``."""
+    """``(grid result, {attack: kept adversarial images}, perf_counter when the grid started, truth
+    y, extra inputs)`` of the attacks on ``images``."""
     import torch
 
     from advrobust.evaluate import evaluate_grid
@@ -135,9 +140,9 @@ def _attack(args, model, images: np.ndarray, values: dict, settings, dev, task: 
 
     started = time.perf_counter()
     result = evaluate_grid({os.path.basename(args.model): model}, factories, x, y, *extra, task=task,
-                           batch_size=args.batch_size,
+                           batch_size=args.batch_size, keep_predictions=True,
                            on_adversarial=lambda _model, attack, x_adv: kept[attack].append(x_adv.detach().cpu()))
-    return result, kept, started
+    return result, kept, started, y, extra
 
 
 def _print_tables(tables: list) -> None:
@@ -149,45 +154,77 @@ def _print_tables(tables: list) -> None:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
 
 
-def _strength_text(eps: float, unit, sky, eps_image) -> str:
+def _strength_text(eps: float, unit, sky, eps_image, unit_name: str) -> str:
     if unit is not None:
-        return f"eps {eps:.4g} sky sigmas in every band = [{', '.join(f'{v:.3g}' for v in eps_image)}] image units"
-    return f"eps {eps:.4g} image units" + (f" = {eps / np.median(sky):.3g} x the median sky sigma"
+        return f"eps {eps:.4g} sky sigmas in every band = [{', '.join(f'{v:.3g}' for v in eps_image)}] {unit_name}"
+    return f"eps {eps:.4g} {unit_name}" + (f" = {eps / np.median(sky):.3g} x the median sky sigma"
                                            if sky is not None else "")
 
 
-def _write(args, result, kept: dict, images: np.ndarray, ids: np.ndarray, eps_sky: tuple, settings, run: dict,
-           times: tuple, prog: str) -> None:
-    """Write ``adversarial.npz``, ``results.json`` and the report into ``--out``, and print the tables.
-    ``times``: ``perf_counter`` at the start, before the attacks and after them."""
+def _measured(args, model, result, adversarial: dict, images: np.ndarray, y, extra: tuple, settings, dev,
+              unit) -> tuple:
+    """``(rates, figures)``: flipped / misclassified of each column (also put into the grid's scores),
+    and the report's figures: a perturbation map of a few objects and the strength curve."""
     import torch
 
+    label, task, threshold = os.path.basename(args.model), result.task, settings.threshold
+    predictions = result.predictions[label]
+    truth = y.numpy() if args.target is not None and task != "photoz" else None
+    rates = outcomes(predictions, truth, task=task, threshold=threshold)
+    for column, values in rates.items():
+        result.scores[label][column].update(values)
+    figures = perturbation_figures(images, adversarial, lambda a: flipped(predictions, a, task=task,
+                                                                          threshold=threshold), args.image_unit)
+    attack = curve_attack(args.attacks)
+    if attack is not None:
+        strengths, values, what, n = strength_curve(model, torch.from_numpy(images), extra, y, settings, task=task,
+                                                    device=dev, seed=args.seed, batch_size=args.batch_size,
+                                                    attack=attack)
+        unit_label = "sky sigmas per band" if unit is not None else args.image_unit
+        truth_text = "labels" if args.target is not None else "clean predictions"
+        figures[f"{what} under {attack} against its radius, first {n} objects (truth: {truth_text})"] = \
+            plot_strength_curve(strengths, values, what, attack=attack, unit_label=unit_label)
+    return rates, figures
+
+
+def _write(args, result, adversarial: dict, images: np.ndarray, ids: np.ndarray, eps_sky: tuple, settings,
+           run: dict, times: tuple, prog: str, rates: dict, figures: dict) -> None:
+    """Write ``adversarial.npz``, ``results.json`` and the report into ``--out``, and print the tables.
+    ``times``: ``perf_counter`` at the start, before the attacks, after them and after the figures."""
     from advrobust.atomic import atomic_path
     from advrobust.attacks.by_name import image_unit_radii
     from advrobust.data import save_arrays
+    from advrobust.data.sky import SKY_METHOD
     from advrobust.report import write_report
 
     eps, unit, sky = eps_sky
-    (t0, t1, t2), label, out = times, os.path.basename(args.model), args.out
+    (t0, t1, t2, t3), label, out = times, os.path.basename(args.model), args.out
     os.makedirs(out, exist_ok=True)
-    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": torch.cat(kept[a]).numpy() for a in args.attacks}}
+    arrays = {"images": images, "ids": ids, **{f"x_adv_{a}": x for a, x in adversarial.items()}}
     save_arrays(os.path.join(out, "adversarial.npz"), arrays)
     with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"task": result.task, "eps": eps, "eps_unit": "sky sigma per band" if unit else "image units",
-                   "sky_sigma": None if sky is None else sky.tolist(),
+        json.dump({"task": result.task, "eps": eps, "eps_unit": "sky sigma per band" if unit else args.image_unit,
+                   "image_unit": args.image_unit, "sky_sigma": None if sky is None else sky.tolist(),
+                   "sky_method": SKY_METHOD, "outcomes": rates,
                    "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
     eps_image = eps * np.asarray(unit) if unit is not None else eps  # per band with --eps-sky
     strengths = image_unit_radii(args.attacks, settings, images.shape[1:])
-    tables = _tables(result, label, list(args.attacks), args.generations)
-    report = write_report(out, tables=tables, config=run, sky_sigma=sky, eps=strengths,
-                          timings={"load": t1 - t0, "attacks": t2 - t1, "write": time.perf_counter() - t2},
+    tables = _tables(result, label, list(args.attacks), args.generations, rates, settings.threshold)
+    report = write_report(out, tables=tables, figures=figures, config=run, sky_sigma=sky, eps=strengths,
+                          image_unit=args.image_unit, sky_method=SKY_METHOD,
+                          timings={"load": t1 - t0, "attacks": t2 - t1, "figures": t3 - t2,
+                                   "write": time.perf_counter() - t3},
                           title=f"advrobust attack: {label}")
     _print_tables(tables)
-    print(f"\n{prog}: {len(images)} objects, {_strength_text(eps, unit, sky, eps_image)}; report -> "
+    if sky is not None:
+        print(f"\n{SKY_METHOD}: [{', '.join(f'{v:.4g}' for v in sky)}] {args.image_unit}")
+    print(f"\n{prog}: {len(images)} objects, {_strength_text(eps, unit, sky, eps_image, args.image_unit)}; report -> "
           f"{report['markdown']}, adversarial images -> {os.path.join(out, 'adversarial.npz')}")
 
 
 def run(args: argparse.Namespace, prog: str) -> None:
+    import torch
+
     from advrobust.attacks.by_name import AttackSettings, check_attack_names
 
     try:
@@ -202,14 +239,19 @@ def run(args: argparse.Namespace, prog: str) -> None:
     task = "photoz" if photoz else "classifier"
     dataset = open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
     images, values, ids = read_rows(dataset, args.n)
-    eps, unit, sky = resolve_eps(args, images)
+    eps, unit, sky = resolve_eps(args, sky_sample(dataset))  # the same sky whatever --n is
+    args.image_unit = image_unit(args, dataset)
     settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
                               population=args.population, generations=args.generations, unit=unit)
-    result, kept, t1 = _attack(args, model, images, values, settings, dev, task)
+    result, kept, t1, y, extra = _attack(args, model, images, values, settings, dev, task)
     t2 = time.perf_counter()
+    adversarial = {a: torch.cat(kept[a]).numpy() for a in args.attacks}
+    rates, figures = _measured(args, model, result, adversarial, images, y, extra, settings, dev, unit)
+    t3 = time.perf_counter()
     run_config = {"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
                   "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog, "target": args.target,
                   "objects": int(len(images)), "attacks": list(args.attacks), "settings": settings.as_dict(),
                   "seed": args.seed, "batch_size": args.batch_size, "device": str(dev),
                   "truth": "catalogue" if args.target is not None else "the clean predictions"}
-    _write(args, result, kept, images, ids, (eps, unit, sky), settings, run_config, (t0, t1, t2), prog)
+    _write(args, result, adversarial, images, ids, (eps, unit, sky), settings, run_config, (t0, t1, t2, t3), prog,
+           rates, figures)

@@ -208,12 +208,12 @@ def _checked_sky(sky_sigma, bands: Optional[Sequence[str]]) -> tuple:
 
 
 def _strengths(doc: _Document, eps: Mapping[str, Any], sky: Optional[np.ndarray], bands: Sequence[str],
-               image_unit: str) -> None:
+               image_unit: str, sky_method: str = "") -> None:
     """The "Attack strengths" section: eps in image units and in sky sigmas of each band."""
     doc.section("Attack strengths")
     note = (f"eps in image units ({image_unit}) and as a multiple of each band's sky-noise sigma"
             + (": " + ", ".join(f"{b} {s:.3g}" for b, s in zip(bands, sky)) if sky is not None else
-               " (no sky sigma given)") + ".")
+               " (no sky sigma given)") + "." + (f" {sky_method}." if sky_method and sky is not None else ""))
     doc.table(*_eps_rows(eps, sky, bands), note=note)
 
 
@@ -246,7 +246,8 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
                  config: Optional[Mapping[str, Any]] = None, sky_sigma=None,
                  bands: Optional[Sequence[str]] = None, eps: Optional[Mapping[str, Any]] = None,
                  timings: Optional[Mapping[str, float]] = None, image_unit: str = "nanomaggies",
-                 title: str = "advrobust robustness report", findings: Sequence[str] = ()) -> Dict[str, Any]:
+                 title: str = "advrobust robustness report", findings: Sequence[str] = (),
+                 sky_method: str = "") -> Dict[str, Any]:
     """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``.
 
     Args:
@@ -259,10 +260,13 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
         eps: ``{attack: eps}`` attack strengths in image units (a number or one per band); stated
             in image units and as multiples of each band's sky sigma.
         timings: ``{stage: wall seconds}``.
-        image_unit: the images' unit (named in the eps table).
+        image_unit: the images' unit (named in the eps table); the default is that of the simulated
+            surveys: a caller with other data passes theirs (e.g. ``"image units"``).
         title: the report's heading.
         findings: sentences stating what the run measured (a bulleted "Findings" section first);
             write them from the measured numbers, never by hand.
+        sky_method: one line saying how ``sky_sigma`` was measured (e.g.
+            :data:`advrobust.data.sky.SKY_METHOD`), stated under the strengths.
 
     Returns:
         ``{"markdown": path, "html": path, "figures": [png and pdf paths]}``.
@@ -285,7 +289,7 @@ def write_report(out_dir: Union[str, os.PathLike], *, tables: Sequence[ReportTab
             header, rows = t.header_and_body()
             doc.table(header, rows, t.title, t.note)
     if eps:
-        _strengths(doc, eps, sky, bands, image_unit)
+        _strengths(doc, eps, sky, bands, image_unit, sky_method)
     written = _figures(doc, figures, fig_dir) if figures else []
     doc.section("Configuration")
     doc.code(json.dumps(dict(config or {}), indent=2, sort_keys=True, default=str), "json")

@@ -2,16 +2,19 @@
 prediction on the perturbed images, one row per object.
 
 Attacks target the model's own clean prediction (no labels are needed): the classifier's predicted
-class, or the photo-z model's ``z_phot``. Columns, for the attack names of
+class, or the photo-z model's ``z_phot``; so the measured quantity is *flipped* (the prediction
+differs from the clean one), not *misclassified* (it differs from a label), which needs labels
+(``advrobust attack --target``). Columns, for the attack names of
 :data:`advrobust.attacks.by_name.ATTACK_NAMES` (``<a>``):
 
 | column | classifier | photo-z |
 |---|---|---|
 | ``id`` | the object's id (catalogue, else its row number) | same |
 | clean | ``class``, ``prob`` (its softmax probability) | ``z_phot`` |
-| ``<a>_...`` | ``<a>_class``, ``<a>_prob``, ``<a>_flip`` (class changed) | ``<a>_z_phot``, ``<a>_dz`` = ``(z_a - z_phot) / (1 + z_phot)`` |
+| ``<a>_...`` | ``<a>_class``, ``<a>_prob`` | ``<a>_z_phot``, ``<a>_dz`` = ``(z_a - z_phot) / (1 + z_phot)`` |
+| ``<a>_flipped`` | the predicted class differs from the clean one | ``|<a>_dz| > settings.threshold`` (clean vs attacked) |
 | ``<a>_latent_distance`` | Euclidean distance of the latent vectors, clean vs perturbed | same |
-| ``<a>_success`` | the attack's verdict (flip; photo-z ``|dz| > threshold``) | same |
+| ``<a>_success`` | the attack's own verdict (the one-pixel attack's search; else as ``<a>_flipped``) | same |
 | ``<a>_iterations`` | one-pixel only: DE generations run (``generations`` when it failed; see ``<a>_success``) | same |
 | ``<a>_eps`` | the radius used: image units, or units of ``settings.unit`` (per band, e.g. sky sigmas; ``AttackSpec.radius``: pgd_l2's L2 radius, none for one-pixel) | same |
 """
@@ -85,13 +88,15 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
             if task == "photoz":
                 z_adv = redshift.z_phot(out.logits, model.bin_centres)
                 put(f"{name}_z_phot", z_adv)
-                put(f"{name}_dz", redshift.delta_z(z_adv, z_clean))
+                dz = redshift.delta_z(z_adv, z_clean)
+                put(f"{name}_dz", dz)
+                put(f"{name}_flipped", dz.abs() > settings.threshold)
             else:
                 probs_adv = out.logits.softmax(1)
                 cls = probs_adv.argmax(1)
                 put(f"{name}_class", cls)
                 put(f"{name}_prob", probs_adv.gather(1, cls[:, None])[:, 0])
-                put(f"{name}_flip", cls != target)
+                put(f"{name}_flipped", cls != target)
             if features is not None and out.features is not None:
                 put(f"{name}_latent_distance", (out.features - features).flatten(1).norm(dim=1))
             put(f"{name}_success", out.success)
