@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from advrobust.cli.data import LABEL, add_data_arguments, open_survey
+from advrobust.cli.data import LABEL, add_data_arguments, image_unit, open_survey, sky_sample
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.errors import UsageError
 from advrobust.cli.model import is_photoz, load_model
@@ -42,6 +42,19 @@ def build_parser(prog: str) -> CommandParser:
     smooth.add_argument("--seed", type=int, default=0)
     add_device_argument(smooth)
     return parser
+
+
+def _in_sky(sigma: float, dataset) -> str:
+    """`` = [...] sky sigmas per band (method)``: ``sigma`` against the sky sigma of the survey's first
+    objects (:func:`advrobust.cli.data.sky_sample`), or "" where it cannot be measured."""
+    from advrobust.data import sky_sigma
+    from advrobust.data.sky import SKY_METHOD
+
+    try:
+        sky = sky_sigma(sky_sample(dataset))
+    except ValueError:
+        return ""
+    return f" = [{', '.join(f'{sigma / s:.3g}' for s in sky)}] sky sigmas per band ({SKY_METHOD})"
 
 
 def run(args: argparse.Namespace, prog: str) -> None:
@@ -82,12 +95,13 @@ def run(args: argparse.Namespace, prog: str) -> None:
             table.to_csv(tmp, index=False)
         else:
             table.to_parquet(tmp, index=False)
-    print(f"{prog}: {len(table)} objects, sigma {args.sigma:g} image units, n0 {args.n0}, n {args.n}, alpha "
-          f"{args.alpha:g}: {int(table['abstain'].sum())} abstentions; rows -> {args.out}")
+    unit_name = image_unit(args, dataset)
+    print(f"{prog}: {len(table)} objects, sigma {args.sigma:g} {unit_name}{_in_sky(args.sigma, dataset)}, n0 "
+          f"{args.n0}, n {args.n}, alpha {args.alpha:g}: {int(table['abstain'].sum())} abstentions; rows -> {args.out}")
     if "label" in table:
         at = [0.0, 0.5 * args.sigma, args.sigma, 2 * args.sigma]
         accuracy = certified_accuracy(prediction, radius, table["label"].to_numpy(), at)
-        print("certified accuracy at L2 radius (image units): "
+        print(f"certified accuracy at L2 radius ({unit_name}): "
               + ", ".join(f"{r:.4g}: {100 * a:.2f}%" for r, a in zip(at, accuracy)))
         print(f"average certified radius: {average_certified_radius(prediction, radius, table['label'].to_numpy()):.6g}"
-              " image units")
+              f" {unit_name}")

@@ -20,7 +20,7 @@ import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
 from advrobust.cli.argtypes import floats, names
-from advrobust.cli.data import EBV, add_data_arguments, open_survey
+from advrobust.cli.data import EBV, add_data_arguments, image_unit, open_survey, sky_sample
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
@@ -37,7 +37,7 @@ def build_parser(prog: str) -> CommandParser:
     atk = parser.add_argument_group("attacks")
     atk.add_argument("--attacks", type=names, default=["fgsm", "pgd", "onepixel", "noise"],
                      help=f"comma-separated, among {','.join(ATTACK_NAMES)} (default: fgsm,pgd,onepixel,noise)")
-    add_eps_arguments(atk, default_sky=2.0, measured_on="the first chunk")
+    add_eps_arguments(atk, default_sky=2.0, measured_on="the first 1024 objects")
     atk.add_argument("--pgd-steps", type=int, default=10)
     atk.add_argument("--pixels", type=int, default=1, help="one-pixel attack: pixels changed (default 1)")
     atk.add_argument("--population", type=int, default=100, help="one-pixel attack: DE population (default 100)")
@@ -79,14 +79,16 @@ def _pixel_ranges(args, first: np.ndarray):
     return lo, hi, pixel_lo, pixel_hi
 
 
-def _print_summary(prog: str, result: dict, eps: float, unit, sky) -> None:
+def _print_summary(prog: str, result: dict, eps: float, unit, sky, unit_name: str) -> None:
+    from advrobust.data.sky import SKY_METHOD
+
     band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
-    eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
+    eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] {unit_name}"
                 if unit is not None else
-                f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
+                f"eps = {eps:.4g} {unit_name} = [{band_text(eps / sky)}] sky sigmas per band")
     print(f"{prog}: {result['objects']} objects -> {result['out']} "
           f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
-          f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}])")
+          f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}] {unit_name})\n{SKY_METHOD}")
 
 
 def _scan(args, prog: str, device) -> None:
@@ -97,7 +99,8 @@ def _scan(args, prog: str, device) -> None:
     model = load_model(args.model, device)
     dataset = open_survey(args, photoz=is_photoz(model))
     first = dataset.read_images(0, min(len(dataset), args.chunk_size))
-    eps, unit, sky = resolve_eps(args, first)
+    eps, unit, sky = resolve_eps(args, sky_sample(dataset))  # the same sky whatever --chunk-size is
+    unit_name = image_unit(args, dataset)
     lo, hi, pixel_lo, pixel_hi = _pixel_ranges(args, first)
     settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
                               population=args.population, generations=args.generations, unit=unit)
@@ -107,10 +110,10 @@ def _scan(args, prog: str, device) -> None:
         pixel_hi=pixel_hi, ebv=EBV,
         config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
                 "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                "id_column": args.id_column},
+                "id_column": args.id_column, "image_unit": unit_name},
         progress=not args.no_progress)
     if distributed.is_main():
-        _print_summary(prog, result, eps, unit, sky)
+        _print_summary(prog, result, eps, unit, sky, unit_name)
 
 
 def run(args: argparse.Namespace, prog: str) -> None:
