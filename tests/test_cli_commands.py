@@ -128,7 +128,7 @@ def test_config_model_table_builds_the_named_model(capsys, files, tmp_path):
 
 
 @pytest.mark.parametrize("defense, flags, printed_as", [
-    ("noisy", ("--noise-sigma", "0.002"), "defense noisy (sigma 0.002)"),
+    ("noisy", ("--noise-sigma", "0.002"), "defense noisy (sigma 0.002 image units)"),
     ("mixed", ("--eps", "0.001"), "defense mixed (eps 0.001"),
     ("adversarial", ("--attack", "pgd", "--pgd-steps", "2", "--eps", "0.001"), "defense adversarial (pgd, eps 0.001"),
     ("mmd", ("--mmd-target", "TARGET", "--mmd-key", "images"), "defense mmd (lambda 0.01, 32 target images)"),
@@ -149,7 +149,7 @@ def test_a_flag_beats_the_configs_exclusive_alternative(capsys, files, tmp_path)
     out = tmp_path / "m.safetensors"
     code, stdout, err = run_cli(capsys, *train_args(files, out), "--config", config, "--eps", "0.0015")
     assert code == 0, err
-    assert "defense adversarial (fgsm, eps 0.0015 =" in stdout  # --eps on the command line drops eps-sky
+    assert "defense adversarial (fgsm, eps 0.0015 image units =" in stdout  # --eps on the command line drops eps-sky
     config.write_text("defense = 'adversarial'\neps-sky = 2.0\neps = 0.001\n")
     code, _, err = run_cli(capsys, *train_args(files, out), "--config", config)
     assert code == 1 and "keys ['eps', 'eps-sky'] exclude each other" in err
@@ -195,7 +195,7 @@ def test_attack_report_equals_evaluate_grid(capsys, files, tmp_path):
     assert code == 0, err
     x = torch.from_numpy(np.load(files / "morph.npz")["images"][:12])
     y = torch.from_numpy(np.load(files / "morph.npz")["label"][:12])
-    sky = sky_sigma(x)
+    sky = sky_sigma(np.load(files / "morph.npz")["images"])  # the first min(N, 1024) objects, not --n's 12
     settings = AttackSettings(eps=3.0, pgd_steps=3, population=20, generations=4, unit=tuple(sky.tolist()))
     g = torch.Generator().manual_seed(7)
     lo, hi = x.amin((0, 2, 3)), x.amax((0, 2, 3))
@@ -203,7 +203,8 @@ def test_attack_report_equals_evaluate_grid(capsys, files, tmp_path):
                                                       generator=g, seed=7, pixel_lo=lo, pixel_hi=hi))(a)
                for a in ("fgsm", "pgd", "onepixel", "noise")}
     model = models.load(files / "init32.safetensors")
-    grid = evaluate_grid({"m": model}, attacks, x, y, batch_size=5).scores["m"]
+    result = evaluate_grid({"m": model}, attacks, x, y, batch_size=5, keep_predictions=True)
+    grid, predicted = result.scores["m"], result.predictions["m"]
     import json
     written = json.loads((out / "results.json").read_text())
     assert written["eps"] == 3.0 and written["eps_unit"] == "sky sigma per band"
@@ -218,7 +219,16 @@ def test_attack_report_equals_evaluate_grid(capsys, files, tmp_path):
     report = (out / "report.md").read_text()
     assert f"| accuracy | {100 * grid['natural']['accuracy']:.2f}% | {100 * grid['fgsm']['accuracy']:.2f}%" in report
     assert "| fgsm | " in report and "eps / sigma_sky(band 0)" in report
-    assert f"{100 * grid['pgd']['success_rate']:.2f}%" in stdout
+    for column in ("natural", "fgsm", "pgd", "onepixel", "noise"):  # the two named quantities
+        flipped = float(np.mean(predicted[column] != predicted["natural"]))
+        misclassified = float(np.mean(predicted[column] != y.numpy()))
+        assert written["outcomes"][column] == {"flipped": flipped, "misclassified": misclassified}
+        assert written["scores"][column]["flipped"] == flipped
+    assert "flipped: prediction differs from the clean one" in stdout and "misclassified: prediction" in stdout
+    pgd = written["outcomes"]["pgd"]
+    assert f"{100 * pgd['flipped']:.2f}%" in stdout and f"{100 * pgd['misclassified']:.2f}%" in stdout
+    assert len(list((out / "figures").glob("*.png"))) == 4  # 3 perturbation maps and the strength curve
+    assert "pgd_l2" not in report and "![accuracy under fgsm against its radius" in report
     arrays = np.load(out / "adversarial.npz")
     assert np.array_equal(arrays["images"], x.numpy()) and np.array_equal(arrays["ids"], np.arange(12))
     for name in ("fgsm", "pgd"):  # band b moves by at most 3 of its own sky sigmas
