@@ -1,4 +1,4 @@
-"""A small survey cut from a real frame shipped with astropy (``comp.fits``: a 300 x 440 int16
+"""A small survey cut from a real frame shipped with astropy (``comp.fits``: NGC 1316, 300 x 440 int16
 image), for the end-to-end command-line tests: stamps (N, 3, H, W) of integer counts, the three
 bands the same sky position shifted by 0, 1 and 2 pixels, and a shuffled catalogue with an id column."""
 import os

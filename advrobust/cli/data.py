@@ -76,20 +76,29 @@ def open_survey(args, *, photoz: bool, n_classes: int | None = None):
                           nan_policy=args.nan_policy, missing_values=args.missing_values or (),
                           join_by_position=args.join_by_position)
     if LABEL in dataset.values:
-        dataset.values[LABEL] = _class_indices(dataset.values[LABEL], target, n_classes)
+        dataset.values[LABEL] = _class_indices(dataset.values[LABEL], target, n_classes, dataset.indices)
     return dataset
 
 
-def _class_indices(labels: np.ndarray, target: str, n_classes: int | None) -> np.ndarray:
-    """``labels`` as int64 class indices; ValueError for labels that are not whole numbers in ``[0, n_classes)``."""
+def _class_indices(labels: np.ndarray, target: str, n_classes: int | None, kept: np.ndarray) -> np.ndarray:
+    """``labels`` as int64 class indices (-1 at the rows ``--nan-policy reject`` left out, those not in
+    ``kept``); ValueError for kept labels that are not whole numbers in ``[0, n_classes)``."""
     if labels.dtype.kind == "f":
-        if not np.all(labels == np.round(labels)):
+        dropped = np.ones(labels.shape, bool)
+        dropped[kept] = False
+        labels = np.where(dropped, -1.0, labels)
+        kept_labels = labels[kept]
+        if not np.all(kept_labels == np.round(kept_labels)):
+            bad = kept_labels[kept_labels != np.round(kept_labels)]
             raise ValueError(f"--target {target}: a classifier's labels must be whole numbers "
-                             f"(class indices), got e.g. {labels[labels != np.round(labels)][:3].tolist()}")
+                             f"(class indices), got e.g. {bad[:3].tolist()}")
         labels = labels.astype(np.int64)
-    if n_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+    values = labels[kept]
+    if n_classes is not None and values.size and (values.min() < 0 or values.max() >= n_classes):
+        missing = (f"; if {values.min()} marks a missing label, pass --missing-values={values.min()} and "
+                   "--nan-policy reject" if values.min() < 0 else "")
         raise ValueError(f"--target {target}: labels must be class indices in [0, {n_classes}) for this "
-                         f"model, got values in [{labels.min()}, {labels.max()}]")
+                         f"model, got values in [{values.min()}, {values.max()}]{missing}")
     return labels
 
 
