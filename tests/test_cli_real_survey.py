@@ -59,43 +59,49 @@ def test_model_arg_sets_any_constructor_argument(capsys, survey, tmp_path):
     assert config["latent_dim"] == 7 and config["channels"] == [4, 4, 4] and config["image_size"] == 24
 
 
-def test_attack_names_flipped_and_misclassified_and_the_file_unit(capsys, survey, trained, tmp_path):
-    out = tmp_path / "report"
-    code, stdout, err = run_cli(capsys, "attack", "--model", trained, *data_args(survey), "--target", "label",
-                                "--attacks", "fgsm,pgd_l2,noise", "--eps-sky", "2", "--n", "40", "--out", out)
-    assert code == 0, err
-    written = json.loads((out / "results.json").read_text())
+@pytest.fixture(scope="module")
+def attacked(survey, trained, tmp_path_factory):
+    """``attack --n 40`` with labels and --eps-sky 2: its output folder."""
+    from advrobust.cli import main
+
+    out = tmp_path_factory.mktemp("attack") / "report"
+    main(["attack", "--model", str(trained), *map(str, data_args(survey)), "--target", "label", "--attacks",
+          "fgsm,pgd_l2,noise", "--eps-sky", "2", "--n", "40", "--out", str(out)])
+    return out
+
+
+def test_attack_names_flipped_and_misclassified_and_the_file_unit(attacked):
+    written = json.loads((attacked / "results.json").read_text())
     assert written["image_unit"] == "counts"  # BUNIT of stamps.fits
     rates = written["outcomes"]
     # clean: nothing flipped, but the labels disagree with some predictions: the two quantities differ
     assert rates["natural"]["flipped"] == 0 and rates["natural"]["misclassified"] > 0
     assert any(r["flipped"] != r["misclassified"] for r in rates.values())
-    report = (out / "report.md").read_text()
+    report = (attacked / "report.md").read_text()
     assert "nanomaggies" not in report and "image units (counts)" in report
     assert "| pgd_l2 (L2 radius over a band's pixels) |" in report  # every radius, with --eps-sky too
-    assert len(list((out / "figures").glob("*.png"))) == 4
+    assert len(list((attacked / "figures").glob("*.png"))) == 4
 
 
-def test_sky_sigma_does_not_depend_on_n(capsys, survey, trained, tmp_path):
-    skies = []
-    for n in ("5", "60"):
-        code, stdout, err = run_cli(capsys, "attack", "--model", trained, *data_args(survey), "--attacks", "noise",
-                                    "--n", n, "--out", tmp_path / n)
-        assert code == 0, err
-        skies.append(json.loads((tmp_path / n / "results.json").read_text())["sky_sigma"])
-        assert "3-sigma-clipped" in stdout  # the method is stated
-    assert skies[0] == skies[1]
+def test_sky_sigma_does_not_depend_on_n(capsys, survey, trained, attacked, tmp_path):
+    code, stdout, err = run_cli(capsys, "attack", "--model", trained, *data_args(survey), "--attacks", "noise",
+                                "--n", "5", "--out", tmp_path)
+    assert code == 0, err
+    assert "3-sigma-clipped" in stdout  # the method is stated
+    sky = json.loads((tmp_path / "results.json").read_text())["sky_sigma"]
+    assert sky == json.loads((attacked / "results.json").read_text())["sky_sigma"]  # as with --n 40
 
 
 def test_unit_is_image_units_without_bunit_or_the_flag(capsys, trained, tmp_path):
     bare = write_survey(tmp_path, unit=None, n=30)
-    for extra, unit in (((), "image units"), (("--unit", "ADU"), "ADU")):
-        out = tmp_path / unit.replace(" ", "_")
-        code, stdout, err = run_cli(capsys, "attack", "--model", trained, *data_args(bare), "--attacks", "noise",
-                                    "--out", out, *extra)
-        assert code == 0, err
-        assert json.loads((out / "results.json").read_text())["image_unit"] == unit
-        assert f"] {unit}" in stdout and "nanomaggies" not in (out / "report.md").read_text()
+    code, stdout, err = run_cli(capsys, "certify", "--model", trained, *data_args(bare), "--sigma", "2", "--n0", "4",
+                                "--n", "8", "--out", tmp_path / "c.csv")
+    assert code == 0 and "sigma 2 image units = [" in stdout, err
+    code, stdout, err = run_cli(capsys, "attack", "--model", trained, *data_args(bare), "--attacks", "noise",
+                                "--out", tmp_path / "r", "--unit", "ADU")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["image_unit"] == "ADU"
+    assert "] ADU" in stdout and "nanomaggies" not in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_certify_and_scan_on_the_stamps(capsys, survey, trained, tmp_path):
