@@ -33,7 +33,7 @@ def option(name: str, value=_UNSET, *, flag_value: str | None = None) -> str:
     """``name`` (with ``value``, when given) as the current caller spells it: ``--flag value`` under
     :func:`spelled_as` (``flag_value`` instead of ``str(value)`` when given; ``flag_value=""``: the
     flag alone, e.g. a switch; ``--flag=value`` for a value starting with ``-``, which argparse would
-    take for an option), else ``name=value`` (the value's repr)."""
+    take for an option), else ``name=value`` (the value's repr; a placeholder such as ``"<name>"`` as it is)."""
     spelling = _SPELLING.get()
     if spelling is not None and name in spelling:
         if value is _UNSET:
@@ -42,7 +42,10 @@ def option(name: str, value=_UNSET, *, flag_value: str | None = None) -> str:
         if not text:
             return spelling[name]
         return f"{spelling[name]}={text}" if text.startswith("-") else f"{spelling[name]} {text}"
-    return f"{name}=" if value is _UNSET else f"{name}={value!r}"
+    if value is _UNSET:
+        return f"{name}="
+    placeholder = isinstance(value, str) and value.startswith("<") and value.endswith(">")
+    return f"{name}={value}" if placeholder else f"{name}={value!r}"
 
 
 @contextlib.contextmanager

@@ -203,3 +203,26 @@ def test_the_readme_walkthrough_runs(capsys, tmp_path, monkeypatch):
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "scan.parquet").exists()
     assert json.loads((tmp_path / "report" / "results.json").read_text())["image_unit"] == "counts"
     assert len(pd.read_csv(tmp_path / "certificates.csv")) == 216
+
+
+@pytest.mark.parametrize("command", ["attack", "certify", "scan", "train"])
+def test_every_flag_a_message_may_name_exists(command):
+    """advrobust.cli.data.FLAGS maps library arguments to flags: each must be a flag of the command
+    (else a message would advise an option the command does not have)."""
+    import importlib
+
+    from advrobust.cli.data import FLAGS
+
+    parser = importlib.import_module(f"advrobust.cli.{command}").build_parser(f"advrobust {command}")
+    flags = {f for action in parser.options.values() for f in action.option_strings}
+    assert set(FLAGS.values()) <= flags
+
+
+def test_option_spells_values_as_the_command_line_takes_them():
+    from advrobust.options import option, spelled_as
+
+    assert option("key", "<HDU name>") == "key=<HDU name>" and option("key", "a") == "key='a'"
+    with spelled_as({"key": "--key", "missing_values": "--missing-values", "join_by_position": "--join-by-position"}):
+        assert option("key", "<HDU name>") == "--key <HDU name>"
+        assert option("missing_values", (-99,), flag_value="-99") == "--missing-values=-99"  # not an option
+        assert option("join_by_position", True, flag_value="") == "--join-by-position"  # a switch

@@ -339,7 +339,7 @@ def test_join_on_exact_ids_in_any_order(tmp_path, cube4, ids, suffix):
     from advrobust.options import spelled_as
 
     with spelled_as({"id_column": "--id-column", "join_by_position": "--join-by-position"}):
-        with pytest.raises(ValueError, match="pass --id-column OBJID .* or --join-by-position True") as err:
+        with pytest.raises(ValueError, match="pass --id-column OBJID .* or --join-by-position if row i") as err:
             load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"})
     assert "id_column=" not in str(err.value)
     positional = load_survey(cube4, catalogue, columns={"z_spec": "ZSPEC"}, join_by_position=True)
