@@ -20,7 +20,7 @@ IMAGE_UNITS = "image units"
 #: Python argument of the library (load_survey, open_images, load_catalogue, ...) -> its flag
 FLAGS = {"id_column": "--id-column", "image_ids": "--image-ids", "key": "--key", "image_key": "--key",
          "catalogue_key": "--catalog-key", "nan_policy": "--nan-policy", "missing_values": "--missing-values",
-         "join_by_position": "--join-by-position", "columns": "--target", "ids": "--id-column"}
+         "join_by_position": "--join-by-position"}
 
 
 def add_data_arguments(parser, *, target_help: str | None) -> None:
