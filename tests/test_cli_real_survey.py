@@ -173,6 +173,12 @@ def test_errors_name_the_flags(capsys, survey, trained, tmp_path):
     assert code == 2 and "--model-arg: expected NAME=VALUE" in err
     code, _, err = train(capsys, survey, tmp_path / "m.safetensors", "--model-arg", "depth=3")
     one_line_error(code, err, "--model-arg", "depth")
+    # stamps that are not square, for a model that takes an image_size
+    np.save(tmp_path / "wide.npy", survey["images"][:, :, :, :20])
+    code, _, err = run_cli(capsys, "train", "--model", "morphology_small", "--data", tmp_path / "wide.npy",
+                           "--catalog", survey["catalog"], "--join-by-position", "--target", "label",
+                           "--out", tmp_path / "w.safetensors", "--no-progress")
+    one_line_error(code, err, "--model morphology_small takes square stamps; --data has 24x20 pixels")
     for python_spelling in ("id_column=", "nan_policy=", "missing_values=", "join_by_position="):
         assert python_spelling not in err
 

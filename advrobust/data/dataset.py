@@ -135,7 +135,8 @@ class SurveyDataset(torch.utils.data.Dataset):
             if column.dtype.kind not in "biuf":
                 raise ValueError(f"target {name!r} must be numeric, got dtype {column.dtype}")
             if column.dtype.kind == "u" and column.size and column.max() > np.iinfo(np.int64).max:
-                raise ValueError(f"target {name!r} has uint64 values beyond int64 (ids?); pass ids as ids=")
+                raise ValueError(f"target {name!r} has uint64 values beyond int64 (ids?); join on ids with "
+                                 f"{option('id_column', '<name>')}")
             if missing.size and np.isin(column, missing).any():
                 column = np.where(np.isin(column, missing), np.nan, column.astype(np.float64))
             _check_physical(name, column)

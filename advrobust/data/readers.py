@@ -234,7 +234,8 @@ class _NpzReader(ArrayReader):
         with zipfile.ZipFile(path) as archive:
             if name + ".npy" not in archive.namelist():
                 members = [m[:-4] if m.endswith(".npy") else m for m in archive.namelist()]
-                raise ValueError(f"{path}: no array {name!r}; it holds {', '.join(members)}")
+                raise ValueError(f"{path}: no array {name!r}; it holds {', '.join(members)}: name the image cube "
+                                 f"with {option('key', '<name>')}")
             check_npz_member(path, archive, name + ".npy")
         with np.load(path, allow_pickle=False) as handle:
             array = handle[name]
@@ -303,7 +304,8 @@ class _HDF5Reader(_ReopeningReader):
         name = "images" if key is None else key
         with h5py.File(path, "r") as handle:
             if name not in handle or not isinstance(handle[name], h5py.Dataset):
-                raise ValueError(f"{path}: no dataset {name!r}; it holds {', '.join(handle)}")
+                raise ValueError(f"{path}: no dataset {name!r}; it holds {', '.join(handle)}: name the image "
+                                 f"cube with {option('key', '<name>')}")
             dataset = handle[name]
             if dataset.dtype.kind not in "biuf":
                 raise ValueError(f"{path}: dataset {name!r} must be numeric, got dtype {dataset.dtype}")
