@@ -12,9 +12,9 @@ calls its ``parse_args`` on the arguments after the command's name and hands the
 Errors go out as ``SystemExit``: argparse's usage errors and :class:`~advrobust.cli.errors.UsageError`
 (the usage and the message, exit 2), or ``sys.exit("message")`` (exit 1). Any other exception a
 command raises (a bad file, a bad value, a checkpoint that does not match) becomes one line on stderr
-and exit 1, naming flags, not Python arguments (:data:`advrobust.cli.data.FLAGS`); ``--debug`` anywhere on the command line shows the traceback instead. The module is
-imported only when its command runs, so ``advrobust -h`` stays fast and one command's imports cost
-the others nothing.
+and exit 1, naming flags, not Python arguments (:data:`advrobust.cli.data.FLAGS`); ``--debug``
+anywhere on the command line shows the traceback instead. The module is imported only when its
+command runs, so ``advrobust -h`` stays fast and one command's imports cost the others nothing.
 
 Adding a command is the whole of: write its module, and add its name and one-line help to :data:`COMMANDS`.
 """

@@ -121,7 +121,8 @@ def strength_curve(model, images, extra, truth, settings, *, task: str, device, 
         scaled = dataclasses.replace(settings, eps=settings.eps * scale)
         generator = torch.Generator(device=device).manual_seed(int(seed))
         factories[f"x{scale:g}"] = (lambda s, g: lambda m: attack_by_name(
-            attack, m, s, task=task, image_shape=tuple(images.shape[1:]), generator=g, seed=int(seed)))(scaled, generator)
+            attack, m, s, task=task, image_shape=tuple(images.shape[1:]), generator=g,
+            seed=int(seed)))(scaled, generator)
     result = evaluate_grid({"model": model}, factories, images[:n], truth[:n], *(e[:n] for e in extra), task=task,
                            batch_size=batch_size, latent=False)
     key, what = ("sigma_mad", "sigma_MAD") if task == "photoz" else ("accuracy", "accuracy")

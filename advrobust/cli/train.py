@@ -216,7 +216,6 @@ def run(args: argparse.Namespace, prog: str) -> None:
                              "(or `name` in the config's [model] table)")
         args.model = name
 
-    import torch
     from torch.utils.data import Subset
 
     from advrobust import models

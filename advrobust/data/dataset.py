@@ -259,10 +259,11 @@ def _image_ids_from_file(path, name: str) -> np.ndarray:
     try:
         catalogue = load_catalogue(path, columns=[name])
     except ValueError as err:
-        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass {option('image_ids', '<name>', flag_value='<name>')}") from None
+        raise ValueError(f"{path}: no image ids {name!r} in the images file ({err}); pass "
+                         f"{option('image_ids', '<name>')}") from None
     if name not in catalogue.columns:
         raise ValueError(f"{path}: no image ids {name!r} in the images file; its 1-D arrays: "
-                         f"{', '.join(map(str, catalogue.columns))}; pass {option('image_ids', '<name>', flag_value='<name>')}")
+                         f"{', '.join(map(str, catalogue.columns))}; pass {option('image_ids', '<name>')}")
     return catalogue[name].to_numpy()
 
 
@@ -326,7 +327,8 @@ def load_survey(
     images = open_images(images_path, key=image_key)
     mapping = dict(columns) if isinstance(columns, Mapping) else {name: name for name in columns}
     if image_ids is not None and id_column is None:
-        raise ValueError(f"{option('image_ids')} needs {option('id_column')}, the catalogue column to match them with")
+        raise ValueError(f"{option('image_ids')} needs {option('id_column')}, the catalogue column to match "
+                         "them with")
     targets: dict[str, np.ndarray] = {}
     ids = None
     join = "position"

@@ -143,7 +143,7 @@ def _fits_table(path, hdus, key: str | None, columns) -> "object":
     if len(wanted) > 1:
         which = f"hold the columns {list(columns)}" if columns else "are tables"
         raise ValueError(f"{path}: {len(wanted)} HDUs {which} ({', '.join(h.name for h in wanted)}); "
-                         f"pass {option('catalogue_key', '<HDU name>', flag_value='<HDU name>')} to choose")
+                         f"pass {option('catalogue_key', '<HDU name>')} to choose")
     return (wanted or tables)[0]
 
 

@@ -338,7 +338,7 @@ def _fits_cube(path, hdus, key: str | None):
                          f"{path}: no cube of cutouts (N, C, H, W) or (N, H, W) among its image HDUs ({listed})")
     if not named and len(cubes) > 1:
         raise ValueError(f"{path}: {len(cubes)} image cubes ({listed}); name the one to read with "
-                         f"{option('key', '<HDU name>', flag_value='<HDU name>')}")
+                         f"{option('key', '<HDU name>')}")
     hdu = (named or cubes)[0]
     if hdu.header.get("NAXIS") not in (3, 4):
         raise ValueError(_layout_hint(path, _fits_shape(hdu)))
