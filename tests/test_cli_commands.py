@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -316,3 +318,35 @@ def test_bench_all_runs_every_suite_with_quick_and_device(capsys, monkeypatch):
     code, _, _ = run_cli(capsys, "bench", "all", "--quick", "--device", "cpu")
     assert code == 0
     assert seen == [(name, True, "cpu", f"advrobust bench {name} --quick --device cpu") for name in SUITES]
+
+
+def test_attack_photoz_flipped_is_dz_clean_vs_attacked(capsys, files, tmp_path):
+    """photo-z: flipped = |z_attacked - z_clean| / (1 + z_clean) > 0.05, checked against the model on
+    the adversarial images the command saved; the unit given by --unit is the one stated."""
+    from advrobust import redshift
+
+    torch.manual_seed(0)
+    model_path = tmp_path / "p.safetensors"
+    sharp = models.create("photoz_small")
+    with torch.no_grad():  # an untrained p.d.f. is flat (z_phot ~ 0.5 whatever the image): sharpen it
+        for weight in sharp.head.parameters():
+            weight.mul_(200)
+    models.save(sharp, model_path)
+    out = tmp_path / "report"
+    code, stdout, err = run_cli(capsys, "attack", "--model", model_path, "--data", files / "photoz.npz", "--key",
+                                "images", "--target", "z", "--attacks", "fgsm,noise", "--eps-sky", "3", "--n", "16",
+                                "--unit", "nanomaggies", "--out", out)
+    assert code == 0, err
+    written = json.loads((out / "results.json").read_text())
+    assert written["image_unit"] == "nanomaggies" and "flipped: |dz| clean vs attacked > 0.05" in stdout
+    arrays = np.load(out / "adversarial.npz")
+    ebv = torch.from_numpy(np.load(files / "photoz.npz")["ebv"][:16])
+    model = models.load(model_path).eval()
+    with torch.no_grad():
+        z_clean = model.z_phot(torch.from_numpy(arrays["images"]), ebv)
+        for attack in ("fgsm", "noise"):
+            z_adv = model.z_phot(torch.from_numpy(arrays[f"x_adv_{attack}"]), ebv)
+            expected = float((redshift.delta_z(z_adv, z_clean).abs() > 0.05).float().mean())
+            assert written["outcomes"][attack]["flipped"] == pytest.approx(expected, abs=1e-12)
+    assert written["outcomes"]["natural"] == {"flipped": 0.0}  # no "misclassified" for redshifts: eta is it
+    assert written["outcomes"]["fgsm"]["flipped"] > 0  # a strong attack moves some redshifts
