@@ -125,6 +125,7 @@ def test_a_failed_run_does_not_block_the_corrected_one(capsys, survey, tmp_path)
     one_line_error(code, err, "--model convnet cannot take the stamps of --data", "too small for 5 2x2 pools")
     code, _, err = train(capsys, survey, out, "--batch-size", "0")  # fails in the first epoch
     assert code == 1 and not (tmp_path / "m.safetensors.checkpoint").exists()
+    assert (tmp_path / "m.safetensors.checkpoint.json").exists()  # its options, with other values than the next
     code, stdout, err = train(capsys, survey, out)  # the corrected command
     assert code == 0 and "epochs 1-1 of 1" in stdout, err
 
