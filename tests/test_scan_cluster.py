@@ -213,3 +213,34 @@ def test_hats_output_is_read_back_by_lsdb_with_every_row(survey, tmp_path):
     with pytest.raises(ValueError, match="needs the objects' sky positions"):
         scan_survey(model, dataset, str(tmp_path / "b.parquet"), attacks=["fgsm"],
                     settings=AttackSettings(eps=0.002), hats=str(tmp_path / "h2"), progress=False)
+
+
+def test_cli_scan_copies_sky_positions_and_writes_hats(survey, tmp_path, capsys):
+    lsdb = pytest.importorskip("lsdb")
+    import pandas as pd
+
+    from cli_runner import run_cli
+
+    rng = np.random.default_rng(6)
+    ra, dec = rng.uniform(0, 360, N), rng.uniform(-30, 30, N)
+    ids = np.arange(1000, 1000 + N)
+    order = rng.permutation(N)
+    catalog = tmp_path / "cat.parquet"
+    pd.DataFrame({"objid": ids[order], "RA": ra[order], "DEC": dec[order]}).to_parquet(catalog)
+    np.save(tmp_path / "ids.npy", ids)
+    images = tmp_path / "images.npz"
+    np.savez(images, images=np.load(survey / "images.npy"), objid=ids)
+    out, hats = tmp_path / "scan.parquet", tmp_path / "scan_hats"
+    args = ["scan", "--model", str(survey / "model.safetensors"), "--data", str(images), "--catalog", str(catalog),
+            "--id-column", "objid", "--ra-column", "RA", "--dec-column", "DEC", "--hats", str(hats),
+            "--attacks", "noise", "--eps", "0.002", "--chunk-size", str(CHUNK), "--no-progress", "--out", str(out)]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    flat = pq.read_table(out).to_pandas()
+    assert flat["id"].tolist() == ids.tolist()
+    np.testing.assert_array_equal(flat["ra"].to_numpy(), ra)  # float64, joined on ids
+    back = lsdb.open_catalog(str(hats)).compute().sort_values("id")
+    np.testing.assert_array_equal(back["dec"].to_numpy(), dec)
+    code, _, err = run_cli(capsys, *[a for a in args if a not in ("--dec-column", "DEC")][:-2],
+                           "--out", str(tmp_path / "x.parquet"))
+    assert code == 2 and "--hats needs the objects' sky positions" in err
