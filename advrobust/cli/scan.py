@@ -121,7 +121,7 @@ def _scan(args, prog: str, device) -> None:
         pixel_hi=pixel_hi, ebv=EBV,
         config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
                 "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                "id_column": args.id_column},
+                "id_column": args.id_column, "ra_column": args.ra_column, "dec_column": args.dec_column},
         progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats)
     if distributed.launcher_rank()[0] == 0:
         _print_summary(prog, result, eps, unit, sky)
