@@ -188,7 +188,8 @@ def _readme_section():
     import os
 
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
-    return readme[readme.index("## Your own survey"):readme.index("## A survey scan on torchrun")]
+    start = readme.index("## Your own survey")
+    return readme[start:readme.index("\n## ", start)]
 
 
 def test_the_readme_walkthrough_runs(capsys, tmp_path, monkeypatch):
