@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from advrobust import distributed
 from advrobust.attacks.losses import LossFn
-from advrobust.checks import check_model, check_number, model_device
+from advrobust.checks import check_model, check_number, model_device, nonfinite_parameters
 from advrobust.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from advrobust.train.losses import task_loss
 
@@ -227,6 +227,7 @@ class Trainer:
         with self._latent_capture(), self._autocast():
             output = self.model(batch.x, *batch.extra)
             loss = self.batch_loss(batch, output)
+        self._check_loss(loss)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -235,6 +236,23 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         return float(loss.detach())
+
+    def _check_loss(self, loss: Tensor) -> None:
+        """ValueError on a NaN/Inf loss: a broken model (NaN weights) or a diverged run is never
+        stepped on nor saved (the checkpoint keeps the last finite epoch)."""
+        if not bool(torch.isfinite(loss.detach())):
+            bad = nonfinite_parameters(self.module)
+            cause = (f"the model has NaN/Inf weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})"
+                     if bad else "the model's output or the loss overflowed (lower the learning rate?)")
+            raise ValueError(f"Trainer: the loss is {float(loss.detach())} at epoch {self.epoch + 1}: {cause}; "
+                             "training stopped, nothing saved for this epoch")
+
+    def _check_weights(self) -> None:
+        """ValueError when a step left NaN/Inf weights (checked before every save)."""
+        bad = nonfinite_parameters(self.module)
+        if bad:
+            raise ValueError(f"Trainer: epoch {self.epoch + 1} left NaN/Inf weights ({', '.join(bad[:3])}"
+                             f"{', ...' if len(bad) > 3 else ''}); training stopped, nothing saved for this epoch")
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict:
@@ -356,6 +374,7 @@ class Trainer:
             if show:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
                 bar.close()
+            self._check_weights()
             monitored = record.get("val_loss", record["train_loss"])
             if self.scheduler is not None and not self.one_cycle:
                 self.scheduler.step(monitored)

@@ -1,0 +1,182 @@
+"""Issue 23: no silent answer from a broken model, no stale resume, no file that allocates gigabytes,
+and the smaller findings of the bad-input probe. Each test fails on the code before the fix."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from advrobust import models
+from advrobust.atomic import atomic_path, stale_temporaries
+
+
+def _nan_classifier():
+    torch.manual_seed(0)
+    model = models.create("convnet", image_size=8, channels=(4,), kernel_sizes=(3,), latent_dim=8)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan")) if hasattr(model, "head") and hasattr(model.head, "bias") else \
+            next(iter(model.parameters())).fill_(float("nan"))
+    return model
+
+
+def _x(n=4):
+    return torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+# ---------------------------------------------------------------- 1. non-finite model outputs
+
+def test_smooth_refuses_a_nan_model_and_nan_pixels():
+    from advrobust.defenses import Smooth
+
+    smooth = Smooth(_nan_classifier(), 3, 0.1)
+    x = _x(2)
+    with pytest.raises(ValueError, match=r"Smooth.predict: the model's output .*NaN/Inf"):
+        smooth.predict(x[0], 20, 0.01, 8)
+    with pytest.raises(ValueError, match=r"Smooth.certify: the model's output .*NaN/Inf"):
+        smooth.certify(x[0], 10, 20, 0.01, 8)
+    with pytest.raises(ValueError, match=r"Smooth.certify_batch: the model's output .*NaN/Inf"):
+        smooth.certify_batch(x, 10, 20, 0.01, 8)
+    with pytest.raises(ValueError, match=r"Smooth.certify_adaptive: the model's output .*NaN/Inf"):
+        smooth.certify_adaptive(x, [0.1], alpha=0.01, n_max=40, batch_size=8)
+    good = Smooth(models.create("convnet", image_size=8, channels=(4,), kernel_sizes=(3,), latent_dim=8), 3, 0.1)
+    x[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"Smooth.certify_batch: x has 1 NaN/Inf values \(samples \[1\]\)"):
+        good.certify_batch(x, 10, 20, 0.01, 8)
+    with pytest.raises(ValueError, match=r"Smooth.certify: x has 1 NaN/Inf"):
+        good.certify(x[1], 10, 20, 0.01, 8)
+
+
+def test_evaluation_paths_refuse_a_nan_model():
+    from advrobust.attacks import uniform_noise
+    from advrobust.evaluate import evaluate_grid, natural, transfer_evaluate
+    from advrobust.scan.rows import scan_rows
+    from advrobust.attacks.by_name import AttackSettings
+
+    model, x, y = _nan_classifier(), _x(), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="NaN/Inf for 4 of 4 samples"):
+        evaluate_grid({"m": model}, {}, x, y)
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        evaluate_grid({"m": model}, {"noise": natural(uniform_noise, eps=0.01)}, x, y)
+    with pytest.raises(ValueError, match="transfer_evaluate: .*NaN/Inf"):
+        transfer_evaluate(None, x, y, {"m": model}, x_adv=x)
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        scan_rows(model, x, (), np.arange(4), task="classifier", attacks=["noise"],
+                  settings=AttackSettings(eps=0.01), seed=0)
+
+
+def test_training_a_nan_model_stops_and_saves_nothing(tmp_path):
+    from advrobust.train import Trainer
+
+    model = _nan_classifier()
+    data = TensorDataset(_x(8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+    trainer = Trainer(model, checkpoint=str(tmp_path / "ckpt.safetensors"), progress=False)
+    with pytest.raises(ValueError, match=r"Trainer: the loss is nan at epoch 1: the model has NaN/Inf weights"):
+        trainer.fit(data, 2, batch_size=4)
+    assert not os.path.exists(tmp_path / "ckpt.safetensors")
+
+
+def test_training_that_leaves_nan_weights_is_not_saved(tmp_path, monkeypatch):
+    from advrobust.train import Trainer
+
+    torch.manual_seed(0)
+    model = models.create("convnet", image_size=8, channels=(4,), kernel_sizes=(3,), latent_dim=8)
+    data = TensorDataset(_x(4), torch.tensor([0, 1, 2, 0]))
+    trainer = Trainer(model, checkpoint=str(tmp_path / "ckpt.safetensors"), progress=False)
+    step = trainer.optimizer.step
+
+    def poisoning_step(*a, **k):
+        step(*a, **k)
+        with torch.no_grad():
+            next(iter(model.parameters())).fill_(float("inf"))
+    monkeypatch.setattr(trainer.optimizer, "step", poisoning_step)
+    with pytest.raises(ValueError, match="epoch 1 left NaN/Inf weights"):
+        trainer.fit(data, 1, batch_size=4)
+    assert not os.path.exists(tmp_path / "ckpt.safetensors")
+
+
+def test_models_load_refuses_nonfinite_weights_unless_asked(tmp_path):
+    model = _nan_classifier()
+    models.save(model, tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match="NaN/Inf weights.*allow_nonfinite=True"):
+        models.load(tmp_path / "nan.safetensors")
+    loaded = models.load(tmp_path / "nan.safetensors", allow_nonfinite=True)
+    assert not bool(torch.isfinite(loaded.head.bias).all())
+
+
+# ---------------------------------------------------------------- 3. model headers
+
+def test_header_asking_for_thousands_of_cells_is_refused_at_once_with_a_short_line(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "huge.safetensors"
+    header = {"name": "pasquet_inception", "kwargs": {"cells": [[64, 48, 64, 64, 64]] * 20000}}
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"advrobust": json.dumps(header)})
+    with pytest.raises(ValueError, match=r"100000 values for a file of 1 tensors.*refused before building") as err:
+        models.load(path)
+    assert len(str(err.value)) < 400
+    header = {"name": "photoz_small", "kwargs": {"channels": [16, 32, 32], "fc_width": 64, "junk": "x" * 100000}}
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"advrobust": json.dumps(header)})
+    with pytest.raises(ValueError, match="header") as err:
+        models.load(path)
+    assert len(str(err.value)) < 1000
+
+
+# ---------------------------------------------------------------- 8. model files
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_models_reload_in_the_dtype_they_were_saved_in(tmp_path, dtype):
+    model = models.create("photoz_small").to(dtype)
+    models.save(model, tmp_path / "m.safetensors")
+    loaded = models.load(tmp_path / "m.safetensors")
+    assert next(loaded.parameters()).dtype == dtype
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_model_files_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        models.save(models.create("photoz_small"), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "m.safetensors").st_mode & 0o777) == oct(0o644)
+
+
+_SLOW_SAVE = textwrap.dedent("""
+    import sys, time
+    from advrobust import models
+    import advrobust.models.registry as registry
+    real = registry.save_file
+    def slow(tensors, path, metadata=None):
+        real(tensors, path, metadata=metadata)
+        print("written", flush=True)
+        time.sleep(60)
+    registry.save_file = slow
+    models.save(models.create("photoz_small"), sys.argv[1])
+""")
+
+
+def test_a_killed_save_whose_process_is_not_yet_reaped_is_cleaned_by_the_next_save(tmp_path):
+    target = tmp_path / "m.safetensors"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(target)], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline().strip() == b"written"
+        os.kill(proc.pid, signal.SIGKILL)
+        for _ in range(100):  # a zombie until waited for
+            with open(f"/proc/{proc.pid}/stat", "rb") as handle:
+                if b") Z" in handle.read():
+                    break
+            import time
+            time.sleep(0.05)
+        assert len(stale_temporaries(target)) == 1
+        models.save(models.create("photoz_small"), target)
+        assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
+    finally:
+        proc.wait(timeout=30)
