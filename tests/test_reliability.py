@@ -180,3 +180,64 @@ def test_a_killed_save_whose_process_is_not_yet_reaped_is_cleaned_by_the_next_sa
         assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
     finally:
         proc.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- 2. resume over changed inputs
+
+@pytest.fixture(scope="module")
+def small_survey(tmp_path_factory):
+    """A random 16x16 classifier, 24 noise images (.npy) and a CSV catalogue with labels."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("rel23")
+    torch.manual_seed(0)
+    models.save(models.create("morphology_small", image_size=16), folder / "m.safetensors")
+    rng = np.random.default_rng(0)
+    np.save(folder / "img.npy", rng.normal(0, 1e-3, (24, 3, 16, 16)).astype(np.float32))
+    pd.DataFrame({"label": rng.integers(0, 3, 24)}).to_csv(folder / "cat.csv", index=False)
+    return folder
+
+
+def _scan(folder, out, *extra):
+    from advrobust.cli import main
+
+    main([str(a) for a in ("scan", "--model", folder / "m.safetensors", "--data", folder / "img.npy", "--attacks",
+                           "noise", "--eps", "0.001", "--chunk-size", "8", "--no-progress", "--out", out, *extra)])
+
+
+def test_scan_resume_refuses_data_rewritten_in_place_and_changed_row_options(small_survey, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(small_survey, folder)
+    out = tmp_path / "cat.parquet"
+    _scan(folder, out)
+    _scan(folder, out)  # same inputs: resumes (nothing left to compute)
+    with pytest.raises(SystemExit, match=r"nan_policy: was 'raise', now 'reject'"):
+        _scan(folder, out, "--nan-policy", "reject")
+    images = np.load(folder / "img.npy", mmap_mode="r+")  # same length, same first chunk
+    images[20] += 1e-3
+    images.flush()
+    del images
+    with pytest.raises(SystemExit, match=r"data_fingerprint: the file changed since the run started \(.*its content\)"):
+        _scan(folder, out)
+
+
+def test_train_resume_refuses_replaced_data(small_survey, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+    from tests.cli_runner import run_cli
+
+    folder = tmp_path / "in"
+    shutil.copytree(small_survey, folder)
+    args = ["train", "--model", folder / "m.safetensors", "--data", folder / "img.npy", "--catalog",
+            folder / "cat.csv", "--target", "label", "--out", tmp_path / "m.safetensors", "--batch-size", "8",
+            "--no-progress"]
+    code, _, err = run_cli(capsys, *args, "--epochs", "1")
+    assert code == 0, err
+    table = pd.read_csv(folder / "cat.csv")
+    table["label"] = (table["label"] + 1) % 3
+    table.to_csv(folder / "cat.csv", index=False)
+    code, _, err = run_cli(capsys, *args, "--epochs", "2")
+    assert code == 1 and "catalog_fingerprint: the file changed since the run started" in err

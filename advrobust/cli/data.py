@@ -60,6 +60,21 @@ def open_survey(args, *, photoz: bool, n_classes: int | None = None):
     return dataset
 
 
+def input_config(args) -> dict:
+    """Every data option that changes which objects are read and their values, with a fingerprint
+    (:func:`advrobust.data.fingerprint.file_fingerprint`: size, modification time, sampled SHA-256) of
+    ``--data`` and ``--catalog``: what a resumed scan or training compares with its start, so a file
+    rewritten in place or a changed option is refused instead of mixing old and new rows."""
+    from advrobust.data.fingerprint import file_fingerprint
+
+    return {"data": os.path.abspath(args.data), "key": args.key,
+            "catalog": None if args.catalog is None else os.path.abspath(args.catalog),
+            "catalog_key": args.catalog_key, "id_column": args.id_column, "image_ids": args.image_ids,
+            "target": getattr(args, "target", None), "ebv_column": args.ebv_column, "nan_policy": args.nan_policy,
+            "data_fingerprint": file_fingerprint(args.data),
+            "catalog_fingerprint": None if args.catalog is None else file_fingerprint(args.catalog)}
+
+
 def _class_indices(labels: np.ndarray, target: str, n_classes: int | None) -> np.ndarray:
     """``labels`` as int64 class indices; ValueError for labels that are not whole numbers in ``[0, n_classes)``."""
     if labels.dtype.kind == "f":

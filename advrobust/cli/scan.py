@@ -20,7 +20,7 @@ import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
 from advrobust.cli.argtypes import floats, names
-from advrobust.cli.data import EBV, add_data_arguments, open_survey
+from advrobust.cli.data import EBV, add_data_arguments, input_config, open_survey
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
@@ -105,9 +105,7 @@ def _scan(args, prog: str, device) -> None:
         model, dataset, args.out, attacks=args.attacks, settings=settings, seed=args.seed,
         chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
         pixel_hi=pixel_hi, ebv=EBV,
-        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
-                "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                "id_column": args.id_column},
+        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model), **input_config(args)},
         progress=not args.no_progress)
     if distributed.is_main():
         _print_summary(prog, result, eps, unit, sky)
