@@ -241,3 +241,22 @@ def test_train_resume_refuses_replaced_data(small_survey, tmp_path, capsys):
     table.to_csv(folder / "cat.csv", index=False)
     code, _, err = run_cli(capsys, *args, "--epochs", "2")
     assert code == 1 and "catalog_fingerprint: the file changed since the run started" in err
+
+
+# ---------------------------------------------------------------- 4. scan --eps on tiny stamps
+
+def test_scan_on_two_pixel_stamps_works_with_eps_and_refuses_eps_sky_before_any_output(tmp_path, capsys):
+    from advrobust.cli import main
+
+    torch.manual_seed(0)
+    models.save(models.create("convnet", image_size=2, channels=(4,), kernel_sizes=(1,), latent_dim=8),
+                tmp_path / "m.safetensors")
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).normal(0, 1e-3, (8, 3, 2, 2)).astype(np.float32))
+    args = ["scan", "--model", str(tmp_path / "m.safetensors"), "--data", str(tmp_path / "img.npy"), "--attacks",
+            "fgsm,noise", "--chunk-size", "4", "--no-progress"]
+    main(args + ["--eps", "0.001", "--out", str(tmp_path / "a.parquet")])
+    assert "eps = 0.001 image units; sky sigma not measurable" in capsys.readouterr().out
+    main(args + ["--eps", "0.001", "--out", str(tmp_path / "a.parquet")])  # a rerun resumes
+    with pytest.raises(SystemExit, match=r"--eps-sky needs the sky sigma .* 2x2 px stamps.*--eps"):
+        main(args + ["--eps-sky", "1", "--out", str(tmp_path / "b.parquet")])
+    assert not os.path.exists(tmp_path / "b.parquet.parts") and not os.path.exists(tmp_path / "b.parquet")

@@ -81,12 +81,16 @@ def _pixel_ranges(args, first: np.ndarray):
 
 def _print_summary(prog: str, result: dict, eps: float, unit, sky) -> None:
     band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
-    eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
-                if unit is not None else
-                f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
+    if sky is None:  # --eps on stamps too small (or too flat) to measure the sky on: image units only
+        eps_text, sky_text = f"eps = {eps:.4g} image units", "sky sigma not measurable on the first chunk"
+    else:
+        eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
+                    if unit is not None else
+                    f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
+        sky_text = f"sky sigma per band [{band_text(sky)}]"
     print(f"{prog}: {result['objects']} objects -> {result['out']} "
           f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
-          f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}])")
+          f"{result['seconds']:.1f} s; {eps_text}; {sky_text})")
 
 
 def _scan(args, prog: str, device) -> None:
