@@ -260,3 +260,31 @@ def test_scan_on_two_pixel_stamps_works_with_eps_and_refuses_eps_sky_before_any_
     with pytest.raises(SystemExit, match=r"--eps-sky needs the sky sigma .* 2x2 px stamps.*--eps"):
         main(args + ["--eps-sky", "1", "--out", str(tmp_path / "b.parquet")])
     assert not os.path.exists(tmp_path / "b.parquet.parts") and not os.path.exists(tmp_path / "b.parquet")
+
+
+# ---------------------------------------------------------------- 8. the smaller findings
+
+def test_report_md_escapes_html_and_keeps_figures_with_the_same_slug_apart(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from advrobust.report import ReportTable, write_report
+
+    evil = '<img src=x onerror="alert(1)">'
+    figures = {}
+    for caption, colour in (("dz / model", "red"), ("dz ? model", "blue")):  # one slug, two figures
+        fig, ax = plt.subplots()
+        ax.set_facecolor(colour)
+        figures[caption] = fig
+    out = write_report(tmp_path, tables=[ReportTable(f"caption {evil}", {f"model {evil}": {"clean": 0.5}},
+                                                     note=evil)],
+                       figures=figures, findings=[evil], title=evil, config={"model": "```" + evil})
+    md = open(out["markdown"], encoding="utf-8").read()
+    assert md.count("````json") == 1  # the config's ``` cannot close its code block
+    outside_code = md.split("````json")[0] + md.split("````json")[1].split("\n````\n")[1]
+    assert "<img" not in outside_code and outside_code.count("&lt;img src=x") == 5  # title, finding, caption, row, note
+    pngs = sorted(f for f in os.listdir(tmp_path / "figures") if f.endswith(".png"))
+    assert pngs == ["dz_model.png", "dz_model_2.png"]
+    assert open(tmp_path / "figures" / pngs[0], "rb").read() != open(tmp_path / "figures" / pngs[1], "rb").read()
+    plt.close("all")
