@@ -121,8 +121,9 @@ def raise_nonfinite_rows(name: str, rows: Optional[Tensor], what: str, hint: str
 
 
 #: what a NaN/Inf model output means, said by every check of one
-BROKEN_MODEL_HINT = ("the model is broken for these inputs (NaN/Inf weights, overflow, log of 0, ...); nothing "
-                     "computed from its output would mean anything")
+BROKEN_MODEL_HINT = ("the model is broken for these inputs (NaN/Inf weights, overflow from inputs far beyond the "
+                     "pixel values such as a huge eps, log of 0, ...); nothing computed from its output would mean "
+                     "anything")
 
 
 def check_finite_output(name: str, out, what: str = "the model's output", hint: str = BROKEN_MODEL_HINT) -> None:

@@ -288,3 +288,114 @@ def test_report_md_escapes_html_and_keeps_figures_with_the_same_slug_apart(tmp_p
     assert pngs == ["dz_model.png", "dz_model_2.png"]
     assert open(tmp_path / "figures" / pngs[0], "rb").read() != open(tmp_path / "figures" / pngs[1], "rb").read()
     plt.close("all")
+
+
+def test_float64_ids_as_values_are_refused_not_rounded():
+    from advrobust.data import SurveyDataset
+
+    images = np.zeros((2, 1, 4, 4), dtype=np.float32)
+    ids = np.array([1237651191354409216.0, 1237651191354409217.0])
+    with pytest.raises(ValueError, match=r"'objid' holds whole numbers beyond 2\*\*24 that float32 would round"):
+        SurveyDataset(images, {"objid": ids})
+    SurveyDataset(images, {"z_spec": np.array([0.1234567891, 0.5])})  # ordinary values still become float32
+
+
+def test_scan_refuses_repeated_attacks_and_more_pixels_than_the_stamp_before_any_output(small_survey, tmp_path,
+                                                                                        capsys):
+    from advrobust.attacks.by_name import check_attack_names
+    from tests.cli_runner import run_cli
+
+    with pytest.raises(ValueError, match=r"\['fgsm'\] named twice"):
+        check_attack_names(["fgsm", "pgd", "fgsm"])
+    args = ["scan", "--model", small_survey / "m.safetensors", "--data", small_survey / "img.npy", "--eps", "0.001",
+            "--chunk-size", "8", "--no-progress"]
+    code, _, err = run_cli(capsys, *args, "--attacks", "fgsm,fgsm", "--out", tmp_path / "a.parquet")
+    assert code == 2 and "['fgsm'] named twice" in err
+    code, _, err = run_cli(capsys, *args, "--attacks", "onepixel", "--pixels", "300", "--out", tmp_path / "b.parquet")
+    assert code == 1 and "pixels = 300 is more than the 16x16 = 256 pixels" in err
+    assert not os.listdir(tmp_path)
+
+
+def test_attack_settings_that_give_no_attack_are_refused():
+    from advrobust.attacks import OnePixel
+    from advrobust.attacks.by_name import AttackSettings, make_attack
+    from advrobust.metrics import photoz_metrics
+
+    model = models.create("convnet", image_size=8, channels=(4,), kernel_sizes=(3,), latent_dim=8)
+    with pytest.raises(ValueError, match="max_iter must be > 0"):
+        OnePixel(model, max_iter=0)
+    with pytest.raises(ValueError, match="steps must be > 0"):
+        make_attack("pgd", model, 0.01, loss="ce", steps=0)
+    with pytest.raises(ValueError, match="OnePixel: pixels = 65 is more than the 8x8 pixels"):
+        OnePixel(model, pixels=65, population=8, max_iter=2).run(_x(2), torch.tensor([0, 1]))
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="threshold"):
+            AttackSettings(eps=0.01, threshold=bad)
+        with pytest.raises(ValueError, match="threshold"):
+            photoz_metrics(np.array([0.1, 0.2]), np.array([0.1, 0.3]), outlier_threshold=bad)
+
+
+def test_photoz_attacks_refuse_negative_ebv_and_bin_indices_as_redshifts():
+    from advrobust.attacks import FGSM, OnePixel
+
+    torch.manual_seed(0)
+    model = models.create("photoz_small", image_size=16, in_channels=3)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.01
+    z, ebv = torch.tensor([0.2, 0.4]), torch.tensor([0.01, -0.02])
+    with pytest.raises(ValueError, match=r"E\(B-V\) \(extra\[0\]\) is negative for 1 samples \[1\]"):
+        FGSM(model, eps=0.001, loss="photoz_ce")(x, z, ebv)
+    with pytest.raises(TypeError, match="y must hold redshifts .*got torch.int64"):
+        OnePixel(model, objective="photoz", population=8, max_iter=2).run(x, torch.tensor([20, 40]),
+                                                                          ebv.abs())
+
+
+def test_training_warns_once_with_counts_for_redshifts_outside_the_bins():
+    import warnings
+
+    from advrobust.train import Trainer
+
+    torch.manual_seed(0)
+    model = models.create("photoz_small", image_size=16, in_channels=3, z_max=0.4)
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.01
+    z = torch.tensor([0.1, 0.2, 0.9, 0.3, 0.1, 1.5, 0.2, 0.3])
+    data = TensorDataset(x, z, torch.full((8,), 0.01))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(model, "photoz_ce", progress=False).fit(data, 2, batch_size=8)
+    said = [str(w.message) for w in caught if "outside the model's range" in str(w.message)]
+    assert len(said) == 1 and "2 of 8 redshifts lie outside the model's range [0, 0.4] (0 below, 2 above" in said[0]
+
+
+def test_the_full_forward_pass_note_is_said_once_per_process_not_once_per_attack():
+    import warnings
+
+    from advrobust.attacks import OnePixel
+
+    class Rel23Upsampler(torch.nn.Module):  # a layer the incremental scorer does not know: it falls back
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+            self.rel23_up = torch.nn.Upsample(scale_factor=2)
+            self.fc = torch.nn.Linear(2 * 16 * 16, 3)
+
+        def forward(self, x):
+            return self.fc(self.rel23_up(self.conv(x)).flatten(1))
+
+    torch.manual_seed(0)
+    model = Rel23Upsampler().eval()
+    x, y = torch.rand(2, 3, 8, 8), torch.tensor([0, 1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for chunk in range(3):  # a scan builds one attack per chunk
+            OnePixel(model, population=8, max_iter=2, seed=chunk).run(x, y)
+    assert len([w for w in caught if "rel23_up" in str(w.message)]) == 1
+
+
+def test_a_perturbation_that_overflows_is_refused():
+    from advrobust.attacks import uniform_noise
+    from advrobust.evaluate.batch import attack_batch
+
+    model = models.create("convnet", image_size=8, channels=(4,), kernel_sizes=(3,), latent_dim=8)
+    with pytest.raises(ValueError, match="perturbed images has .*NaN/Inf.*overflowed"):
+        attack_batch(model, lambda x, y: uniform_noise(x, 1e38) * 10, _x(2), torch.tensor([0, 1]),
+                     task="classifier")

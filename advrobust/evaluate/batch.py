@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import redshift
-from advrobust.checks import check_finite_output
+from advrobust.checks import check_finite, check_finite_output
 from advrobust.modes import eval_mode
 
 __all__ = ["Outcome", "predict", "attack_batch"]
@@ -78,6 +78,8 @@ def attack_batch(model: nn.Module, attack: Callable[..., Tensor], x: Tensor, y: 
         logits, features = predict(model, x_adv, extra, latent=latent)
     else:
         x_adv = attack(x, y, *extra)
+        check_finite("attack_batch", x_adv, "the perturbed images",
+                     "the perturbation overflowed the images' dtype (an eps far beyond the pixel values?)")
         logits, features = predict(model, x_adv, extra, latent=latent)
         if task == "photoz":
             z_phot = redshift.z_phot(logits, model.bin_centres)

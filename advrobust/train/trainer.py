@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from advrobust import distributed
-from advrobust.attacks.losses import LossFn
+from advrobust.attacks.losses import LossFn, check_targets
 from advrobust.checks import check_model, check_number, model_device, nonfinite_parameters
 from advrobust.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from advrobust.train.losses import task_loss
@@ -211,7 +211,10 @@ class Trainer:
         return Batch(items[0], items[1], tuple(items[2:]))
 
     def batch_loss(self, batch: Batch, output: Tensor) -> Tensor:
-        """Weighted mean of the per-sample task loss plus every extra loss (a scalar)."""
+        """Weighted mean of the per-sample task loss plus every extra loss (a scalar). The targets are
+        checked as the attacks check them (labels in range, redshifts > -1, a warning for redshifts
+        outside the model's bins)."""
+        check_targets("Trainer", self.loss_fn, output, batch.y)
         per = self.loss_fn(output.float(), batch.y)
         loss = per.mean() if batch.weight is None else (per * batch.weight).sum()
         for hook in self.extra_losses:
