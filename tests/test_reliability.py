@@ -399,3 +399,24 @@ def test_a_perturbation_that_overflows_is_refused():
     with pytest.raises(ValueError, match="perturbed images has .*NaN/Inf.*overflowed"):
         attack_batch(model, lambda x, y: uniform_noise(x, 1e38) * 10, _x(2), torch.tensor([0, 1]),
                      task="classifier")
+
+
+def test_certify_command_refuses_a_nan_model_and_follows_the_nan_policy(small_survey, tmp_path, capsys):
+    from tests.cli_runner import run_cli
+
+    model = models.load(small_survey / "m.safetensors")
+    with torch.no_grad():
+        model.head.bias[0] = float("nan")
+    models.save(model, tmp_path / "nan.safetensors")
+    images = np.load(small_survey / "img.npy")
+    images[3, 0, 2, 2] = np.nan
+    np.save(tmp_path / "img.npy", images)
+    args = ["certify", "--data", tmp_path / "img.npy", "--sigma", "0.01", "--n0", "10", "--n", "20"]
+    code, _, err = run_cli(capsys, *args, "--model", tmp_path / "nan.safetensors", "--out", tmp_path / "a.csv",
+                           "--nan-policy", "reject")
+    assert code == 1 and "NaN/Inf weights" in err and not os.path.exists(tmp_path / "a.csv")
+    good = ["--model", small_survey / "m.safetensors"]
+    code, _, err = run_cli(capsys, *args, *good, "--out", tmp_path / "b.csv")
+    assert code == 1 and "object 3" in err and "NaN/Inf pixels" in err
+    code, out, err = run_cli(capsys, *args, *good, "--out", tmp_path / "c.csv", "--nan-policy", "reject")
+    assert code == 0 and "23 objects" in out, err
