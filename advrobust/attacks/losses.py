@@ -145,8 +145,9 @@ class PhotozBinCE(_PhotozHook):
         below, above = int((y < lo).sum()), int((y > hi).sum())
         if below or above:
             self._said_range = True
+            examples = y[(y < lo) | (y > hi)][:3].tolist()
             warnings.warn(f"{name}: {below + above} of {y.numel()} redshifts lie outside the model's range "
-                          f"[{lo:g}, {hi:g}] ({below} below, {above} above, e.g. {y[(y < lo) | (y > hi)][:3].tolist()}); "
+                          f"[{lo:g}, {hi:g}] ({below} below, {above} above, e.g. {examples}); "
                           "the loss counts them in its first / last bin (said once)", RuntimeWarning, stacklevel=3)
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
