@@ -134,7 +134,7 @@ def test_a_checkpoint_of_other_options_names_restart(capsys, survey, tmp_path):
     out = tmp_path / "m.safetensors"
     assert train(capsys, survey, out)[0] == 0
     code, _, err = train(capsys, survey, out, "--lr", "0.01")
-    one_line_error(code, err, "other options", "lr: 0.001 then, 0.01 now", "--restart")
+    one_line_error(code, err, "other options", "lr: was 0.001, now 0.01", "--restart")
     code, stdout, err = train(capsys, survey, out, "--lr", "0.01", "--restart")
     assert code == 0 and "epochs 1-1 of 1" in stdout and "resumed" not in stdout, err
 

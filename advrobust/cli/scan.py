@@ -23,7 +23,7 @@ import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
 from advrobust.cli.argtypes import floats, names
-from advrobust.cli.data import EBV, add_data_arguments, image_unit, open_survey, sky_sample
+from advrobust.cli.data import EBV, add_data_arguments, image_unit, input_config, open_survey, sky_sample
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
@@ -95,12 +95,16 @@ def _print_summary(prog: str, result: dict, eps: float, unit, sky, unit_name: st
     from advrobust.data.sky import SKY_METHOD
 
     band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
-    eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] {unit_name}"
-                if unit is not None else
-                f"eps = {eps:.4g} {unit_name} = [{band_text(eps / sky)}] sky sigmas per band")
+    if sky is None:  # --eps on stamps too small (or too flat) to measure the sky on: image units only
+        eps_text, sky_text = f"eps = {eps:.4g} {unit_name}", "sky sigma not measurable on the first objects"
+    else:
+        eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] {unit_name}"
+                    if unit is not None else
+                    f"eps = {eps:.4g} {unit_name} = [{band_text(eps / sky)}] sky sigmas per band")
+        sky_text = f"sky sigma per band [{band_text(sky)}] {unit_name}"
     print(f"{prog}: {result['objects']} objects -> {result['out']} "
           f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
-          f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}] {unit_name})\n{SKY_METHOD}")
+          f"{result['seconds']:.1f} s; {eps_text}; {sky_text})" + ("" if sky is None else f"\n{SKY_METHOD}"))
 
 
 def _scan(args, prog: str, device) -> None:
@@ -122,10 +126,8 @@ def _scan(args, prog: str, device) -> None:
         model, dataset, args.out, attacks=args.attacks, settings=settings, seed=args.seed,
         chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
         pixel_hi=pixel_hi, ebv=EBV,
-        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
-                "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                "id_column": args.id_column, "ra_column": args.ra_column, "dec_column": args.dec_column,
-                "image_unit": unit_name},
+        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model), **input_config(args),
+                "ra_column": args.ra_column, "dec_column": args.dec_column, "image_unit": unit_name},
         progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats)
     if distributed.launcher_rank()[0] == 0:
         _print_summary(prog, result, eps, unit, sky, unit_name)

@@ -23,7 +23,8 @@ import os
 import numpy as np
 
 from advrobust.attacks.by_name import TRAINING_ATTACKS
-from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, fields, image_unit, open_survey, sky_sample
+from advrobust.cli.data import (EBV, REDSHIFT, add_data_arguments, fields, image_unit, input_config, open_survey,
+                                sky_sample)
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
@@ -148,9 +149,12 @@ def _photoz_scores(model, dataset, device, batch_size: int) -> dict:
 
 
 def _check_resumable(checkpoint: str, run: dict, restart: bool) -> None:
-    """Refuse to resume a checkpoint written by a run with other options (the message names
-    ``--restart``). The options file of a run that wrote no checkpoint (it failed before its first
-    epoch ended), and with ``restart`` the checkpoint too, are removed: nothing blocks a new run."""
+    """Refuse to resume a checkpoint written by a run with other options or over changed input files
+    (the message names ``--restart``). The options file of a run that wrote no checkpoint (it failed
+    before its first epoch ended), and with ``restart`` the checkpoint too, are removed: nothing
+    blocks a new run."""
+    from advrobust.data.fingerprint import describe_change
+
     path = checkpoint + ".json"
     if restart or not os.path.exists(checkpoint):
         for stale in (checkpoint, path):
@@ -164,7 +168,7 @@ def _check_resumable(checkpoint: str, run: dict, restart: bool) -> None:
     differ = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
     if differ:
         raise ValueError(f"the checkpoint {checkpoint} was written by a run with other options "
-                         f"({', '.join(f'{k}: {before.get(k)!r} then, {run.get(k)!r} now' for k in differ[:4])}); "
+                         f"({'; '.join(describe_change(k, before.get(k), run.get(k)) for k in differ[:4])}); "
                          "run that command to resume it, or add --restart to discard it (its trained epochs) "
                          "and start over")
 
@@ -230,6 +234,7 @@ def run(args: argparse.Namespace, prog: str) -> None:
     checkpoint = out + ".checkpoint"
     run = {k: v for k, v in vars(args).items() if k not in _MAY_CHANGE}
     run["model_kwargs"] = model_kwargs
+    run.update({k: v for k, v in input_config(args).items() if k.endswith("_fingerprint")})
     _check_resumable(checkpoint, run, args.restart)
 
     model, dataset = _build(args, dev, model_kwargs)
