@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from advrobust.checks import check_number
 
-__all__ = ["CertifySettings", "certify_rows", "certified_column", "certified_accuracy_at"]
+__all__ = ["CertifySettings", "certify_rows", "certified_column", "certified_accuracy_at", "scan_certify_seed"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,27 @@ class CertifySettings:
         values["radii"] = [float(r) for r in self.radii]
         return values
 
+    def check(self, task: str) -> None:
+        """ValueError unless these settings certify a model of ``task`` (``"classifier"``: distinct radii
+        >= 0 at ``%g`` precision; ``"photoz"``: a radius >= 0), naming the setting."""
+        if task == "photoz":
+            if self.radius is None or not np.isfinite(self.radius) or self.radius < 0:
+                raise ValueError(f"a photo-z model is certified at one L2 radius >= 0: radius is {self.radius}")
+        elif task == "classifier":
+            names = [certified_column(r) for r in self.radii]
+            if not names or len(set(names)) != len(names) or not all(np.isfinite(self.radii)) or min(self.radii) < 0:
+                raise ValueError(f"a classifier is certified at distinct L2 radii >= 0 (at %g precision): radii are "
+                                 f"{list(self.radii)}")
+        else:
+            raise ValueError(f"task must be 'classifier' or 'photoz', got {task!r}")
+
+
+def scan_certify_seed(seed: int, chunk) -> int:
+    """The seed of the smoothing noise of ``chunk`` in a scan: like :func:`advrobust.scan.chunk_seed`
+    a function of the scan's seed and the chunk's index only, but another stream than the attacks'
+    (whose noise would otherwise repeat the smoothing noise)."""
+    return int(np.random.SeedSequence([int(seed), chunk.index, 1]).generate_state(1, np.uint64)[0] >> 1)
+
 
 def certified_column(radius: float) -> str:
     """The name of the certified-at-``radius`` column: ``certified_at_<radius %g>``."""
@@ -90,33 +111,27 @@ def certify_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], *, t
         prefix: prepended to every column name.
 
     Raises:
-        ValueError: classifier without ``settings.radii``, photo-z without ``settings.radius``, two
-            radii with the same column name, and the errors of the certifiers.
+        ValueError: settings that do not fit the task (:meth:`CertifySettings.check`) and the errors of
+            the certifiers.
     """
     from advrobust.defenses import Smooth, SmoothRegression, certified_non_outlier
 
+    settings.check(task)
     generator = torch.Generator(device=images.device).manual_seed(int(seed))
     s = settings
     if task == "photoz":
-        if s.radius is None:
-            raise ValueError("certify_rows: a photo-z model is certified at one radius: settings.radius is required")
         cert = SmoothRegression(model, s.sigma).certify(images, s.radius, *extra, alpha=s.alpha, n=s.n,
                                                         batch_size=s.batch_size, generator=generator)
         cols = {"median": cert.median, "lo": cert.lo, "hi": cert.hi, "samples": cert.samples}
         if z_spec is not None:
             cols["non_outlier"] = certified_non_outlier(cert.lo, cert.hi, torch.as_tensor(z_spec), s.threshold)
-    elif task == "classifier":
+    else:
         names = [certified_column(r) for r in s.radii]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"certify_rows: give distinct radii (at %g precision) for a classifier, got "
-                             f"{list(s.radii)}")
         cert = Smooth(model, model.n_outputs, s.sigma).certify_adaptive(
             images, list(s.radii), alpha=s.alpha, n_max=s.n_max, batch_size=s.batch_size, generator=generator)
         cols = {"prediction": cert.prediction, "abstain": cert.prediction == Smooth.ABSTAIN,
                 **{name: cert.certified[:, j] for j, name in enumerate(names)},
                 "radius": cert.radius, "p_lower": cert.p_lower, "samples": cert.samples}
-    else:
-        raise ValueError(f"certify_rows: task must be 'classifier' or 'photoz', got {task!r}")
     return {prefix + name: np.asarray(values.cpu() if isinstance(values, Tensor) else values)
             for name, values in cols.items()}
 
