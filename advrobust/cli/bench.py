@@ -15,7 +15,8 @@ import sys
 
 from advrobust.cli.errors import flat
 
-SUITES = ("ops", "attacks", "defenses", "incremental", "readers", "certify")  # modules of advrobust.bench; the first is the default
+#: modules of advrobust.bench; the first is the default
+SUITES = ("ops", "attacks", "defenses", "incremental", "readers", "certify")
 
 
 class _BenchParser(argparse.ArgumentParser):
