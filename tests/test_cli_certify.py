@@ -148,6 +148,9 @@ def test_sigkill_then_resume_gives_the_straight_run_exactly_once(capsys, files, 
     ("classifier", ["--adaptive"], "--adaptive needs --radii"),
     ("photoz", ["--adaptive"], "--adaptive and --radii are for classifiers"),
     ("photoz", ["--out", "x.csv"], "--out must be a .parquet file for photo-z"),
+    ("photoz", ["--alpha", "1.5"], "--alpha must be in (0, 1)"),
+    ("photoz", ["--sigma", "0"], "--sigma must be a positive noise level"),
+    ("photoz", ["--outlier-threshold", "-1"], "--outlier-threshold must be > 0"),
 ])
 def test_bad_flags_are_one_line_naming_the_flag(capsys, files, tmp_path, which, extra, message):
     if which == "adaptive":

@@ -119,6 +119,12 @@ def _check_mode(args: argparse.Namespace, photoz: bool) -> None:
                         ("--batch-size", args.batch_size)):
         if value < 1:
             raise UsageError(f"{flag} must be a positive integer, got {value}")
+    if not args.sigma > 0 or not np.isfinite(args.sigma):
+        raise UsageError(f"--sigma must be a positive noise level in image units, got {args.sigma}")
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if not args.outlier_threshold > 0:
+        raise UsageError(f"--outlier-threshold must be > 0, got {args.outlier_threshold}")
 
 
 def _run_resumable(args: argparse.Namespace, prog: str, model, dev, photoz: bool) -> None:
