@@ -141,7 +141,9 @@ def test_sigkill_then_resume_gives_the_straight_run_exactly_once(capsys, files, 
 
 
 @pytest.mark.parametrize("which, extra, message", [
-    ("adaptive", ["--radii", "0.1,-1"], "--radii must be finite L2 radii >= 0"),
+    ("adaptive", ["--radii", "0.1,-1"], "--radii must be distinct finite L2 radii >= 0"),
+    ("adaptive", ["--radii", "0.1,0.1"], "--radii must be distinct finite L2 radii >= 0"),
+    ("photoz", ["--radius", "-0.1"], "--radius must be a finite L2 radius >= 0"),
     ("adaptive", ["--n-max", "0"], "--n-max must be a positive integer"),
     ("adaptive", ["--radius", "0.1"], "--radius is for photo-z models"),
     ("classifier", ["--radii", "0.1"], "--radii needs --adaptive"),

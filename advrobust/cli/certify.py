@@ -113,8 +113,11 @@ def _check_mode(args: argparse.Namespace, photoz: bool) -> None:
     if (photoz or args.adaptive) and not args.out.endswith(".parquet"):
         raise UsageError(f"--out must be a .parquet file for {'photo-z' if photoz else 'adaptive'} certification "
                          f"(resumable: parts go to OUT.parts/), got {args.out!r}")
-    if args.radii is not None and (not args.radii or not all(np.isfinite(args.radii)) or min(args.radii) < 0):
-        raise UsageError(f"--radii must be finite L2 radii >= 0 in image units, got {args.radii}")
+    if args.radii is not None and (not args.radii or not all(np.isfinite(args.radii)) or min(args.radii) < 0
+                                   or len({f"{r:g}" for r in args.radii}) != len(args.radii)):
+        raise UsageError(f"--radii must be distinct finite L2 radii >= 0 in image units, got {args.radii}")
+    if args.radius is not None and not (np.isfinite(args.radius) and args.radius >= 0):
+        raise UsageError(f"--radius must be a finite L2 radius >= 0 in image units, got {args.radius}")
     for flag, value in (("--chunk-size", args.chunk_size), ("--n-max", args.n_max), ("--n", args.n),
                         ("--batch-size", args.batch_size)):
         if value < 1:
