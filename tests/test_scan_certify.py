@@ -98,3 +98,28 @@ def test_bad_certify_flags_are_one_line_naming_the_flag(survey, tmp_path, capsys
                                               *key, *extra))
     assert code == 2 and message in err, err
     assert not (tmp_path / "c.parquet").exists()
+
+
+def test_certified_accuracy_at_counts_correct_and_certified_objects():
+    from advrobust.scan.certification import certified_accuracy_at
+
+    rng = np.random.default_rng(0)
+    certified = rng.random((50, 3)) < 0.6
+    prediction, labels = rng.integers(-1, 3, 50), rng.integers(0, 3, 50)
+    expected = [sum(bool(certified[i, j]) and prediction[i] == labels[i] for i in range(50)) / 50 for j in range(3)]
+    np.testing.assert_allclose(certified_accuracy_at(certified, prediction, labels), expected)
+    with pytest.raises(ValueError, match="certified"):
+        certified_accuracy_at(certified[:, 0], prediction, labels)
+
+
+@pytest.mark.parametrize("task, settings, message", [
+    ("classifier", dict(radii=()), "distinct L2 radii"),
+    ("classifier", dict(radii=(0.1, 0.1000000001)), "distinct L2 radii"),
+    ("photoz", dict(radii=(0.1,)), "one L2 radius >= 0: radius is None"),
+    ("regression", dict(radius=0.1), "task must be"),
+])
+def test_certify_settings_refuse_what_does_not_fit_the_task(task, settings, message):
+    from advrobust.scan.certification import CertifySettings
+
+    with pytest.raises(ValueError, match=message):
+        CertifySettings(sigma=0.1, **settings).check(task)
