@@ -25,16 +25,16 @@ def test_adaptive_morphology_table_equals_certify_adaptive():
     out = StageResult()
     _certify_adaptive(out, cfg, model, "noisy", x, y, 3, torch.device("cpu"), fixed)
     radii = [r * 0.1 for r in CERTIFY_RADII_SIGMA]
-    cert = Smooth(model, 3, 0.1).certify_adaptive(x, radii, alpha=cfg.alpha, n_max=220, batch_size=500,
+    cert = Smooth(model, 3, 0.1).certify_adaptive(x, radii, alpha=cfg.alpha, n_max=2200, batch_size=500,
                                                   generator=torch.Generator().manual_seed(4))
     (table,) = out.tables
-    adaptive = table.rows["adaptive (n_max = 220)"]
+    adaptive = table.rows["adaptive (n_max = 2,200)"]
     for j, r in enumerate(radii):
         expected = float(((cert.prediction == y) & cert.certified[:, j]).double().mean())
         assert adaptive[f"radius {r:g}"] == pytest.approx(expected)
     assert adaptive["median samples"] == f"{np.median(cert.samples.numpy()):,.0f}"
     assert out.facts["morphology/adaptive_median_samples"] == float(np.median(cert.samples.numpy()))
-    assert "alpha = 0.001" in table.note and "n_max = 220" in table.note and "not the largest radius" in table.note
+    assert "alpha = 0.001" in table.note and "n_max = 2,200" in table.note and "not the largest radius" in table.note
     assert len(out.figures) == 1 and out.findings
 
 
