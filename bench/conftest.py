@@ -64,7 +64,8 @@ def pytest_generate_tests(metafunc):
     """Parametrize the fixtures named after a case list with the chosen tier's cases."""
     tier = metafunc.config.getoption("--bench-tier")
     lists = {"step_case": cases.STEPS, "de_build_case": cases.DE_BUILDS, "de_trial_case": cases.DE_TRIALS,
-             "mmd_case": cases.MMDS, "certify_case": cases.CERTIFY, "scan_case": cases.SCANS}
+             "mmd_case": cases.MMDS, "certify_case": cases.CERTIFY, "scan_case": cases.SCANS,
+             "certify_adaptive_case": cases.CERTIFY_ADAPTIVE}
     for name, case_list in lists.items():
         if name in metafunc.fixturenames:
             chosen = cases.select(case_list, tier)

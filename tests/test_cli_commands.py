@@ -261,12 +261,12 @@ def test_certify_rows_equal_certify_batch(capsys, files, tmp_path):
     assert "certified accuracy at L2 radius" in stdout and "average certified radius" in stdout
 
 
-def test_certify_refuses_a_photoz_model(capsys, files, tmp_path):
+def test_certify_of_a_photoz_model_needs_a_radius(capsys, files, tmp_path):
     model = tmp_path / "pz.safetensors"
     models.save(models.create("photoz_small"), model)
     code, _, err = run_cli(capsys, "certify", "--model", model, "--data", files / "photoz.npz", "--key", "images",
                            "--sigma", "0.01", "--out", tmp_path / "c.parquet")
-    assert code == 1 and "photo-z model; randomized smoothing certifies classifiers" in err
+    assert code == 2 and "--radius: a photo-z model" in err  # (median smoothing: tests/test_cli_certify.py)
     assert not (tmp_path / "c.parquet").exists()
 
 

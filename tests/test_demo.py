@@ -27,12 +27,13 @@ def test_report_holds_every_table_and_figure(demo):
     html = open(result["report"]["html"], encoding="utf-8").read()
     titles = re.findall(r"^\*\*(.+)\*\*$", markdown, flags=re.M)
     expected_tables = ("Photo-z on the held-out test set", "Photo-z under perturbation",
-                       "Morphology: accuracy on Y10", "Morphology: one-pixel attack", "Randomized smoothing")
+                       "Morphology: accuracy on Y10", "Morphology: one-pixel attack", "Randomized smoothing",
+                       "Adaptive certification", "Certified photo-z")
     for table in expected_tables:
         assert any(t.startswith(table) for t in titles), (table, titles)
     pngs = [p for p in result["report"]["figures"] if p.endswith(".png")]
-    assert len(pngs) == 8  # photo-z: 2 comparisons + 1 perturbation; morphology: 2 isomaps, histograms,
-    for png in pngs:       # church window, certified accuracy
+    assert len(pngs) == 10  # photo-z: 2 comparisons + 1 perturbation + certified intervals; morphology: 2
+    for png in pngs:        # isomaps, histograms, church window, certified accuracy (fixed n; adaptive vs fixed)
         assert os.path.getsize(png) > 5_000
         assert os.path.basename(png) in markdown
     assert html.count("data:image/png;base64,") == len(pngs)

@@ -10,6 +10,9 @@
   (``advrobust bench ops``, bench/RESULTS.md).
 * :mod:`advrobust.bench.attacks` -- :mod:`advrobust.attacks` against torchattacks, end to end
   (``advrobust bench attacks``, bench/RESULTS_attacks.md).
+* :mod:`advrobust.bench.certify` -- adaptive certification against Cohen et al.'s fixed n = 100,000:
+  model evaluations and wall time per object, and the decisions side by side
+  (``advrobust bench certify``, bench/RESULTS_certify.md).
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args, command)``; the command
 line (:mod:`advrobust.cli.bench`) builds one parser per module from them.

@@ -167,8 +167,27 @@ CERTIFY = [CertifyCase(20, 100, 100, 4, ("quick",)),
            CertifyCase(100, 1000, 1000, 32, ("full",)),
            CertifyCase(100, 1000, 100, 32, ("full",)),
            CertifyCase(10, 100, 1000, 32, ("full",))]
-# Adaptive certification (a sequential n) gets its own list here, CERTIFY_ADAPTIVE, once
-# advrobust.defenses has it; bench/test_certify_speed.py has the matching place for its benchmark.
+
+
+@dataclass(frozen=True)
+class AdaptiveCertifyCase:
+    """Smooth.certify_adaptive: at most ``n_max`` draws per image, decided at ``radii_sigma`` (radii in
+    units of the smoothing sigma), ``batch`` noisy copies per forward pass, on ``n_images`` 3x32x32 images."""
+    n_max: int
+    radii_sigma: tuple
+    batch: int
+    n_images: int
+    tiers: tuple
+
+    @property
+    def label(self) -> str:
+        radii = ",".join(f"{r:g}" for r in self.radii_sigma)
+        return f"{self.n_images} images n_max={self.n_max} radii={radii}sigma batch={self.batch}"
+
+
+CERTIFY_ADAPTIVE = [AdaptiveCertifyCase(1000, (0.0, 1.0), 100, 4, ("quick",)),
+                    AdaptiveCertifyCase(10_000, (0.0, 0.5, 1.0), 1000, 8, ("default",)),
+                    AdaptiveCertifyCase(100_000, (0.0, 0.5, 1.0, 2.0), 1000, 32, ("full",))]
 
 
 # ---------------------------------------------------------------------------- scan

@@ -1,4 +1,4 @@
-"""``advrobust bench [ops|attacks|defenses|incremental|readers|all] [options]``: the benchmarks of
+"""``advrobust bench [ops|attacks|defenses|incremental|readers|certify|all] [options]``: the benchmarks of
 :mod:`advrobust.bench`.
 
 Without a suite name the options go to ``ops`` (``advrobust bench --quick`` is
@@ -15,7 +15,8 @@ import sys
 
 from advrobust.cli.errors import flat
 
-SUITES = ("ops", "attacks", "defenses", "incremental", "readers")  # modules of advrobust.bench; the first is the default
+#: modules of advrobust.bench; the first is the default
+SUITES = ("ops", "attacks", "defenses", "incremental", "readers", "certify")
 
 
 class _BenchParser(argparse.ArgumentParser):

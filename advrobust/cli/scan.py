@@ -50,6 +50,7 @@ def build_parser(prog: str) -> CommandParser:
                      "one value: the gradient attacks clamp to it and the one-pixel attack draws its values in "
                      "it; default: no clamp, and one-pixel values within the per-band minimum of the first chunk")
     atk.add_argument("--valid-hi", type=floats, help="as --valid-lo, the maximum")
+    _add_certify_arguments(parser)
     run_ = parser.add_argument_group("run")
     run_.add_argument("--seed", type=int, default=0)
     run_.add_argument("--chunk-size", type=int, default=256, help="objects per part file (default 256)")
@@ -66,6 +67,47 @@ def build_parser(prog: str) -> CommandParser:
     sky.add_argument("--hats", metavar="DIR", help="also write the catalogue as a HATS catalog in DIR, for LSDB "
                                                    "(needs --ra-column, --dec-column and pip install 'advrobust[hats]')")
     return parser
+
+
+def _add_certify_arguments(parser: CommandParser) -> None:
+    """The optional certification columns (slow: up to --certify-n-max forward passes per object)."""
+    cert = parser.add_argument_group("certification columns (optional, slow; advrobust.scan.certification)")
+    cert.add_argument("--certify-radii", type=floats, help="also certify each object at these L2 radii (image "
+                      "units, comma-separated): classifiers adaptively (certify_certified_at_<r>, certify_samples), "
+                      "photo-z models by median smoothing at one radius (certify_median, certify_lo, certify_hi)")
+    cert.add_argument("--certify-sigma", type=float, help="smoothing noise sigma, image units (with --certify-radii)")
+    cert.add_argument("--certify-alpha", type=float, default=0.001, help="failure probability (default 0.001)")
+    cert.add_argument("--certify-n-max", type=int, default=100_000,
+                      help="classifier: most draws per object (default 100000)")
+    cert.add_argument("--certify-n", type=int, default=1000, help="photo-z: draws per object (default 1000)")
+
+
+def _certify_settings(args, photoz: bool):
+    """The :class:`~advrobust.scan.certification.CertifySettings` of the --certify-* options, or None."""
+    from advrobust.scan.certification import CertifySettings
+
+    if args.certify_radii is None:
+        if args.certify_sigma is not None:
+            raise UsageError("--certify-sigma needs --certify-radii (the radii to certify at)")
+        return None
+    if args.certify_sigma is None or not args.certify_sigma > 0:
+        raise UsageError(f"--certify-sigma: give the smoothing noise (> 0, image units) with --certify-radii, "
+                         f"got {args.certify_sigma}")
+    if photoz and len(args.certify_radii) != 1:
+        raise UsageError(f"--certify-radii: a photo-z model is certified at one radius, got {args.certify_radii}")
+    settings = CertifySettings(sigma=args.certify_sigma, alpha=args.certify_alpha, radii=tuple(args.certify_radii),
+                               n_max=args.certify_n_max, radius=args.certify_radii[0] if photoz else None,
+                               n=args.certify_n, batch_size=args.batch_size)
+    try:
+        settings.check("photoz" if photoz else "classifier")
+    except ValueError as err:
+        raise UsageError(f"--certify-radii: {err}") from None
+    for flag, value in (("--certify-n-max", args.certify_n_max), ("--certify-n", args.certify_n)):
+        if value < 1:
+            raise UsageError(f"{flag} must be a positive integer, got {value}")
+    if not 0 < args.certify_alpha < 1:
+        raise UsageError(f"--certify-alpha must be in (0, 1), got {args.certify_alpha}")
+    return settings
 
 
 def _scan_device(name: str):
@@ -113,6 +155,7 @@ def _scan(args, prog: str, device) -> None:
     from advrobust.scan.survey import scan_survey
 
     model = load_model(args.model, device)
+    certify = _certify_settings(args, is_photoz(model))
     dataset = open_survey(args, photoz=is_photoz(model))
     first = dataset.read_images(0, min(len(dataset), args.chunk_size))
     eps, unit, sky = resolve_eps(args, sky_sample(dataset))  # the same sky whatever --chunk-size is
@@ -128,7 +171,8 @@ def _scan(args, prog: str, device) -> None:
         pixel_hi=pixel_hi, ebv=EBV,
         config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model), **input_config(args),
                 "ra_column": args.ra_column, "dec_column": args.dec_column, "image_unit": unit_name},
-        progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats)
+        progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats,
+        certify=certify)
     if distributed.launcher_rank()[0] == 0:
         _print_summary(prog, result, eps, unit, sky, unit_name)
 

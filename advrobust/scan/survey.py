@@ -24,6 +24,7 @@ from advrobust.attacks.by_name import AttackSettings, attack_by_name, check_atta
 from advrobust.checks import check_number, model_device
 from advrobust.data.dataset import SurveyDataset
 from advrobust.models.base import PhotozModel
+from advrobust.scan.certification import CertifySettings, certify_rows, scan_certify_seed
 from advrobust.scan.parts import ChunkClaims, PartStore, assemble_once, chunk_seed, plan_chunks, run_chunks
 from advrobust.scan.rows import scan_rows
 
@@ -36,7 +37,7 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
                 pixel_lo: Optional[Sequence[float]] = None, pixel_hi: Optional[Sequence[float]] = None,
                 ebv: str = "ebv", config: Optional[Mapping[str, Any]] = None, progress: bool = True,
                 claim_timeout: float = 60.0, carry: Optional[Mapping[str, np.ndarray]] = None,
-                hats: Optional[str] = None) -> dict:
+                hats: Optional[str] = None, certify: Optional[CertifySettings] = None) -> dict:
     """Scan ``dataset`` with ``model`` under ``attacks`` and write the catalogue ``out`` (Parquet).
 
     Args:
@@ -63,6 +64,11 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
             at once); see :class:`~advrobust.scan.parts.ChunkClaims`.
         carry: columns copied into the catalogue as they are, ``{name: (N,) array}`` indexed like
             the survey's source rows (e.g. ``ra``, ``dec`` from its catalogue, at full precision).
+        certify: also certify every object (slow: up to ``n_max`` / ``n`` forward passes per object):
+            the columns of :func:`advrobust.scan.certification.certify_rows` prefixed ``certify_``
+            (classifier: adaptive certified-at-r booleans at ``certify.radii``, samples; photo-z: the
+            median-smoothing interval ``certify_lo`` / ``certify_hi`` at ``certify.radius``), noise seeded by
+            :func:`~advrobust.scan.certification.scan_certify_seed`. None: no certification.
         hats: also write the catalogue as a HATS catalog in this folder
             (:func:`advrobust.scan.hats.write_hats`; needs ``carry`` to hold ``ra`` and ``dec``).
 
@@ -82,6 +88,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
     if task == "photoz" and ebv not in dataset.values:
         raise ValueError(f"a photo-z model needs E(B-V): the survey has no {ebv!r} value "
                          f"(values: {sorted(dataset.values) or 'none'})")
+    if certify is not None:
+        certify.check(task)
     device = model_device(model) or torch.device("cpu")
     to_band = (lambda v: None if v is None else torch.as_tensor(np.asarray(v, dtype=np.float32), device=device))
     for name in attacks:  # what an attack refuses (pixels beyond the stamp, ...) fails before any output
@@ -97,6 +105,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
     }
     carried = _check_carry(carry, dataset, hats)
     manifest["carry"] = sorted(carried)
+    if certify is not None:  # (absent otherwise: scans started before this option resume unchanged)
+        manifest["certify"] = certify.as_dict()
     resumed = store.open(manifest, create=True)  # created once, atomically; every process compares
     chunks = plan_chunks(len(dataset), chunk_size)
     rank, world, launcher = distributed.launcher_rank()
@@ -110,6 +120,9 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
         rows_out = scan_rows(model, images, extra, ids, task=task, attacks=attacks, settings=settings,
                              seed=chunk_seed(seed, chunk), batch_size=batch_size, lo=to_band(lo), hi=to_band(hi),
                              pixel_lo=to_band(pixel_lo), pixel_hi=to_band(pixel_hi))
+        if certify is not None:
+            rows_out = {**rows_out, **certify_rows(model, images, extra, task=task, settings=certify,
+                                                   seed=scan_certify_seed(seed, chunk), prefix="certify_")}
         taken = sorted(set(rows_out) & set(carried))
         if taken:
             raise ValueError(f"carried column(s) {taken} would replace the scan's own columns; rename them")
