@@ -13,11 +13,13 @@ class, or the photo-z model's ``z_phot``. Columns, for the attack names of
 | ``<a>_latent_distance`` | Euclidean distance of the latent vectors, clean vs perturbed | same |
 | ``<a>_success`` | the attack's verdict (flip; photo-z ``|dz| > threshold``) | same |
 | ``<a>_iterations`` | one-pixel only: DE generations run (``generations`` when it failed; see ``<a>_success``) | same |
+| ``pit``, ``crps`` | - | with ``z_spec``: the clean p.d.f.'s PIT and CRPS (:func:`advrobust.metrics.pdf_columns`) |
+| ``<a>_pit``, ``<a>_crps`` | - | with ``z_spec``: the same of the perturbed p.d.f. |
 | ``<a>_eps`` | the radius used: image units, or units of ``settings.unit`` (per band, e.g. sky sigmas; ``AttackSpec.radius``: pgd_l2's L2 radius, none for one-pixel) | same |
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ from advrobust import redshift
 from advrobust.attacks.by_name import ATTACK_SPECS, AttackSettings, attack_by_name, check_attack_names
 from advrobust.checks import Bound
 from advrobust.evaluate.batch import attack_batch, predict
+from advrobust.metrics.pdf import pdf_columns
 
 __all__ = ["scan_rows"]
 
@@ -34,7 +37,8 @@ __all__ = ["scan_rows"]
 def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np.ndarray, *, task: str,
               attacks: Sequence[str], settings: AttackSettings, seed: int, batch_size: int = 256,
               lo: Bound = None, hi: Bound = None, pixel_lo: Bound = None,
-              pixel_hi: Bound = None) -> Mapping[str, np.ndarray]:
+              pixel_hi: Bound = None, z_spec: Optional[Tensor] = None,
+              on_pdf: Optional[Callable[[str, Tensor], None]] = None) -> Mapping[str, np.ndarray]:
     """The rows of one chunk.
 
     Args:
@@ -50,6 +54,9 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
         batch_size: images per attack batch.
         lo, hi, pixel_lo, pixel_hi: valid range and one-pixel value range (see
             :func:`~advrobust.attacks.by_name.attack_by_name`).
+        z_spec: ``(n,)`` true redshifts (photo-z): adds the ``pit`` / ``crps`` columns.
+        on_pdf: photo-z: called as ``on_pdf(column, pdf)`` with each batch's ``(B, bins)`` p.d.f.s, in
+            order, ``column`` being ``"clean"`` or the attack's name (e.g. to write qp files).
 
     Returns:
         ``{column: (n,) array}`` (see the module docstring).
@@ -75,6 +82,7 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
             z_clean = redshift.z_phot(logits, model.bin_centres)
             target = z_clean
             put("z_phot", z_clean)
+            _pdf_outputs(model, logits, None if z_spec is None else z_spec[start:start + batch_size], "", put, on_pdf)
         else:
             probs = logits.softmax(1)
             target = probs.argmax(1)
@@ -86,6 +94,8 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
                 z_adv = redshift.z_phot(out.logits, model.bin_centres)
                 put(f"{name}_z_phot", z_adv)
                 put(f"{name}_dz", redshift.delta_z(z_adv, z_clean))
+                _pdf_outputs(model, out.logits, None if z_spec is None else z_spec[start:start + batch_size],
+                             name, put, on_pdf)
             else:
                 probs_adv = out.logits.softmax(1)
                 cls = probs_adv.argmax(1)
@@ -102,3 +112,18 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
     rows = {"id": np.asarray(ids)}
     rows.update({name: np.concatenate(parts) for name, parts in columns.items()})
     return rows
+
+
+def _pdf_outputs(model: nn.Module, logits: Tensor, z_spec: Optional[Tensor], name: str, put,
+                 on_pdf: Optional[Callable[[str, Tensor], None]]) -> None:
+    """The p.d.f. of a photo-z batch: its ``[<name>_]pit`` / ``crps`` columns (with ``z_spec``) and
+    ``on_pdf(name or "clean", pdf)``."""
+    if z_spec is None and on_pdf is None:
+        return
+    pdf = torch.softmax(logits.detach(), dim=1)
+    if z_spec is not None:
+        prefix = f"{name}_" if name else ""
+        for column, values in pdf_columns(pdf, z_spec, model.bin_edges).items():
+            put(prefix + column, values)
+    if on_pdf is not None:
+        on_pdf(name or "clean", pdf)
