@@ -74,12 +74,18 @@ class PdfUnderAttack:
                                           "rail": RailPointAccumulator(sync=False), "abs_error": [0.0, 0]}
         return self._cells[model][column]
 
+    def _start(self, model: str, column: str, count: int) -> int:
+        """The index of the next object of ``(model, column)``; ValueError past the ``N`` objects."""
+        start = self._seen.get((model, column), 0)
+        if start + count > self.ebv.shape[0]:
+            raise ValueError(f"PdfUnderAttack: {start + count} objects of {model!r} / {column!r}, "
+                             f"only {self.ebv.shape[0]} given")
+        return start
+
     def add_pdf(self, model: str, column: str, pdf: Tensor) -> None:
         """Add ``(B, bins)`` p.d.f.s of the next ``B`` objects of ``(model, column)``."""
-        start = self._seen.get((model, column), 0)
+        start = self._start(model, column, pdf.shape[0])
         stop = start + pdf.shape[0]
-        if stop > self.ebv.shape[0]:
-            raise ValueError(f"PdfUnderAttack: {stop} objects of {model!r} / {column!r}, only {self.ebv.shape[0]} given")
         self._seen[(model, column)] = stop
         pdf = pdf.detach().float().cpu()
         if self.keep_pdfs:
@@ -97,7 +103,7 @@ class PdfUnderAttack:
 
     def add_images(self, model: str, column: str, x: Tensor) -> None:
         """Add the p.d.f.s of ``model`` on ``(B, C, H, W)`` images ``x`` of the next ``B`` objects."""
-        start = self._seen.get((model, column), 0)
+        start = self._start(model, column, x.shape[0])
         net = self.models[model]
         ebv = self.ebv[start:start + x.shape[0]].to(x.device)
         logits = predict(net, x, (ebv,), latent=False)[0]
