@@ -14,6 +14,7 @@ from advrobust.plots.latent import (
 )
 from advrobust.plots.photoz import plot_nz, plot_perturbation, plot_photoz_comparison, plot_pit_histograms
 
-__all__ = ["DPI", "new_figure", "save_figure", "plot_photoz_comparison", "plot_perturbation", "plot_pit_histograms", "plot_nz",
+__all__ = ["DPI", "new_figure", "save_figure", "plot_photoz_comparison", "plot_perturbation", "plot_pit_histograms",
+           "plot_nz",
            "plot_church_window", "isomap_embedding", "plot_isomap", "plot_distance_histograms",
            "plot_certified_accuracy", "MORPHOLOGY_CLASSES"]
