@@ -156,14 +156,14 @@ def _row_label(model: str, column: str, several: bool) -> str:
 def pdf_tables(results: Mapping[str, Mapping[str, dict]], *, objects: int) -> list:
     """Two :class:`ReportTable`: "p.d.f. under attack" (RAIL's p.d.f. metrics and the n(z) shift) and
     the point metrics of Campagne (2021) beside RAIL's, one row per (model, column) of ``results``
-    (:meth:`PdfUnderAttack.results`); ``objects``: the objects each row is measured on."""
+    (:meth:`PdfUnderAttack.results`; the n(z) columns are ``-`` for the clean rows, and for all rows
+    of a model without a clean column); ``objects``: the objects each row is measured on."""
     several = len(results) > 1
     pdf_rows, point_rows = {}, {}
     for model, columns in results.items():
         for column, m in columns.items():
             label = _row_label(model, column, several)
-            shift = ("-" if column == CLEAN else f"{m['mean_shift']:+.4f}", "-" if column == CLEAN else
-                     f"{m['wasserstein1']:.4f}")
+            shift = (f"{m['mean_shift']:+.4f}", f"{m['wasserstein1']:.4f}") if "mean_shift" in m else ("-", "-")
             pdf_rows[label] = {"PIT KS": f"{m['pit_ks']:.3f}", "PIT CvM": f"{m['pit_cvm']:.3g}",
                                "PIT AD": f"{m['pit_ad']:.3g}", "PIT outliers": f"{100 * m['pit_outlier_rate']:.2f}%",
                                "mean CRPS": f"{m['crps_mean']:.4f}", "CDE loss": f"{m['cde_loss']:.3f}",
