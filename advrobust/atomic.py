@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import socket
 from typing import Iterator
 
 __all__ = ["atomic_path", "stale_temporaries", "pid_alive"]
 
 _TAG = ".advrobust-tmp-"
+_HOST = socket.gethostname()
 
 
 def _temporary_name(target: str, pid: int) -> str:
@@ -27,7 +29,9 @@ def _temporary_name(target: str, pid: int) -> str:
     stem, suffix = os.path.splitext(base)
     # The suffix is kept last: np.savez appends ".npz" to a name without it, and astropy and h5py
     # choose nothing by suffix but users' tools may.
-    return os.path.join(folder, f".{stem}{_TAG}{pid}{suffix}")
+    # The host is in the name: writers on several machines share folders (the survey scan), and a
+    # pid says nothing about another machine's processes.
+    return os.path.join(folder, f".{stem}{_TAG}{_HOST}-{pid}{suffix}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -44,15 +48,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def stale_temporaries(target: str | os.PathLike) -> list[str]:
-    """Temporary files of ``target`` left by writers that no longer run (killed mid-write)."""
+    """Temporary files of ``target`` left by writers of this machine that no longer run (killed
+    mid-write); other machines' temporaries are left to them."""
     target = os.path.abspath(os.fspath(target))
     folder, base = os.path.split(target)
     stem, suffix = os.path.splitext(base)
     stale = []
     for candidate in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}{_TAG}*{glob.escape(suffix)}")):
-        pid_text = os.path.basename(candidate)[len(f".{stem}{_TAG}"):len(os.path.basename(candidate)) - len(suffix)]
-        if pid_text.isdigit() and not pid_alive(int(pid_text)):
-            stale.append(candidate)
+        writer = os.path.basename(candidate)[len(f".{stem}{_TAG}"):len(os.path.basename(candidate)) - len(suffix)]
+        host, _, pid_text = writer.rpartition("-")
+        if host in ("", _HOST) and pid_text.isdigit() and not pid_alive(int(pid_text)):
+            stale.append(candidate)  # a writer of this machine that no longer runs (another's: never)
     return sorted(stale)
 
 

@@ -27,7 +27,7 @@ def launcher_rank() -> tuple[int, int, str]:
     """``(rank, world_size, launcher)`` of this process as its launcher set them in the environment,
     with no process group needed: ``torchrun`` (``RANK``/``WORLD_SIZE``); SLURM (``SLURM_PROCID`` /
     ``SLURM_NTASKS``, and in a job array each task's tasks after the previous ones':
-    ``SLURM_ARRAY_TASK_ID``, ``_MIN``, ``_STEP``, ``_COUNT``); MPI (Open MPI's
+    ``SLURM_ARRAY_TASK_ID``, ``_MIN``, ``_STEP``, ``_COUNT``; a non-arithmetic index list wraps); MPI (Open MPI's
     ``OMPI_COMM_WORLD_RANK``/``_SIZE``, MVAPICH's ``MV2_COMM_WORLD_*``, MPICH / Intel MPI's
     ``PMI_RANK``/``PMI_SIZE``); ``(0, 1, "none")`` otherwise.
 
@@ -49,8 +49,11 @@ def launcher_rank() -> tuple[int, int, str]:
         if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
             step = number("SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
             first = number("SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else 0
-            task = (number("SLURM_ARRAY_TASK_ID") - first) // max(step, 1)
-            rank, world = task * world + rank, number("SLURM_ARRAY_TASK_COUNT") * world
+            count = number("SLURM_ARRAY_TASK_COUNT")
+            # an index list that is not arithmetic (--array=1,3,10, e.g. resubmitted failures) gives
+            # no exact task number: the rank only spreads the starting chunks, so wrap it
+            task = ((number("SLURM_ARRAY_TASK_ID") - first) // max(step, 1)) % max(count, 1)
+            rank, world = task * world + rank, count * world
         found = (rank, world, "slurm")
     else:
         mpi = next((entry for entry in _MPI_VARS if entry[1] in env and entry[2] in env), None)

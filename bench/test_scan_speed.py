@@ -4,8 +4,9 @@
 one attack, into a fresh catalogue each round (file reading, attack, rows, Parquet parts and
 catalogue included). Beside it, the same model on the same objects in the same batches: ``forward``
 (plain, no gradient) and ``forward+backward`` (the input gradient). The scan's model work per object
-is 2 forwards (clean and attacked predictions) plus ``pgd_steps`` forward+backward passes (recorded
-in ``extra_info``), so its model-bound time is ``2 T(forward) + pgd_steps T(forward+backward)``.
+is 2 forwards (clean and attacked predictions) plus the attack's forward+backward passes (noise 0,
+FGSM 1, PGD ``pgd_steps``; :attr:`ScanCase.model_passes`, recorded in ``extra_info``), so its
+model-bound time is ``2 T(forward) + passes T(forward+backward)``; one case per attack set.
 """
 from __future__ import annotations
 
@@ -67,4 +68,4 @@ def test_scan_throughput(measure, scan_case, survey, impl):
                 grads.append(torch.autograd.grad(F.cross_entropy(logits, logits.argmax(1)), b)[0])
             return grads
     measure(fn, group=f"scan {c.label}", impl=impl, rounds=3, objects=c.n_objects,
-            scan_model_passes={"forward": 2, "forward+backward": c.pgd_steps})
+            scan_model_passes=c.model_passes)

@@ -1,19 +1,11 @@
-// The advrobust operator library: schemas (once) and the Python module advrobust._C.
-// Kernels register per backend in cpu/*.cpp and cuda/ops_cuda.cpp.
+// The advrobust operator library and the Python module advrobust._C. Each op family
+// defines its own schemas (TORCH_LIBRARY_FRAGMENT in <family>_schema.cpp) and registers its
+// kernels per backend next to them (cpu/*.cpp, cuda/*_glue.cpp); this file only claims the
+// namespace, so that no other library can define ops in it.
 #include <Python.h>
 #include <torch/library.h>
 
-TORCH_LIBRARY(advrobust, m) {
-  m.def("linf_step(Tensor x_adv, Tensor grad, Tensor x_nat, Tensor alpha, Tensor eps, Tensor? lo, Tensor? hi) -> Tensor");
-  m.def("l2_step(Tensor x_adv, Tensor grad, Tensor x_nat, Tensor alpha, Tensor eps, Tensor? lo, Tensor? hi) -> Tensor");
-  m.def(
-      "de_trial(Tensor population, Tensor donors, Tensor cross_u, Tensor cross_j, Tensor resample_u, "
-      "Tensor lower, Tensor upper, float F, float CR, bool resample) -> Tensor");
-  m.def("de_build(Tensor images, Tensor candidates, bool add) -> Tensor");
-  m.def("de_select_(Tensor(a!) population, Tensor(b!) fitness, Tensor trial, Tensor trial_fitness) -> ()");
-  m.def("mk_mmd(Tensor x, Tensor y, float[] sigmas, bool unbiased) -> Tensor");
-  m.def("_mk_mmd_with_grad(Tensor x, Tensor y, float[] sigmas, bool unbiased) -> (Tensor, Tensor, Tensor)");
-}
+TORCH_LIBRARY(advrobust, m) {}
 
 namespace {
 

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "op_checks.h"
+#include "mk_mmd_checks.h"
 
 namespace advrobust {
 

@@ -14,7 +14,7 @@
 #include <tuple>
 #include <type_traits>
 
-#include "kernel_math.h"
+#include "mk_mmd_math.h"
 
 namespace advrobust {
 

@@ -6,8 +6,10 @@ case's id (``zlib.crc32``, stable across runs, unlike ``hash``), then moved, and
 memory layout (transposed view, storage offset, channels-last) is applied on the target
 device, so the CPU and the GPU see the same values in the same layout.
 
-It feeds the CPU kernel == twin tests (tests/test_ops.py), the CUDA == CPU tests
-(tests/test_ops_cuda.py) and ``opcheck`` (the cases with ``opcheck=True``). Cases with
+It feeds the one CPU kernel == twin test (tests/test_ops.py: every op against its twin in
+``advrobust.ops.reference.REFERENCES``, :func:`call` and :func:`assert_matches_reference`
+with the tolerances of :data:`TOLERANCES`), the CUDA == CPU tests (tests/test_ops_cuda.py)
+and ``opcheck`` (the cases with ``opcheck=True``). Cases with
 ``cuda_only=True`` are sizes chosen to make the CUDA launches loop more than once over
 their capped grids (see ``GRID_CAPPED``); they are too slow for the CPU suite.
 """
@@ -338,3 +340,57 @@ def params(op: str, **flags) -> list:
 def all_params(**flags) -> list:
     """Every op's samples (filtered as :func:`samples`) as ``pytest.param``s."""
     return [p for op in OPS_COVERED for p in params(op, **flags)]
+
+
+# ------------------------------------------------------------------ op == twin
+
+@dataclass(frozen=True)
+class Tol:
+    """How close one output must be to its twin's: ``rtol`` and ``atol`` (both 0: bit for bit);
+    ``scaled``: ``atol`` is relative to the largest magnitude among the op's scaled outputs
+    (gradients are sums of signed terms: compared against their scale, not element by element)."""
+    rtol: float = 0.0
+    atol: float = 0.0
+    scaled: bool = False
+
+
+EXACT = Tol()
+_MMD_VALUE = {F32: Tol(1e-4, 1e-6), F64: Tol(1e-10, 1e-12)}
+_MMD_GRAD = {F32: Tol(1e-4, 1e-4, scaled=True), F64: Tol(1e-9, 1e-9, scaled=True)}
+
+#: op -> dtype -> one Tol per output (an in-place op: per argument it updates).
+TOLERANCES = {
+    "linf_step": {F32: (EXACT,), F64: (EXACT,)},  # sign * alpha is exact: the fused pass is bit-identical
+    "l2_step": {F32: (Tol(2e-5, 2e-6),), F64: (Tol(1e-12, 1e-12),)},
+    "de_trial": {F32: (EXACT,), F64: (EXACT,)},
+    "de_build": {F32: (EXACT,), F64: (EXACT,)},
+    "de_select_": {F32: (EXACT, EXACT), F64: (EXACT, EXACT)},
+    "mk_mmd": {d: (_MMD_VALUE[d],) for d in (F32, F64)},
+    "_mk_mmd_with_grad": {d: (_MMD_VALUE[d], _MMD_GRAD[d], _MMD_GRAD[d]) for d in (F32, F64)},
+}
+
+
+def call(op: str, args: tuple) -> tuple:
+    """``torch.ops.advrobust.<op>(*args)``'s outputs as a tuple; for an op that updates
+    arguments in place (``Tensor(a!)`` in its schema), those arguments after the call."""
+    overload = getattr(torch.ops.advrobust, op).default
+    out = overload(*args)
+    written = tuple(a for a, s in zip(args, overload._schema.arguments)
+                    if s.alias_info is not None and s.alias_info.is_write)
+    if written:
+        return written
+    return out if isinstance(out, tuple) else (out,)
+
+
+def assert_matches_reference(sample: Sample, got: tuple, want) -> None:
+    """``got`` (from :func:`call`) against the twin's result ``want``, within ``TOLERANCES``."""
+    want = want if isinstance(want, tuple) else (want,)
+    tols = TOLERANCES[sample.op][sample.dtype]
+    assert len(got) == len(want) == len(tols)
+    scale = max([w.abs().max().item() for w, t in zip(want, tols) if t.scaled] + [1e-30])
+    for g, w, t in zip(got, want, tols):
+        assert g.shape == w.shape and g.dtype == w.dtype and g.device == w.device
+        if t == EXACT:
+            assert torch.equal(g, w)
+        else:
+            torch.testing.assert_close(g, w, rtol=t.rtol, atol=t.atol * (scale if t.scaled else 1.0))

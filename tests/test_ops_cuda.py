@@ -14,7 +14,6 @@ import torch
 import op_samples
 from advrobust import ops
 from advrobust.ops import reference as ref
-from test_ops import twin_images
 
 pytestmark = pytest.mark.needs_cuda
 
@@ -83,7 +82,7 @@ def test_de_build_cuda_bit_exact(sample):
     want = OPS.de_build(*sample.args("cpu"))
     assert torch.equal(got.cpu(), want)
     assert got.stride() == want.stride()  # channels-last images give a channels-last batch on both
-    assert torch.equal(got, ref.de_build_reference(twin_images(images), cand, add))
+    assert torch.equal(got, ref.de_build_reference(images, cand, add))
 
 
 @pytest.mark.parametrize("sample", op_samples.params("de_select_"))
@@ -203,6 +202,24 @@ def test_step_ops_cuda_nan_in_nan_out(op, where):
     got = getattr(OPS, op)(*_cuda(*args))
     assert want[2, 1, 4, 5].isnan() and got[2, 1, 4, 5].isnan()
     _same_nans_and_values(got, want, **({} if op == "linf_step" else _step_tol(sample.dtype)))
+
+
+@pytest.mark.parametrize("op", ["linf_step", "l2_step"])
+@pytest.mark.parametrize("bad", [NAN, float("inf")])
+def test_step_ops_cuda_check_x_nat_in_the_kernels_pass(op, bad):
+    """check_x_nat=True (a direct call): the CUDA kernels flag a NaN/Inf x_nat in their own pass,
+    as the CPU kernels do (same ValueError), on the vector and the scalar path; a finite x_nat
+    gives the same bits as without the check."""
+    for layout in ("contiguous", "offset"):
+        sample = op_samples.sample(op, f"f32-5x3x8x8-alpha_per_sample-bounds_channel-{layout}")
+        args = sample.args("cuda")
+        kernel = getattr(OPS, op)
+        assert torch.equal(kernel(*args, True), kernel(*args))
+        for pos in (0, 3 * 64 + 5, 5 * 3 * 64 - 1):
+            x_nat = args[2].clone()
+            x_nat.view(-1)[pos] = bad
+            with pytest.raises(ValueError, match=rf"x_nat has 1 NaN/Inf values \(samples \[{pos // 192}\]\)"):
+                kernel(args[0], args[1], x_nat, *args[3:], True)
 
 
 def test_de_trial_cuda_nan_in_nan_out():

@@ -167,6 +167,9 @@ def test_a_live_claim_is_respected_and_a_dead_local_process_is_seen_at_once(tmp_
       "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_COUNT": "4"}, (1, 4, "slurm")),
     ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3"},
      (5, 6, "slurm")),
+    # --array=1,3,10 (not arithmetic): task 10 wraps instead of failing
+    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_ARRAY_TASK_ID": "10", "SLURM_ARRAY_TASK_MIN": "1",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, (0, 3, "slurm")),
     ({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3"}, (2, 3, "openmpi")),
     ({"PMI_RANK": "0", "PMI_SIZE": "8"}, (0, 8, "pmi")),
 ])
@@ -213,3 +216,59 @@ def test_hats_output_is_read_back_by_lsdb_with_every_row(survey, tmp_path):
     with pytest.raises(ValueError, match="needs the objects' sky positions"):
         scan_survey(model, dataset, str(tmp_path / "b.parquet"), attacks=["fgsm"],
                     settings=AttackSettings(eps=0.002), hats=str(tmp_path / "h2"), progress=False)
+
+
+def test_cli_scan_copies_sky_positions_and_writes_hats(survey, tmp_path, capsys):
+    lsdb = pytest.importorskip("lsdb")
+    import pandas as pd
+
+    from cli_runner import run_cli
+
+    rng = np.random.default_rng(6)
+    ra, dec = rng.uniform(0, 360, N), rng.uniform(-30, 30, N)
+    ids = np.arange(1000, 1000 + N)
+    order = rng.permutation(N)
+    catalog = tmp_path / "cat.parquet"
+    pd.DataFrame({"objid": ids[order], "RA": ra[order], "DEC": dec[order]}).to_parquet(catalog)
+    np.save(tmp_path / "ids.npy", ids)
+    images = tmp_path / "images.npz"
+    np.savez(images, images=np.load(survey / "images.npy"), objid=ids)
+    out, hats = tmp_path / "scan.parquet", tmp_path / "scan_hats"
+    args = ["scan", "--model", str(survey / "model.safetensors"), "--data", str(images), "--catalog", str(catalog),
+            "--id-column", "objid", "--ra-column", "RA", "--dec-column", "DEC", "--hats", str(hats),
+            "--attacks", "noise", "--eps", "0.002", "--chunk-size", str(CHUNK), "--no-progress", "--out", str(out)]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    flat = pq.read_table(out).to_pandas()
+    assert flat["id"].tolist() == ids.tolist()
+    np.testing.assert_array_equal(flat["ra"].to_numpy(), ra)  # float64, joined on ids
+    back = lsdb.open_catalog(str(hats)).compute().sort_values("id")
+    np.testing.assert_array_equal(back["dec"].to_numpy(), dec)
+    code, _, err = run_cli(capsys, *[a for a in args if a not in ("--dec-column", "DEC")][:-2],
+                           "--out", str(tmp_path / "x.parquet"))
+    assert code == 2 and "--hats needs the objects' sky positions" in err
+
+
+def test_an_empty_claim_left_by_a_crash_expires_by_age(tmp_path):
+    store = PartStore(tmp_path / "cat.parquet")
+    store.open({})
+    chunk = plan_chunks(10, 10)[0]
+    claims = ChunkClaims(store, timeout=0.2, poll=0.05)
+    open(claims.path(chunk), "w").close()  # created, owner never written (killed in between)
+    old = time.time() - 1000
+    os.utime(claims.path(chunk), (old, old))
+    assert claims.acquire(chunk)
+    claims.release(chunk)
+    assert not [f for f in os.listdir(store.folder) if f.startswith("claim-")]
+
+
+def test_assemble_once_returns_false_when_another_process_finished_first(tmp_path, monkeypatch):
+    store = PartStore(tmp_path / "cat.parquet")
+    store.open({})
+    chunks = plan_chunks(20, 10)
+    claims = ChunkClaims(store, timeout=5, poll=0.05)
+    run_chunks(store, chunks, _compute, progress=False, claims=claims)
+    assert assemble_once(store, chunks, claims) is True
+    mtime = os.stat(store.out).st_mtime
+    assert assemble_once(store, chunks, claims) is False  # already newer than every part: not rewritten
+    assert os.stat(store.out).st_mtime == mtime

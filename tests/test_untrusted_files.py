@@ -131,3 +131,29 @@ def test_the_pixel_unit_is_read_from_the_file(tmp_path):
     assert open_images(tmp_path / "cube.h5").unit == "nanomaggy"
     np.save(tmp_path / "cube.npy", cube)
     assert open_images(tmp_path / "cube.npy").unit is None
+
+
+def test_hdf5_external_link_is_refused(tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle.create_dataset("data", data=np.ones((2, 1, 4, 4), np.float32))
+    path = tmp_path / "linked.h5"
+    with h5py.File(path, "w") as handle:
+        handle["images"] = h5py.ExternalLink(str(other), "data")
+    with pytest.raises(ValueError, match="external link"):
+        open_images(path)
+
+
+def test_small_channels_last_stamps_are_refused_too(tmp_path):
+    np.save(tmp_path / "nhwc.npy", np.zeros((2, 15, 15, 5), np.float32))
+    with pytest.raises(ValueError, match="channels-last"):
+        open_images(tmp_path / "nhwc.npy")
+
+
+def test_a_catalogue_with_an_auxiliary_array_is_still_measured(tmp_path):
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((10, 1, 4, 4), np.float32))
+    catalogue = tmp_path / "cat.npz"
+    np.savez(catalogue, z=np.linspace(0.1, 1, 10), band_names=np.arange(5))
+    assert len(load_catalogue(catalogue, columns=[])) == 10
+    assert len(load_survey(images, catalogue)) == 10

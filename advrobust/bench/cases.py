@@ -188,6 +188,14 @@ class ScanCase:
     def label(self) -> str:
         return f"{self.n_objects} objects 3x{self.size}x{self.size} {self.attack}"
 
+    @property
+    def model_passes(self) -> dict:
+        """The model passes a scan row costs: a clean and a perturbed forward, and the attack's
+        forward+backward passes (noise none, FGSM one, PGD one per step)."""
+        return {"forward": 2, "forward+backward": {"noise": 0, "fgsm": 1}.get(self.attack, self.pgd_steps)}
 
-SCANS = [ScanCase(32, 32, 16, "pgd", 10, ("quick",)), ScanCase(64, 32, 32, "pgd", 10, ("default",)),
-         ScanCase(2048, 64, 128, "pgd", 10, ("full",))]
+
+#: one case per attack set in the default tier: objects/s of each beside its model-bound time
+SCANS = [ScanCase(32, 32, 16, "pgd", 10, ("quick",))] + \
+    [ScanCase(64, 32, 32, attack, 10, ("default",)) for attack in ("noise", "fgsm", "pgd")] + \
+    [ScanCase(2048, 64, 128, attack, 10, ("full",)) for attack in ("noise", "fgsm", "pgd")]

@@ -86,11 +86,19 @@ def run(args, command: str) -> None:
         x, radii, alpha=ALPHA, n_max=args.cohen_n, batch_size=args.batch_size, generator=gen(1)), device)
     print(f"adaptive: {t_adaptive:.0f} s, {int(adaptive.samples.sum()):,} evaluations", flush=True)
     chosen = spread_by_samples(adaptive.samples.numpy(), args.n_cohen)
-    k = len(chosen)
     t_cohen, (pred, radius) = harness.timed_call(lambda: smooth.certify_batch(
         x[torch.from_numpy(chosen).to(x.device)], N0, args.cohen_n, ALPHA, args.batch_size, generator=gen(2)), device)
     cohen = (pred[:, None] >= 0) & (radius[:, None] >= torch.tensor(radii, dtype=torch.float64)[None, :])
     samples = adaptive.samples.numpy()
+    _emit_counts(emit, args, x, radii, samples, (t_adaptive, t_cohen), len(chosen))
+    _emit_decisions(emit, args, x, radii, adaptive, chosen, (pred, radius, cohen))
+    emit(f"total bench time {time.perf_counter() - t0:.0f} s")
+    harness.write_report(args.out or harness.default_out("RESULTS_certify.md", args.quick), lines)
+
+
+def _emit_counts(emit, args, x, radii, samples: np.ndarray, times: tuple, k: int) -> None:
+    """The set-up, the evaluations per object and the wall times of the report."""
+    t_adaptive, t_cohen = times
     emit(f"Model: morphology_small on {args.size}x{args.size} gri stamps, trained {args.epochs} epochs on "
          f"{args.n_train} simulated Y10 galaxies with Gaussian noise sigma = {SIGMA} (preprocessed units), as the "
          f"demo's noise-trained classifier. Smoothing sigma {SIGMA}, alpha {ALPHA}, radii "
@@ -117,13 +125,19 @@ def run(args, command: str) -> None:
     emit(f"| adaptive | {x.shape[0]} (one batch) | {t_adaptive / x.shape[0]:.3f} | {samples.sum() / t_adaptive:,.0f} |")
     emit(f"| Cohen et al. | {k} | {t_cohen / k:.3f} | {k * (N0 + args.cohen_n) / t_cohen:,.0f} |")
     emit()
+
+
+def _emit_decisions(emit, args, x, radii, adaptive, chosen: np.ndarray, cohen_result: tuple) -> None:
+    """The certified fractions, and Cohen's decisions beside the adaptive ones on the ``chosen`` objects."""
+    pred, radius, cohen = cohen_result
+    samples = adaptive.samples.numpy()
     emit("## Decisions")
     emit()
     emit(f"Certified fraction at each radius, adaptive, {x.shape[0]} objects: " + ", ".join(
         f"r = {r:g}: {f:.0%}" for r, f in zip(radii, adaptive.certified.double().mean(0).tolist()))
         + f"; abstained {float((adaptive.prediction < 0).double().mean()):.0%}.")
     emit()
-    emit(f"Side by side on {k} objects certified by both procedures (Cohen's at n0 = {N0}, n = {args.cohen_n:,}), "
+    emit(f"Side by side on {len(chosen)} objects certified by both procedures (Cohen's at n0 = {N0}, n = {args.cohen_n:,}), "
          "chosen at evenly spaced quantiles of the adaptive samples from the median to the maximum:")
     emit()
     emit("| object | Cohen prediction, radius | Cohen certified at r | adaptive prediction, radius | "
@@ -138,8 +152,6 @@ def run(args, command: str) -> None:
     emit(f"Every certified-at-r decision of Cohen's on these objects is also the adaptive one's: {same} "
          "(bits: certified at each radius, in order).")
     emit()
-    emit(f"total bench time {time.perf_counter() - t0:.0f} s")
-    harness.write_report(args.out or harness.default_out("RESULTS_certify.md", args.quick), lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -136,7 +136,7 @@ def peers_lines(groups: dict, title: str, ours: tuple, peers: tuple) -> list:
 
 
 def scan_lines(groups: dict) -> list:
-    """The scan's time against its model-bound time ``2 T(forward) + steps T(forward+backward)``."""
+    """The scan's time against its model-bound time ``2 T(forward) + passes T(forward+backward)``."""
     rows = [(name, g) for name, g in groups.items() if "scan" in g and "forward" in g and "forward+backward" in g]
     if not rows:
         return []
@@ -149,7 +149,7 @@ def scan_lines(groups: dict) -> list:
         objects = g["_extra"]["scan"]["objects"]
         lines.append(f"| {name} | {ms(g['scan'])} | {objects / g['scan']:.1f} | {ms(bound)} | "
                      f"{bound / g['scan']:.0%} |")
-    return lines + ["", "Model-bound: the scan's model passes (2 forwards, PGD's forward+backward passes) timed "
+    return lines + ["", "Model-bound: the scan's model passes (2 forwards, the attack's forward+backward passes) timed "
                         "alone on the same objects in the same batches.", ""]
 
 

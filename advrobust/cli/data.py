@@ -52,9 +52,10 @@ def open_survey(args, *, photoz: bool, n_classes: int | None = None):
         columns[REDSHIFT if photoz else LABEL] = target
     if photoz:
         columns[EBV] = args.ebv_column
+    carry = [c for c in (getattr(args, "ra_column", None), getattr(args, "dec_column", None)) if c is not None]
     dataset = load_survey(args.data, args.catalog, columns=columns, image_key=args.key,
                           catalogue_key=args.catalog_key, id_column=args.id_column, image_ids=args.image_ids,
-                          nan_policy=args.nan_policy)
+                          nan_policy=args.nan_policy, carry=carry)
     if LABEL in dataset.values:
         dataset.values[LABEL] = _class_indices(dataset.values[LABEL], target, n_classes)
     return dataset

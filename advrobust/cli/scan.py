@@ -1,10 +1,13 @@
 """``advrobust scan``: a survey robustness scan, one Parquet row per object (:mod:`advrobust.scan`).
 
-Resumable (run the same command again after a kill) and sharded under ``torchrun``::
+Resumable (run the same command again after a kill) and shared by any number of processes, which
+claim chunks through the output folder (a shared file system across machines)::
 
     advrobust scan --model model.safetensors --data survey.h5 --attacks fgsm,pgd,onepixel,noise \\
         --eps-sky 2 --out catalog.parquet
     torchrun --nproc-per-node 4 -m advrobust.cli scan ...   # same catalogue, 4 processes
+    srun -n 64 advrobust scan ...                           # SLURM (or mpirun): ranks from the launcher
+    advrobust scan ... --ra-column RA --dec-column DEC --hats catalog_hats/   # + a HATS catalog for LSDB
     advrobust scan --config scan.toml --seed 1              # options from a file, one overridden
 
 The data options, ``--config`` and ``--device`` are those of the other commands that read a survey;
@@ -64,6 +67,15 @@ def build_parser(prog: str) -> CommandParser:
     run_.add_argument("--batch-size", type=int, default=128, help="images per attack batch (default 128)")
     add_device_argument(run_, note="; under torchrun, cuda is cuda:LOCAL_RANK")
     run_.add_argument("--no-progress", action="store_true")
+    run_.add_argument("--claim-timeout", type=float, default=60.0,
+                      help="seconds after which a chunk claimed by a process on another machine that stopped "
+                           "touching its claim is taken over (a dead process of this machine: at once; default 60)")
+    sky = parser.add_argument_group("sky positions and HATS output")
+    sky.add_argument("--ra-column", help="catalogue column of right ascension (degrees), copied into the catalogue "
+                                         "as 'ra' at full precision")
+    sky.add_argument("--dec-column", help="catalogue column of declination (degrees), copied as 'dec'")
+    sky.add_argument("--hats", metavar="DIR", help="also write the catalogue as a HATS catalog in DIR, for LSDB "
+                                                   "(needs --ra-column, --dec-column and pip install 'advrobust[hats]')")
     return parser
 
 
@@ -122,15 +134,19 @@ def _scan(args, prog: str, device) -> None:
     lo, hi, pixel_lo, pixel_hi = _pixel_ranges(args, first)
     settings = AttackSettings(eps=eps, pgd_steps=args.pgd_steps, pixels=args.pixels,
                               population=args.population, generations=args.generations, unit=unit)
+    carry = {name: dataset.carried[column] for name, column in (("ra", args.ra_column), ("dec", args.dec_column))
+             if column is not None}
     result = scan_survey(
         model, dataset, args.out, attacks=args.attacks, settings=settings, seed=args.seed,
         chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
         pixel_hi=pixel_hi, ebv=EBV,
         config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
                 "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                "id_column": args.id_column, "zspec_column": args.zspec_column},
-        progress=not args.no_progress, z_spec=REDSHIFT if args.zspec_column else None, qp=args.write_qp)
-    if distributed.is_main():
+                "id_column": args.id_column, "ra_column": args.ra_column, "dec_column": args.dec_column,
+                "zspec_column": args.zspec_column},
+        progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats,
+        z_spec=REDSHIFT if args.zspec_column else None, qp=args.write_qp)
+    if distributed.launcher_rank()[0] == 0:
         _print_summary(prog, result, eps, unit, sky)
 
 
@@ -142,6 +158,10 @@ def run(args: argparse.Namespace, prog: str) -> None:
         args.attacks = check_attack_names(args.attacks)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    if args.hats is not None and (args.ra_column is None or args.dec_column is None):
+        raise UsageError("--hats needs the objects' sky positions: give --ra-column and --dec-column")
+    if not args.claim_timeout > 0:
+        raise UsageError(f"--claim-timeout must be > 0 seconds, got {args.claim_timeout}")
 
     device = _scan_device(args.device)
     distributed.init_from_env(device)

@@ -287,6 +287,7 @@ def load_survey(
     nan_policy: str = "raise",
     fill_value: float = 0.0,
     join_by_position: bool = False,
+    carry: Sequence[str] = (),
 ) -> SurveyDataset:
     """A :class:`SurveyDataset` streaming an image file, with values from a catalogue.
 
@@ -314,6 +315,9 @@ def load_survey(
             by ``nan_policy``.
         augment, nan_policy, fill_value: see :class:`SurveyDataset`.
         join_by_position: allow the join by row position although the catalogue has an id column.
+        carry: catalogue columns kept as they are, at full precision, in ``dataset.carried``
+            (``{column: (N,) array}`` indexed like the image file's rows; e.g. ``ra``, ``dec`` in
+            degrees, which float32 would round by up to 0.08 arcsec), not checked as targets.
 
     Raises:
         ValueError: a missing column (the message lists those present), a catalogue whose length
@@ -329,8 +333,10 @@ def load_survey(
     targets: dict[str, np.ndarray] = {}
     ids = None
     join = "position"
-    if mapping or id_column is not None:
-        wanted = list(mapping.values()) + ([id_column] if id_column is not None else [])
+    carry = list(carry)
+    carried: dict[str, np.ndarray] = {}
+    if mapping or id_column is not None or carry:
+        wanted = list(mapping.values()) + ([id_column] if id_column is not None else []) + carry
         catalogue = load_catalogue(catalogue_path if catalogue_path is not None else images_path,
                                    key=catalogue_key, columns=wanted)
         missing = [column for column in wanted if column not in catalogue.columns]
@@ -356,6 +362,7 @@ def load_survey(
                                  f"to join it to the images on ids, or {option('join_by_position', True)} if row i "
                                  "of the catalogue is image i")
         targets = {name: _column_values(catalogue, name, column) for name, column in mapping.items()}
+        carried = {column: _column_values(catalogue, column, column) for column in carry}
     elif catalogue_path is not None:  # no column used: still a catalogue that must match the images
         rows = len(load_catalogue(catalogue_path, key=catalogue_key, columns=[]))
         if rows != len(images):
@@ -363,4 +370,5 @@ def load_survey(
     dataset = SurveyDataset(images, targets, ids=ids, augment=augment, nan_policy=nan_policy, fill_value=fill_value,
                             missing_values=missing_values)
     dataset.join = join
+    dataset.carried = carried
     return dataset

@@ -245,10 +245,13 @@ def _frame(data: dict, lengths: Mapping[str, int]):
     names = list(lengths)
     if data:
         lengths = {name: len(values) for name, values in data.items()}
-    if len(set(lengths.values())) > 1:
-        shown = dict(list(lengths.items())[:6])
-        raise ValueError(f"catalogue columns differ in length ({shown}): not one table")
-    return _with_names(pd.DataFrame(data, index=pd.RangeIndex(next(iter(lengths.values())))), names)
+        if len(set(lengths.values())) > 1:
+            shown = dict(list(lengths.items())[:6])
+            raise ValueError(f"catalogue columns differ in length ({shown}): not one table")
+        rows = next(iter(lengths.values()))
+    else:  # no column asked for: the table's length is that of most of its 1-D arrays (an auxiliary
+        rows = max(set(lengths.values()), key=list(lengths.values()).count)  # array, e.g. band names, aside)
+    return _with_names(pd.DataFrame(data, index=pd.RangeIndex(rows)), names)
 
 
 def _with_names(frame, names):

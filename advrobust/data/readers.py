@@ -70,6 +70,9 @@ def check_hdf5_dataset(path: str | os.PathLike, name: str, dataset) -> None:
         raise ValueError(f"{path}: dataset {name!r} keeps its data in external files "
                          f"({', '.join(str(e[0]) for e in dataset.external[:3])}); only data stored "
                          "inside the file is read: copy it in (h5py: read and write the array)")
+    if os.path.realpath(dataset.file.filename) != os.path.realpath(path):
+        raise ValueError(f"{path}: {name!r} is an external link to {dataset.file.filename}; only data stored "
+                         "inside the file is read")
     if dataset.is_virtual:
         raise ValueError(f"{path}: dataset {name!r} is a virtual dataset (its data live in other files); "
                          "only data stored inside the file is read: copy it in (h5py: read and write the array)")
@@ -80,7 +83,9 @@ def check_npz_member(path: str | os.PathLike, archive, member: str) -> tuple[tup
     header, after checking that the header asks for no more bytes than the member holds.
 
     A header may claim any shape: a 2 MB archive could make ``np.load`` allocate gigabytes before
-    failing. The member's uncompressed size (recorded in the archive) bounds what it can hold.
+    failing. The member's uncompressed size as the archive records it bounds what the header may
+    claim. That size is itself written by whoever made the file: a genuinely compressed member may
+    hold ~1000 times its compressed size (a deflate bomb), which this check does not refuse.
 
     Raises:
         ValueError: a header asking for more bytes than the member holds, or not an ``.npy`` member.
@@ -120,7 +125,7 @@ def _layout_hint(path, shape) -> str:
 
 def _refuse_channels_last(path, shape) -> None:
     """(N, H, W, C) cubes would be read as C = H: refuse them with the transpose that fixes them."""
-    if len(shape) == 4 and shape[3] <= 16 < shape[1] and shape[1] == shape[2] and shape[3] != shape[1]:
+    if len(shape) == 4 and shape[1] == shape[2] != shape[3] and shape[3] <= 16:
         raise ValueError(f"{path}: shape {tuple(shape)} looks channels-last (N, H, W, C); advrobust reads "
                          "(N, C, H, W): store numpy.transpose(cube, (0, 3, 1, 2)) instead")
 

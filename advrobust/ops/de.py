@@ -1,7 +1,8 @@
 """Differential evolution for the one-pixel attack, for B images x P candidates at once:
 :func:`de_draws` (the random numbers, drawn with torch), :func:`de_trial` (mutation, crossover,
 bounds), :func:`de_build` (the B*P perturbed images), :func:`de_select_` (greedy selection),
-and :func:`de_pixels` (a candidate's genes -> pixel indices, as the kernels compute them)."""
+and :func:`de_pixels` (a candidate's genes -> pixel indices, as the kernels compute them); the
+fake kernels of ``torch.ops.advrobust.de_*`` (schemas: csrc/de_schema.cpp)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -12,21 +13,10 @@ from torch import Tensor
 from advrobust.checks import check_float_tensor
 from advrobust.ops import reference
 from advrobust.ops._backend import use_kernels
+from advrobust.ops._registration import register_fake
+from advrobust.ops.reference import de_pixels  # the twin of the kernels' rule, public here
 
 __all__ = ["DEDraws", "de_draws", "de_trial", "de_build", "de_select_", "de_pixels"]
-
-
-def de_pixels(candidates: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
-    """Pixel (row, col) of each gene group, int64 of shape ``candidates.shape[:-1]``: the
-    continuous row and column genes (``candidates[..., 0]``, ``[..., 1]``, pixel units) floored
-    and clamped into the H x W image, as :func:`de_build` and its kernels do (C++:
-    ``de_pixel_index`` in csrc/kernel_math.h). A NaN gene goes to index 0, as there (a NaN
-    cast to int64 would give an arbitrary index)."""
-    def index(gene: Tensor, size: int) -> Tensor:
-        f = gene.floor()
-        return torch.where(f > 0, f.clamp_max(size - 1), 0.0).long()
-
-    return index(candidates[..., 0], H), index(candidates[..., 1], W)
 
 
 class DEDraws(NamedTuple):
@@ -165,3 +155,22 @@ def de_select_(population: Tensor, fitness: Tensor, trial: Tensor, trial_fitness
     new_pop, new_fit = reference.de_select_reference(population, fitness, trial, trial_fitness)
     population.copy_(new_pop)
     fitness.copy_(new_fit)
+
+
+@register_fake("de_trial")
+def _de_trial_fake(population, donors, cross_u, cross_j, resample_u, lower, upper, F, CR, resample):
+    return torch.empty_like(population, memory_format=torch.contiguous_format)
+
+
+@register_fake("de_build")
+def _de_build_fake(images, candidates, add):
+    B, C, H, W = images.shape
+    P = candidates.shape[1]
+    if C > 1 and not images.is_contiguous() and images.is_contiguous(memory_format=torch.channels_last):
+        return images.new_empty_strided((B, P, C, H, W), (P * C * H * W, C * H * W, 1, W * C, C))
+    return images.new_empty((B, P, C, H, W))
+
+
+@register_fake("de_select_")
+def _de_select_fake(population, fitness, trial, trial_fitness):
+    return None

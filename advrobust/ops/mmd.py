@@ -1,5 +1,11 @@
 """Multi-kernel Gaussian MMD^2 (:func:`mk_mmd`, differentiable) and its kernel widths
-(:func:`dan_sigmas`, :func:`sigmas_from_variances`)."""
+(:func:`dan_sigmas`, :func:`sigmas_from_variances`); the fake kernels and autograd formulas
+of ``torch.ops.advrobust.mk_mmd`` / ``_mk_mmd_with_grad`` (schemas: csrc/mk_mmd_schema.cpp).
+
+Autograd: ``_mk_mmd_with_grad`` returns the value and its gradient in x and y from one walk
+over the kernel tiles; its backward only scales the saved gradient. ``mk_mmd`` (value only,
+for inference) gets its backward from ``_mk_mmd_with_grad`` too, recomputing the tiles
+instead of saving them."""
 from __future__ import annotations
 
 import math
@@ -11,6 +17,7 @@ from torch import Tensor
 from advrobust.checks import check_float_tensor
 from advrobust.ops import reference
 from advrobust.ops._backend import use_kernels
+from advrobust.ops._registration import register_autograd, register_fake
 
 __all__ = ["mk_mmd", "dan_sigmas", "sigmas_from_variances", "DEEPADVERSARIES_MMD_VARIANCES"]
 
@@ -127,3 +134,51 @@ def mk_mmd(x: Tensor, y: Tensor, sigmas: Union[Sequence[float], Tensor], *, unbi
     if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
         return torch.ops.advrobust._mk_mmd_with_grad(x, y, sig, unbiased)[0]  # gradient made with the value
     return torch.ops.advrobust.mk_mmd(x, y, sig, unbiased)
+
+
+@register_fake("mk_mmd")
+def _mk_mmd_fake(x, y, sigmas, unbiased):
+    return x.new_empty(())
+
+
+@register_fake("_mk_mmd_with_grad")
+def _mk_mmd_with_grad_fake(x, y, sigmas, unbiased):
+    return x.new_empty(()), torch.empty_like(x, memory_format=torch.contiguous_format), \
+        torch.empty_like(y, memory_format=torch.contiguous_format)
+
+
+def _mk_mmd_setup_context(ctx, inputs, output):
+    x, y, sigmas, unbiased = inputs
+    ctx.save_for_backward(x, y)
+    ctx.sigmas, ctx.unbiased = sigmas, unbiased
+
+
+def _first_order_only() -> None:
+    """The MMD gradients are computed, not traced: refuse create_graph rather than return a
+    second-order gradient that silently misses the MMD's own curvature."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("advrobust mk_mmd is differentiable once: double backward (create_graph=True) "
+                           "through it is not supported; use advrobust.ops.reference.mk_mmd_reference there")
+
+
+def _mk_mmd_backward(ctx, grad_out: Tensor):
+    _first_order_only()
+    x, y = ctx.saved_tensors
+    _, gx, gy = torch.ops.advrobust._mk_mmd_with_grad(x, y, ctx.sigmas, ctx.unbiased)
+    return grad_out * gx, grad_out * gy, None, None
+
+
+def _mk_mmd_with_grad_setup_context(ctx, inputs, output):
+    _, gx, gy = output
+    ctx.mark_non_differentiable(gx, gy)  # the gradient outputs are first-order only
+    ctx.save_for_backward(gx, gy)
+
+
+def _mk_mmd_with_grad_backward(ctx, grad_value: Tensor, grad_gx, grad_gy):
+    _first_order_only()
+    gx, gy = ctx.saved_tensors
+    return grad_value * gx, grad_value * gy, None, None
+
+
+register_autograd("mk_mmd", _mk_mmd_backward, setup_context=_mk_mmd_setup_context)
+register_autograd("_mk_mmd_with_grad", _mk_mmd_with_grad_backward, setup_context=_mk_mmd_with_grad_setup_context)

@@ -11,10 +11,14 @@ The twins take the same *normalised* arguments as the operators: ``alpha`` and `
 are 1-D tensors of length 1 or B, ``lo``/``hi`` are ``None`` or 1-D tensors of length 1
 or C (broadcast over the channel dimension 1), DE random draws are tensors.
 No argument checking happens here: :mod:`advrobust.ops` does it once for both paths.
+
+:data:`REFERENCES` maps each ``torch.ops.advrobust`` op to its twin. An op that updates
+arguments in place (``de_select_``; its schema marks them ``Tensor(a!)``) has a twin that
+returns their new values instead. This module imports nothing from the op families.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -26,6 +30,9 @@ __all__ = [
     "de_build_reference",
     "de_select_reference",
     "mk_mmd_reference",
+    "mk_mmd_with_grad_reference",
+    "de_pixels",
+    "REFERENCES",
 ]
 
 
@@ -118,6 +125,19 @@ def de_trial_reference(
     return torch.where(take_mutant, mutant, population)
 
 
+def de_pixels(candidates: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
+    """Pixel (row, col) of each gene group, int64 of shape ``candidates.shape[:-1]``: the
+    continuous row and column genes (``candidates[..., 0]``, ``[..., 1]``, pixel units) floored
+    and clamped into the H x W image, as ``de_build`` and its kernels do (C++:
+    ``de_pixel_index`` in csrc/de_math.h). A NaN gene goes to index 0, as there (a NaN cast
+    to int64 would give an arbitrary index). Public as :func:`advrobust.ops.de_pixels`."""
+    def index(gene: Tensor, size: int) -> Tensor:
+        f = gene.floor()
+        return torch.where(f > 0, f.clamp_max(size - 1), 0.0).long()
+
+    return index(candidates[..., 0], H), index(candidates[..., 1], W)
+
+
 def de_build_reference(images: Tensor, candidates: Tensor, add: bool) -> Tensor:
     """The B*P perturbed images of one DE generation.
 
@@ -128,9 +148,10 @@ def de_build_reference(images: Tensor, candidates: Tensor, add: bool) -> Tensor:
     """
     B, C, H, W = images.shape
     P, k = candidates.shape[1], candidates.shape[2]
+    if not (images.is_contiguous() or images.is_contiguous(memory_format=torch.channels_last)):
+        images = images.contiguous()  # a strided view: the view() below needs one of these two layouts
     out = images.unsqueeze(1).expand(B, P, C, H, W).clone()
     flat = out.view(B * P, C, H * W)
-    from advrobust.ops.de import de_pixels  # the one gene -> pixel rule, shared with OnePixel
     rows, cols = de_pixels(candidates, H, W)
     pix = (rows * W + cols).view(B * P, k)
     values = candidates[..., 2:].reshape(B * P, k, C)
@@ -191,3 +212,26 @@ def mk_mmd_reference(x: Tensor, y: Tensor, sigmas: Sequence[float], unbiased: bo
     else:
         txx, tyy = kxx.mean(), kyy.mean()
     return txx + tyy - 2.0 * kxy.mean()
+
+
+def mk_mmd_with_grad_reference(x: Tensor, y: Tensor, sigmas: Sequence[float], unbiased: bool = False
+                               ) -> tuple[Tensor, Tensor, Tensor]:
+    """``_mk_mmd_with_grad``'s twin: :func:`mk_mmd_reference` and its gradient in x and y
+    (autograd through the twin); returns (value, grad_x, grad_y), none requiring grad."""
+    with torch.enable_grad():
+        xr, yr = x.detach().requires_grad_(), y.detach().requires_grad_()
+        value = mk_mmd_reference(xr, yr, sigmas, unbiased)
+        gx, gy = torch.autograd.grad(value, (xr, yr))
+    return value.detach(), gx, gy
+
+
+#: Each ``torch.ops.advrobust`` op -> its pure-PyTorch twin, called with the op's arguments.
+REFERENCES: dict[str, Callable] = {
+    "linf_step": linf_step_reference,
+    "l2_step": l2_step_reference,
+    "de_trial": de_trial_reference,
+    "de_build": de_build_reference,
+    "de_select_": de_select_reference,
+    "mk_mmd": mk_mmd_reference,
+    "_mk_mmd_with_grad": mk_mmd_with_grad_reference,
+}

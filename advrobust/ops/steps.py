@@ -1,6 +1,7 @@
 """The attack step ops: :func:`linf_step` (signed-gradient step + L-inf projection) and
 :func:`l2_step` (normalised-gradient step + L2 projection), each one fused pass, and
-:func:`step_params`, their arguments checked once for a whole attack."""
+:func:`step_params`, their arguments checked once for a whole attack; the fake kernels of
+``torch.ops.advrobust.linf_step`` / ``l2_step`` (schemas: csrc/steps_schema.cpp)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -14,6 +15,7 @@ from advrobust.checks import (
 )
 from advrobust.ops import reference
 from advrobust.ops._backend import use_kernels
+from advrobust.ops._registration import register_fake
 
 __all__ = ["StepParams", "step_params", "linf_step", "l2_step"]
 
@@ -45,19 +47,35 @@ def step_params(x: Tensor, *, alpha: ScalarOrPerSample, eps: ScalarOrPerSample, 
                       per_sample(name, "eps", eps, x, as_tensor=True), lo_t, hi_t)
 
 
+#: Why a direct call refuses a NaN/Inf x_nat (as the kernels word it: csrc/steps_checks.h).
+NONFINITE_CENTRE_HINT = "x_nat is the centre of the eps-ball and must be finite (check the clean images)"
+
+
+@register_fake("linf_step")
+def _linf_step_fake(x_adv, grad, x_nat, alpha, eps, lo, hi, check_x_nat=False):
+    return torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+
+
+@register_fake("l2_step")
+def _l2_step_fake(x_adv, grad, x_nat, alpha, eps, lo, hi, check_x_nat=False):
+    return torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+
+
 def _step(name, kernel, twin, x_adv, grad, x_nat, alpha, eps, lo, hi, params):
     for what, t in (("x_adv", x_adv), ("grad", grad), ("x_nat", x_nat)):
         check_float_tensor(name, t, what)
     check_like(name, x_adv, "x_adv", {"grad": grad, "x_nat": x_nat})
-    if params is None:  # a direct call: check values here (an attack checked its clean x once)
-        check_finite(name, x_nat, "x_nat", "the kernel and its reference would disagree on NaN centres")
+    direct = params is None
+    if direct:  # check values here (an attack checked its clean x once)
         params = step_params(x_adv, alpha=alpha, eps=eps, lo=lo, hi=hi, name=name)
     elif alpha is not None or eps is not None or lo is not None or hi is not None:
         raise ValueError(f"{name}: give either params or alpha/eps/lo/hi, not both")
     elif any(t.numel() not in (1, x_adv.shape[0]) or t.dtype != x_adv.dtype for t in params[:2]):
         raise ValueError(f"{name}: params were made for another batch or dtype; call step_params on this x_adv")
-    if use_kernels(x_adv):
-        return kernel(x_adv, grad, x_nat, *params)
+    if use_kernels(x_adv):  # a direct call's x_nat is tested for NaN/Inf in the kernel's own pass
+        return kernel(x_adv, grad, x_nat, *params, direct)
+    if direct:
+        check_finite(name, x_nat, "x_nat", NONFINITE_CENTRE_HINT)
     return twin(x_adv, grad, x_nat, *params)
 
 
@@ -76,7 +94,9 @@ def linf_step(x_adv: Tensor, grad: Tensor, x_nat: Tensor, *, alpha: ScalarOrPerS
         eps: L-inf radius, a float or a (B,) tensor, >= 0.
         lo, hi: valid range: None (no clamp), a float, or a (C,) tensor per channel (dim 1).
         params: instead of alpha/eps/lo/hi, the result of :func:`step_params` (checked once;
-            then x_nat is not scanned for NaN either: the caller checked it once).
+            then x_nat is not checked for NaN/Inf either: the caller checked it once). Without
+            it, the kernel checks x_nat in its own pass over it (no extra pass: a direct call
+            costs about what a ``params=`` call does).
 
     Returns:
         A new (B, ...) tensor; the inputs are not modified.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["write_hats"]
+__all__ = ["write_hats", "check_positions"]
 
 
 def _lsdb():
@@ -22,6 +22,22 @@ def _lsdb():
         raise ImportError("writing a HATS catalog needs lsdb and hats: pip install 'advrobust[hats]' "
                           "(or pip install lsdb)") from None
     return lsdb
+
+
+def check_positions(ra, dec, where: str) -> None:
+    """Refuse sky positions that are not finite, a declination outside [-90, 90] or a right
+    ascension outside [0, 360] (degrees), naming the first rows.
+
+    Raises:
+        ValueError: any such position.
+    """
+    import numpy as np
+
+    ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
+    bad = ~(np.isfinite(ra) & np.isfinite(dec) & (dec >= -90) & (dec <= 90) & (ra >= 0) & (ra <= 360))
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} objects have no valid sky position (ra in [0, 360], dec in "
+                         f"[-90, 90] degrees; first rows {np.flatnonzero(bad)[:5].tolist()})")
 
 
 def write_hats(catalogue: str | os.PathLike, out: str | os.PathLike, *, ra: str = "ra", dec: str = "dec",
@@ -39,7 +55,7 @@ def write_hats(catalogue: str | os.PathLike, out: str | os.PathLike, *, ra: str 
 
     Raises:
         ImportError: lsdb is not installed (the message says how to install it).
-        ValueError: no ``ra`` / ``dec`` column, or positions outside [0, 360) x [-90, 90] or non-finite.
+        ValueError: no ``ra`` / ``dec`` column, or positions outside [0, 360] x [-90, 90] or non-finite.
     """
     import numpy as np
     import pandas as pd
@@ -50,11 +66,7 @@ def write_hats(catalogue: str | os.PathLike, out: str | os.PathLike, *, ra: str 
     if missing:
         raise ValueError(f"{catalogue}: no sky position column(s) {missing} for a HATS catalog; the scan copies "
                          "them from the survey catalogue with --ra-column / --dec-column")
-    ra_deg, dec_deg = table[ra].to_numpy(np.float64), table[dec].to_numpy(np.float64)
-    bad = ~(np.isfinite(ra_deg) & np.isfinite(dec_deg) & (dec_deg >= -90) & (dec_deg <= 90))
-    if bad.any():
-        raise ValueError(f"{catalogue}: {int(bad.sum())} objects have no valid sky position (degrees; first rows "
-                         f"{np.flatnonzero(bad)[:5].tolist()})")
+    check_positions(table[ra].to_numpy(np.float64), table[dec].to_numpy(np.float64), str(catalogue))
     out = os.fspath(out)
     catalog = lsdb.from_dataframe(table, ra_column=ra, dec_column=dec)
     catalog.write_catalog(out, catalog_name=name or os.path.basename(os.path.normpath(out)), overwrite=True,

@@ -280,11 +280,11 @@ def run_chunks(store: PartStore, chunks: Iterable[Chunk],
 class ChunkClaims:
     """Claim files ``claim-<index>`` in a scan's folder: which process is computing which chunk.
 
-    A claim is created with ``O_EXCL`` (one winner), records its owner (host, pid, launcher rank)
+    A claim is created by hard-linking a complete file to its name (one winner, never an empty claim), records its owner (host, pid, launcher rank)
     and is kept fresh by a heartbeat thread that touches it every ``timeout / 4`` seconds while held.
     A claim is stale, and may be taken over, when its owner is a process of this host that no longer
     runs, or when it has not been touched for ``timeout`` seconds (a process on another machine that
-    died or lost the shared file system). Ages are measured against the file system's own clock (a
+    died or lost the shared file system, or any process that stopped beating, e.g. suspended). Ages are measured against the file system's own clock (a
     probe file's modification time), so machines whose clocks differ agree on them.
 
     Claims only spare duplicate work: a chunk computed twice (a takeover racing a slow owner) is
@@ -321,17 +321,20 @@ class ChunkClaims:
     def acquire(self, chunk: Chunk) -> bool:
         """Claim ``chunk``: True when this process now holds it (fresh, or taken over from a stale claim)."""
         path = self.path(chunk)
+        tmp = self._owner_file(path)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, path)  # a claim appears whole, never empty: a complete file, linked only if free
         except FileExistsError:
             if not self._stale(path):
                 return False
-            self._write_owner(path)  # take over: atomically replace the stale claim with ours
-            if self._read_owner(path) != self.owner:  # another process took it over at the same moment
+            os.replace(tmp, path)  # take over: atomically replace the stale claim with ours
+            # Two takeovers that interleave can both read their own owner back here: the chunk is then
+            # computed twice, into the same whole part file (duplicate work, never a duplicate row).
+            if self._read_owner(path) != self.owner:
                 return False
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.owner, handle)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
         with self._lock:
             self._held.add(path)
         return True
@@ -345,11 +348,12 @@ class ChunkClaims:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
 
-    def _write_owner(self, path: str) -> None:
-        tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.take"
+    def _owner_file(self, path: str) -> str:
+        """A complete file holding this process's owner record, next to ``path`` (to link or rename)."""
+        tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.new"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(self.owner, handle)
-        os.replace(tmp, path)
+        return tmp
 
     @staticmethod
     def _read_owner(path: str) -> Optional[dict]:
@@ -360,10 +364,8 @@ class ChunkClaims:
             return None
 
     def _stale(self, path: str) -> bool:
-        owner = self._read_owner(path)
-        if owner is None:  # released, or being written this instant: look again next round
-            return False
-        if owner.get("host") == self.owner["host"] and not pid_alive(int(owner.get("pid", -1))):
+        owner = self._read_owner(path)  # None: released this instant, or unreadable: the age rule decides
+        if owner is not None and owner.get("host") == self.owner["host"] and not pid_alive(int(owner.get("pid", -1))):
             return True
         try:
             touched = os.stat(path).st_mtime
@@ -408,20 +410,27 @@ class ChunkClaims:
 
 
 
-def assemble_once(store: PartStore, chunks: Sequence[Chunk], claims: ChunkClaims) -> str:
+def assemble_once(store: PartStore, chunks: Sequence[Chunk], claims: ChunkClaims,
+                  then: Optional[Callable[[str], Any]] = None) -> bool:
     """Write the catalogue from the parts (every part must exist), once among the processes that
     call this together: the one holding the assembly claim (a pseudo-chunk numbered
-    ``len(chunks)``) writes it; the others wait until the catalogue is newer than every part (or
-    take the claim over if its holder died). Returns the catalogue's path."""
+    ``len(chunks)``) writes it, then calls ``then(catalogue path)`` (e.g. a HATS export) under the
+    same claim; the others wait until the catalogue is newer than every part (or take the claim
+    over if its holder died). Returns True in the process that assembled."""
     assembly = Chunk(len(chunks), 0, 0)
     newest_part = max(os.stat(store.part_path(chunk)).st_mtime for chunk in chunks)
+    written = (lambda: os.path.exists(store.out) and os.stat(store.out).st_mtime >= newest_part)  # noqa: E731
     with claims:
-        while not (os.path.exists(store.out) and os.stat(store.out).st_mtime >= newest_part):
+        while not written():
             if claims.acquire(assembly):
                 try:
+                    if written():  # finished by another process between the look and the claim
+                        return False
                     store.assemble(chunks)
+                    if then is not None:
+                        then(store.out)
+                    return True
                 finally:
                     claims.release(assembly)
-                break
             time.sleep(claims.poll)
-    return store.out
+    return False

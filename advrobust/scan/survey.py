@@ -136,11 +136,7 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
     computed = run_chunks(store, chunks, compute, progress=progress and rank == 0, claims=claims,
                           desc=f"scan ({launcher} rank {rank} of {world})" if world > 1 else "scan",
                           first=rank * len(chunks) // world)
-    assemble_once(store, chunks, claims)
-    if hats is not None and rank == 0:
-        from advrobust.scan.hats import write_hats
-
-        write_hats(store.out, hats)
+    assemble_once(store, chunks, claims, then=None if hats is None else (lambda out: _write_hats(out, hats)))
     return {"out": store.out, "objects": len(dataset), "computed": computed,
             "seconds": time.perf_counter() - t0, "resumed": resumed}
 
@@ -173,6 +169,12 @@ def _write_chunk_qp(store: PartStore, chunk, pdfs: Mapping[str, list], edges, id
                  z_spec=z_spec)
 
 
+def _write_hats(catalogue: str, folder: str) -> None:
+    from advrobust.scan.hats import write_hats
+
+    write_hats(catalogue, folder)
+
+
 def _check_carry(carry: Optional[Mapping[str, np.ndarray]], dataset: SurveyDataset,
                  hats: Optional[str]) -> dict:
     """The carried columns, checked: one value per source row of the survey, names not taken."""
@@ -181,7 +183,11 @@ def _check_carry(carry: Optional[Mapping[str, np.ndarray]], dataset: SurveyDatas
     for name, values in carried.items():
         if values.shape != (n_source,):
             raise ValueError(f"carried column {name!r} must have one value per image ({n_source},), got {values.shape}")
-    if hats is not None and not {"ra", "dec"} <= set(carried):
-        raise ValueError("a HATS catalog needs the objects' sky positions: carry 'ra' and 'dec' "
-                         "(--ra-column / --dec-column)")
+    if hats is not None:
+        if not {"ra", "dec"} <= set(carried):
+            raise ValueError("a HATS catalog needs the objects' sky positions: carry 'ra' and 'dec' "
+                             "(--ra-column / --dec-column)")
+        from advrobust.scan.hats import check_positions
+
+        check_positions(carried["ra"][dataset.indices], carried["dec"][dataset.indices], "the survey catalogue")
     return carried

@@ -5,8 +5,8 @@
 
 #include <cstring>
 
-#include "../kernel_math.h"
-#include "../op_checks.h"
+#include "../de_checks.h"
+#include "../de_math.h"
 #include "simd.h"
 
 namespace advrobust {

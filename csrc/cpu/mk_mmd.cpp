@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "../kernel_math.h"
+#include "../mk_mmd_math.h"
 #include "../mmd_driver.h"
 #include "simd.h"
 

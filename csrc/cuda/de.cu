@@ -6,9 +6,9 @@
 
 #include <cstdint>
 
-#include "../kernel_math.h"
+#include "../de_math.h"
 #include "cuda_utils.cuh"
-#include "launchers.h"
+#include "de_launchers.h"
 
 namespace advrobust {
 namespace gpu {
@@ -17,7 +17,7 @@ namespace {
 // nvcc fuses a + b * c into one FMA (one rounding) by default; the CPU kernel and the
 // eager twin round twice. de_trial_gene is therefore evaluated on this wrapper, whose
 // operators are the IEEE round-to-nearest intrinsics that nvcc never contracts; the
-// formula itself is still the one in kernel_math.h.
+// formula itself is still the one in de_math.h.
 template <typename T>
 struct Unfused {
   T v;

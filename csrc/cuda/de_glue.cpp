@@ -1,6 +1,9 @@
 // CUDA glue of the differential-evolution ops de_trial, de_build, de_select_ (kernels: de.cu).
 #include "glue.h"
 
+#include "../de_checks.h"
+#include "de_launchers.h"
+
 namespace advrobust {
 namespace {
 

@@ -1,7 +1,8 @@
-// What every CUDA glue file needs: the torch side of a CUDA op (argument checks shared with
-// the CPU kernels in op_checks.h, device guard, current stream, dtype dispatch) in front of
-// the raw-pointer launchers of launchers.h. Each op family's glue (*_glue.cpp) sits next to
-// its kernels (*.cu) and registers its ops for the CUDA dispatch key. CUDA builds only.
+// What every CUDA glue file needs: the torch side of a CUDA op (device guard, current
+// stream, dtype dispatch, the shared checks of op_checks.h). Each op family's glue
+// (<family>_glue.cpp) sits next to its kernels (*.cu), includes its own checks
+// (../<family>_checks.h, shared with its CPU kernels) and launchers (<family>_launchers.h),
+// and registers its ops for the CUDA dispatch key. CUDA builds only.
 #pragma once
 
 #include <ATen/Dispatch.h>
@@ -10,9 +11,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "../kernel_math.h"
 #include "../op_checks.h"
-#include "launchers.h"
 
 namespace advrobust {
 

@@ -4,14 +4,16 @@
 //  2. l2_apply_kernel, grid (blocks, B): each block adds its sample's partials in a fixed
 //     order, gets step and scale from l2_step_coefficients, then writes its share of the
 //     sample with l2_step_element.
-// No atomics: the same input gives the same bits on every run.
+// No atomics: the same input gives the same bits on every run. With a non-null
+// p.x_nat_nonfinite, the second kernel also sets that flag when it reads a NaN/Inf x_nat (as
+// the CPU kernel, in the write pass).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "../kernel_math.h"
+#include "../steps_math.h"
 #include "cuda_utils.cuh"
-#include "launchers.h"
+#include "steps_launchers.h"
 
 namespace advrobust {
 namespace gpu {
@@ -84,6 +86,12 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int k = 0; k < V; ++k) o.v[k] = l2_step_element(xa.v[k], g.v[k], xn.v[k], step, scale, lo, hi);
       store_vec<T, V>(p.out + base + e, o);
+      if (p.x_nat_nonfinite != nullptr) {
+        bool nonfinite = false;
+#pragma unroll
+        for (int k = 0; k < V; ++k) nonfinite |= is_nonfinite(xn.v[k]);
+        if (nonfinite) *p.x_nat_nonfinite = 1;
+      }
     }
     __syncthreads();  // coefficients is rewritten for the next sample
   }

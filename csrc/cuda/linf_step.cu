@@ -1,12 +1,14 @@
 // linf_step on CUDA: one fused elementwise pass over the (B, C, S) view, one thread per
-// V elements (V = 16 bytes' worth when the rows and pointers allow vector loads).
+// V elements (V = 16 bytes' worth when the rows and pointers allow vector loads). With a
+// non-null p.x_nat_nonfinite a thread that reads a NaN/Inf x_nat sets that flag (every such
+// thread writes the same 1: no atomics needed, no extra pass).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "../kernel_math.h"
+#include "../steps_math.h"
 #include "cuda_utils.cuh"
-#include "launchers.h"
+#include "steps_launchers.h"
 
 namespace advrobust {
 namespace gpu {
@@ -28,6 +30,12 @@ __global__ void __launch_bounds__(kThreads) linf_step_kernel(const StepArgs<T> p
 #pragma unroll
     for (int k = 0; k < V; ++k) o.v[k] = linf_step_element(xa.v[k], g.v[k], xn.v[k], alpha, eps, lo, hi);
     store_vec<T, V>(p.out + i, o);
+    if (p.x_nat_nonfinite != nullptr) {
+      bool nonfinite = false;
+#pragma unroll
+      for (int k = 0; k < V; ++k) nonfinite |= is_nonfinite(xn.v[k]);
+      if (nonfinite) *p.x_nat_nonfinite = 1;
+    }
   }
 }
 

@@ -7,9 +7,9 @@
 
 #include <cstdint>
 
-#include "../kernel_math.h"
+#include "../mk_mmd_math.h"
 #include "cuda_utils.cuh"
-#include "launchers.h"
+#include "mk_mmd_launchers.h"
 
 namespace advrobust {
 namespace gpu {

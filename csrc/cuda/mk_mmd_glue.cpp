@@ -4,7 +4,9 @@
 
 #include <tuple>
 
+#include "../mk_mmd_checks.h"
 #include "../mmd_driver.h"
+#include "mk_mmd_launchers.h"
 
 namespace advrobust {
 namespace {
