@@ -5,7 +5,9 @@ never a truncated mix.
 file there. On success the file is flushed to disk (``fsync``), renamed over the target
 (``os.replace``, atomic on POSIX and Windows) and the folder entry is synced. On an exception the
 temporary file is removed. A temporary file left by a process that was killed (SIGKILL leaves no
-chance to clean up) is removed by the next write to the same target.
+chance to clean up; a killed process not yet reaped counts as gone) is removed by the next write to
+the same target. The file gets the permissions of a new file under the umask (0644 under umask
+022), whatever the writer created it with.
 
 Every writer of results in the package (model weights, survey arrays, training checkpoints, scan
 part files) goes through here.
@@ -35,7 +37,8 @@ def _temporary_name(target: str, pid: int) -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (``pid <= 0``: no)."""
+    """Whether a process ``pid`` runs on this machine (``pid <= 0``: no). A zombie (killed, not yet
+    reaped by its parent: a SIGKILLed writer whose launcher has not waited) does not run."""
     if pid <= 0:
         return False
     try:
@@ -44,7 +47,31 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, owned by another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Linux: ``/proc/<pid>/stat`` says state Z (elsewhere: False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] == b"Z"
+
+
+def _default_mode() -> int:
+    """``0o666`` less this process's umask (what ``open`` gives a new file; 0o644 under umask 022)."""
+    umask = None
+    try:
+        with open("/proc/self/status") as handle:
+            umask = next((int(line.split()[1], 8) for line in handle if line.startswith("Umask:")), None)
+    except OSError:
+        pass
+    if umask is None:  # no /proc: read it by setting it (not thread-safe, hence the last resort)
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def stale_temporaries(target: str | os.PathLike) -> list[str]:
@@ -112,6 +139,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
         yield tmp
         if not os.path.exists(tmp):
             raise RuntimeError(f"{target}: nothing was written to the temporary file {tmp}")
+        os.chmod(tmp, _default_mode())  # some writers (safetensors) create 0600 files
         _fsync_file(tmp)
         os.replace(tmp, target)
         _fsync_folder(folder)

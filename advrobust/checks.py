@@ -25,7 +25,8 @@ __all__ = [
     "check_number", "check_float_tensor", "check_like", "check_batch", "check_finite",
     "check_radius", "per_sample", "per_channel", "check_lo_le_hi", "broadcast_per_sample",
     "check_device", "check_model", "model_device", "model_dtype", "check_model_inputs",
-    "nonfinite_rows", "raise_nonfinite_rows", "check_class_labels", "check_redshifts", "check_within_range",
+    "nonfinite_rows", "raise_nonfinite_rows", "check_finite_output", "nonfinite_parameters",
+    "check_class_labels", "check_redshifts", "check_within_range",
     "channel_view", "clamp_range",
 ]
 
@@ -117,6 +118,26 @@ def raise_nonfinite_rows(name: str, rows: Optional[Tensor], what: str, hint: str
     if rows is not None and bool(rows.any()):
         raise ValueError(f"{name}: {what} is NaN/Inf for {int(rows.sum())} of {rows.numel()} samples "
                          f"({_samples(rows)}){'; ' + hint if hint else ''}")
+
+
+#: what a NaN/Inf model output means, said by every check of one
+BROKEN_MODEL_HINT = ("the model is broken for these inputs (NaN/Inf weights, overflow from inputs far beyond the "
+                     "pixel values such as a huge eps, log of 0, ...); nothing computed from its output would mean "
+                     "anything")
+
+
+def check_finite_output(name: str, out, what: str = "the model's output", hint: str = BROKEN_MODEL_HINT) -> None:
+    """ValueError when a model's output ``out`` ``(B, ...)`` holds NaN/Inf, naming the samples (one host
+    sync): the one check of every path that reads a model's output (evaluation, scan, certification,
+    training). Anything but a floating tensor with a batch dimension passes unchecked."""
+    if isinstance(out, Tensor) and out.dim() > 0:
+        raise_nonfinite_rows(name, nonfinite_rows(out, out.shape[0]), what, hint)
+
+
+def nonfinite_parameters(model: nn.Module) -> list:
+    """Names of the floating parameters and buffers of ``model`` holding a NaN or Inf (empty: none)."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return [key for key, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def check_class_labels(name: str, y: Tensor, n_classes: int, what: str = "y") -> None:

@@ -47,9 +47,9 @@ def bench_device(config) -> torch.device:
     """The device the suites run on, checked usable (a clear error otherwise)."""
     name = config.getoption("--bench-device") or harness.default_device()
     try:
-        return harness.device_arg(name)
+        return harness.device_arg(name, "--bench-device")
     except Exception as err:  # argparse.ArgumentTypeError: the message says what to do
-        raise pytest.UsageError(f"--bench-device {name}: {err}") from None
+        raise pytest.UsageError(str(err)) from None
 
 
 def pytest_configure(config):

@@ -178,7 +178,7 @@ def test_train_resumes_from_its_checkpoint(capsys, files, tmp_path):
     assert same_weights(out, tmp_path / "straight.safetensors")
     # another option than --epochs: the checkpoint is not silently reused
     code, _, err = run_cli(capsys, *train_args(files, out, "--epochs", "3", "--lr", "0.01"))
-    assert code == 1 and "other options (lr: 0.001 then, 0.01 now)" in err
+    assert code == 1 and "other options (lr: was 0.001, now 0.01)" in err
 
 
 # ------------------------------------------------------------------------------------------ attack

@@ -55,7 +55,7 @@ def test_report_holds_every_row_and_figure_and_html_is_self_contained(tmp_path):
         assert "torch" in text and torch.__version__ in text and "total" in text and "3.75" in text
         # eps as multiples of each band's sky sigma: 0.01 / 1e-3 = 10, 0.01 / 2e-3 = 5, 0.02 / 2e-3 = 10
         assert "eps / sigma_sky(g)" in text
-    assert "## Findings (measured in this run)\n\n- FGSM <x> sigma_MAD by 3.1\n" in md
+    assert "## Findings (measured in this run)\n\n- FGSM &lt;x&gt; sigma_MAD by 3.1\n" in md  # HTML escaped
     assert "<li>FGSM &lt;x&gt; sigma_MAD by 3.1</li>" in page and md.index("## Findings") < md.index("## Results")
     assert "| FGSM | 0.01 | 10 | 5 |" in md and "| PGD-inf | 0.01, 0.02 | 10 | 10 |" in md
     links = re.findall(r"\]\((figures/[^)]+)\)", md)

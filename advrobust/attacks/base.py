@@ -56,7 +56,19 @@ from advrobust.modes import eval_mode
 __all__ = ["Attack", "AttackResult", "check_fitness"]
 
 #: What the NaN errors suggest.
-NAN_OUTPUT_HINT = "the model is broken for these inputs (NaN weights, log of 0, ...); an attack on it means nothing"
+NAN_OUTPUT_HINT = ("the model is broken for these inputs (NaN weights, log of 0, overflow from an eps far beyond the "
+                   "pixel values, ...); an attack on it means nothing")
+
+
+def _check_ebv(name: str, model: nn.Module, extra: Tuple[Tensor, ...]) -> None:
+    """A photo-z model's E(B-V) (its second input, ``extra[0]``) is >= 0: a reddening cannot be negative
+    (a -99 missing-value marker would be attacked as a physical value). One host sync per attack."""
+    from advrobust.models.base import PhotozModel  # models do not import the attacks
+
+    if isinstance(model, PhotozModel) and extra and isinstance(extra[0], Tensor) and bool((extra[0] < 0).any()):
+        bad = (extra[0] < 0).reshape(extra[0].shape[0], -1).any(1)
+        raise ValueError(f"{name}: E(B-V) (extra[0]) is negative for {int(bad.sum())} samples "
+                         f"{torch.nonzero(bad).flatten()[:8].tolist()}; remove or fix those objects")
 
 
 def check_fitness(name: str, fitness: Tensor, rows: Tensor) -> None:
@@ -140,6 +152,7 @@ class Attack(abc.ABC):
         """``fn(x, y, lo, hi, extra)`` on checked, detached inputs, the model in eval mode."""
         name = type(self).__name__
         check_model_inputs(name, self.model, x, y, extra, min_dim=self._min_dim)
+        _check_ebv(name, self.model, extra)
         lo, hi = per_channel(name, "lo", self.lo, x), per_channel(name, "hi", self.hi, x)
         check_lo_le_hi(name, lo, hi)
         x, extra = x.detach(), tuple(e.detach() for e in extra)

@@ -83,6 +83,7 @@ class AttackSettings:
         object.__setattr__(self, "unit", unit)
         for what in ("pgd_steps", "pixels", "population", "generations"):
             check_number("AttackSettings", what, getattr(self, what), integer=True, positive=True)
+        check_number("AttackSettings", "threshold", self.threshold, positive=True)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -231,6 +232,9 @@ def check_attack_names(names: Sequence[str], *, training: bool = False) -> list:
                           stacklevel=3)
             n = DEPRECATED_NAMES[n]
         resolved.append(n)
+    repeated = sorted({n for n in resolved if resolved.count(n) > 1})
+    if repeated:
+        raise ValueError(f"attack(s) {repeated} named twice (their columns would collide); name each once")
     untrainable = [n for n in resolved if n not in valid]
     if untrainable:
         raise ValueError(f"attack(s) {untrainable} cannot be used in training; the {kind} are: {', '.join(valid)}")
@@ -256,6 +260,7 @@ def make_attack(kind: str, model: nn.Module, eps: float, *, loss, steps: int = 7
         ValueError: unknown ``kind``, or one training cannot use.
     """
     name = canonical_name(kind, training=True)
+    check_number("make_attack", "steps", steps, integer=True, positive=True)  # 0 steps: no attack at all
     return ATTACK_SPECS[name].build(model, AttackArgs(eps=eps, loss=loss, steps=steps, step_size=step_size,
                                                       generator=generator, lo=lo, hi=hi, unit=unit))
 
@@ -287,6 +292,9 @@ def attack_by_name(name: str, model: nn.Module, settings: AttackSettings, *, tas
     spec = ATTACK_SPECS[canonical_name(name)]
     if task not in ("classifier", "photoz"):
         raise ValueError(f"attack_by_name: task must be 'classifier' or 'photoz', got {task!r}")
+    if spec.norm == "l0" and settings.pixels > int(np.prod(image_shape[-2:])):
+        raise ValueError(f"{name}: pixels = {settings.pixels} is more than the {image_shape[-2]}x{image_shape[-1]} "
+                         f"= {int(np.prod(image_shape[-2:]))} pixels of a stamp")
     unit = settings.unit
     if isinstance(unit, tuple):
         unit = torch.tensor(unit, dtype=torch.float64, device=model_device(model) or torch.device("cpu"))

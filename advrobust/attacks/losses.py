@@ -26,6 +26,7 @@ Photo-z hooks take the binning (:mod:`advrobust.redshift`) from the model's ``bi
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Callable, Optional, Tuple, Union
 
 import torch
@@ -87,7 +88,14 @@ class _PhotozHook:
         return redshift.z_phot(logits, self.bin_centres)
 
     def _abs_dz(self, logits: Tensor, y: Tensor) -> Tensor:
-        """``|dz|`` of ``z_phot(logits)`` against the redshifts ``y``, shape ``(N,)``."""
+        """``|dz|`` of ``z_phot(logits)`` against the redshifts ``y``, shape ``(N,)``.
+
+        Raises:
+            TypeError: integer ``y`` (bin indices are not redshifts: ``bin_centres[y]`` are).
+        """
+        if not y.is_floating_point():
+            raise TypeError(f"{type(self).__name__}: y must hold redshifts (float), got {y.dtype}: integer values "
+                            "would be read as redshifts 0, 1, 2, ...; for bin indices pass bin_centres[y]")
         return redshift.delta_z(self._z_phot(logits), y.to(logits.dtype)).abs()
 
 
@@ -124,6 +132,23 @@ class PhotozBinCE(_PhotozHook):
 
     def __init__(self, bin_edges: Optional[Tensor] = None) -> None:
         self.bin_edges = bin_edges
+        self._said_range = False
+
+    def check_targets(self, name: str, output: Tensor, y: Tensor) -> None:
+        """:meth:`_PhotozHook.check_targets`, and a warning (once per loss) with the count of float
+        redshifts outside the bins' range ``[edges[0], edges[-1]]``: the loss counts them in the first or
+        last bin, so the model learns "the edge" for them."""
+        super().check_targets(name, output, y)
+        if self._said_range or not y.is_floating_point() or self.bin_edges is None:
+            return
+        lo, hi = float(self.bin_edges[0]), float(self.bin_edges[-1])
+        below, above = int((y < lo).sum()), int((y > hi).sum())
+        if below or above:
+            self._said_range = True
+            examples = y[(y < lo) | (y > hi)][:3].tolist()
+            warnings.warn(f"{name}: {below + above} of {y.numel()} redshifts lie outside the model's range "
+                          f"[{lo:g}, {hi:g}] ({below} below, {above} above, e.g. {examples}); "
+                          "the loss counts them in its first / last bin (said once)", RuntimeWarning, stacklevel=3)
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
         if y.is_floating_point():

@@ -44,6 +44,11 @@ __all__ = ["OnePixel", "OnePixelResult", "one_pixel"]
 _MiB = 1 << 20
 
 
+#: the fallback notes already said in this process (:meth:`OnePixel._say_once`): Python's own once-only
+#: filter forgets them whenever a warning filter changes, which a scan does chunk after chunk
+_SAID: set = set()
+
+
 @dataclass
 class OnePixelResult(AttackResult):
     """What :meth:`OnePixel.run` returns: :class:`~advrobust.attacks.AttackResult` plus the search record.
@@ -86,7 +91,7 @@ class OnePixel(Attack):
         model: any ``nn.Module``, called as ``model(images, *extra)`` on batches of candidates.
         pixels: ``k``, the number of pixels changed per image.
         population: ``P``, candidates per image (>= 4; Ćiprijanović et al. 2022: 400).
-        max_iter: generation cap (Ćiprijanović et al. 2022: 80).
+        max_iter: generation cap, >= 1 (Ćiprijanović et al. 2022: 80).
         strategy: ``"best1"`` (mutant = best + F (r2 - r3), default) or ``"rand1"``
             (r1 + F (r2 - r3), Su et al.).
         F: differential weight, a float, or ``(low, high)`` to draw it uniformly per generation
@@ -157,7 +162,7 @@ class OnePixel(Attack):
         self.population = int(check_number(name, "population", population, integer=True))
         if self.population < 4:
             raise ValueError(f"{name}: population must be >= 4 (DE/rand/1 needs 3 donors), got {population}")
-        self.max_iter = int(check_number(name, "max_iter", max_iter, integer=True))
+        self.max_iter = int(check_number(name, "max_iter", max_iter, integer=True, positive=True))
         if strategy not in ("best1", "rand1"):
             raise ValueError(f"{name}: strategy must be 'best1' or 'rand1', got {strategy!r}")
         self.strategy = strategy
@@ -182,7 +187,6 @@ class OnePixel(Attack):
         if incremental not in ("auto", True, False):
             raise ValueError(f"{name}: incremental must be 'auto', True or False, got {incremental!r}")
         self.incremental = incremental
-        self._said: set = set()
         self.seed = seed
         self.generator = generator
         self.progress = bool(progress)
@@ -268,8 +272,8 @@ class OnePixel(Attack):
         return scorer
 
     def _say_once(self, message: str) -> None:
-        if message not in self._said:
-            self._said.add(message)
+        if message not in _SAID:  # once per process: a scan builds an attack per chunk
+            _SAID.add(message)
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     @torch.no_grad()
@@ -308,6 +312,9 @@ class OnePixel(Attack):
     def _check_y(self, x: Tensor, y: Optional[Tensor]) -> None:
         if x.dim() != 4:
             raise ValueError(f"OnePixel: x must be an image batch (B, C, H, W), got shape {tuple(x.shape)}")
+        if self.pixels > x.shape[2] * x.shape[3]:
+            raise ValueError(f"OnePixel: pixels = {self.pixels} is more than the {x.shape[2]}x{x.shape[3]} pixels "
+                             "of a stamp")
         if y is None:
             raise ValueError("OnePixel: y is required (true classes, target classes or redshifts)")
         if isinstance(self.objective, ClassifierObjective):

@@ -53,15 +53,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() and advrobust.has_cuda_kernels() else "cpu"
 
 
-def device_arg(name: str) -> torch.device:
-    """argparse ``type`` of ``--device``: ``"cpu"`` or ``"cuda"``, checked usable with advrobust's kernels."""
+def device_arg(name: str, option: str = "--device") -> torch.device:
+    """argparse ``type`` of ``--device``: ``"cpu"`` or ``"cuda"``, checked usable with advrobust's kernels;
+    ``option`` starts the message (``--bench-device`` for the pytest suites)."""
     if name not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{name!r} is not a device: cpu or cuda")
     if not advrobust.has_cpu_kernels():
         raise argparse.ArgumentTypeError(
             "advrobust._C is not built, nothing to benchmark: pip install --no-build-isolation -e .")
     try:
-        device = check_device("--device", name)
+        device = check_device(option, name)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{err} (torch {torch.__version__})") from None
     if name == "cuda" and not advrobust.has_cuda_kernels():

@@ -42,10 +42,7 @@ def open_survey(args, *, photoz: bool, n_classes: int | None = None):
     """
     from advrobust.data import load_survey
 
-    if not os.path.exists(args.data):
-        raise FileNotFoundError(f"--data {args.data}: no such file")
-    if args.catalog is not None and not os.path.exists(args.catalog):
-        raise FileNotFoundError(f"--catalog {args.catalog}: no such file")
+    _check_files(args)
     target = getattr(args, "target", None)
     columns = {}
     if target is not None:
@@ -59,6 +56,30 @@ def open_survey(args, *, photoz: bool, n_classes: int | None = None):
     if LABEL in dataset.values:
         dataset.values[LABEL] = _class_indices(dataset.values[LABEL], target, n_classes)
     return dataset
+
+
+def _check_files(args) -> None:
+    """FileNotFoundError naming ``--data`` or ``--catalog`` when that file does not exist."""
+    if not os.path.exists(args.data):
+        raise FileNotFoundError(f"--data {args.data}: no such file")
+    if args.catalog is not None and not os.path.exists(args.catalog):
+        raise FileNotFoundError(f"--catalog {args.catalog}: no such file")
+
+
+def input_config(args) -> dict:
+    """Every data option that changes which objects are read and their values, with a fingerprint
+    (:func:`advrobust.data.fingerprint.file_fingerprint`: size, modification time, sampled SHA-256) of
+    ``--data`` and ``--catalog``: what a resumed scan or training compares with its start, so a file
+    rewritten in place or a changed option is refused instead of mixing old and new rows."""
+    from advrobust.data.fingerprint import file_fingerprint
+
+    _check_files(args)
+    return {"data": os.path.abspath(args.data), "key": args.key,
+            "catalog": None if args.catalog is None else os.path.abspath(args.catalog),
+            "catalog_key": args.catalog_key, "id_column": args.id_column, "image_ids": args.image_ids,
+            "target": getattr(args, "target", None), "ebv_column": args.ebv_column, "nan_policy": args.nan_policy,
+            "data_fingerprint": file_fingerprint(args.data),
+            "catalog_fingerprint": None if args.catalog is None else file_fingerprint(args.catalog)}
 
 
 def _class_indices(labels: np.ndarray, target: str, n_classes: int | None) -> np.ndarray:

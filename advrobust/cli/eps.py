@@ -29,9 +29,11 @@ def resolve_eps(args, images: np.ndarray):
     eps_sky = args.eps_sky if args.eps is None else None
     try:
         sky = sky_sigma(images)
-    except ValueError:
+    except ValueError as err:
         if eps_sky is not None:
-            raise
+            raise ValueError(f"--eps-sky needs the sky sigma of every band, which cannot be measured on these "
+                             f"{images.shape[-2]}x{images.shape[-1]} px stamps ({err}); give the radius in image "
+                             "units with --eps") from None
         sky = None
     if args.eps is not None:
         return float(args.eps), None, sky

@@ -28,7 +28,7 @@ import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
 from advrobust.cli.argtypes import floats, names
-from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, open_survey
+from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, input_config, open_survey
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
@@ -104,12 +104,16 @@ def _pixel_ranges(args, first: np.ndarray):
 
 def _print_summary(prog: str, result: dict, eps: float, unit, sky) -> None:
     band_text = (lambda values: ", ".join(f"{v:.3g}" for v in values))
-    eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
-                if unit is not None else
-                f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
+    if sky is None:  # --eps on stamps too small (or too flat) to measure the sky on: image units only
+        eps_text, sky_text = f"eps = {eps:.4g} image units", "sky sigma not measurable on the first chunk"
+    else:
+        eps_text = (f"eps = {eps:.4g} sky sigmas per band = [{band_text(eps * sky)}] image units"
+                    if unit is not None else
+                    f"eps = {eps:.4g} image units = [{band_text(eps / sky)}] sky sigmas per band")
+        sky_text = f"sky sigma per band [{band_text(sky)}]"
     print(f"{prog}: {result['objects']} objects -> {result['out']} "
           f"({'resumed, ' if result['resumed'] else ''}{result['computed']} computed here in "
-          f"{result['seconds']:.1f} s; {eps_text}; sky sigma per band [{band_text(sky)}])")
+          f"{result['seconds']:.1f} s; {eps_text}; {sky_text})")
 
 
 def _check_pdf_flags(args, photoz: bool) -> None:
@@ -127,7 +131,7 @@ def _scan(args, prog: str, device) -> None:
 
     model = load_model(args.model, device)
     _check_pdf_flags(args, is_photoz(model))
-    args.target = args.zspec_column  # open_survey's truth column (photo-z: item z_spec)
+    args.target = args.zspec_column  # open_survey's truth column (photo-z: item z_spec); input_config records it
     dataset = open_survey(args, photoz=is_photoz(model))
     first = dataset.read_images(0, min(len(dataset), args.chunk_size))
     eps, unit, sky = resolve_eps(args, first)
@@ -140,10 +144,8 @@ def _scan(args, prog: str, device) -> None:
         model, dataset, args.out, attacks=args.attacks, settings=settings, seed=args.seed,
         chunk_size=args.chunk_size, batch_size=args.batch_size, lo=lo, hi=hi, pixel_lo=pixel_lo,
         pixel_hi=pixel_hi, ebv=EBV,
-        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
-                "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog,
-                "id_column": args.id_column, "ra_column": args.ra_column, "dec_column": args.dec_column,
-                "zspec_column": args.zspec_column},
+        config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model), **input_config(args),
+                "ra_column": args.ra_column, "dec_column": args.dec_column},
         progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats,
         z_spec=REDSHIFT if args.zspec_column else None, qp=args.write_qp)
     if distributed.launcher_rank()[0] == 0:

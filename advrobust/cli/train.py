@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from advrobust.attacks.by_name import TRAINING_ATTACKS
-from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, fields, open_survey
+from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, fields, input_config, open_survey
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
@@ -138,7 +138,9 @@ def _photoz_scores(model, dataset, device, batch_size: int) -> dict:
 
 
 def _check_resumable(path: str, run: dict) -> None:
-    """Refuse to resume a checkpoint written by a run with other options."""
+    """Refuse to resume a checkpoint written by a run with other options or over changed input files."""
+    from advrobust.data.fingerprint import describe_change
+
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as handle:
@@ -146,7 +148,7 @@ def _check_resumable(path: str, run: dict) -> None:
     differ = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
     if differ:
         raise ValueError(f"the checkpoint next to --out was written by a run with other options "
-                         f"({', '.join(f'{k}: {before.get(k)!r} then, {run.get(k)!r} now' for k in differ[:4])}); "
+                         f"({'; '.join(describe_change(k, before.get(k), run.get(k)) for k in differ[:4])}); "
                          f"run the same command to resume it, or delete {path[:-len('.json')]} and its .json "
                          "to start over")
 
@@ -174,6 +176,7 @@ def run(args: argparse.Namespace, prog: str) -> None:
     checkpoint = out + ".checkpoint"
     run = {k: v for k, v in vars(args).items() if k not in _MAY_CHANGE}
     run["model_kwargs"] = model_kwargs
+    run.update({k: v for k, v in input_config(args).items() if k.endswith("_fingerprint")})
     _check_resumable(checkpoint + ".json", run)
 
     torch.manual_seed(args.seed)  # the initial weights of a model built by name

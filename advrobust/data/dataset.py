@@ -59,6 +59,20 @@ def _check_physical(name: str, column: np.ndarray) -> None:
                          "(they are then handled as NaN)")
 
 
+def _check_float32_exact(name: str, column: np.ndarray) -> None:
+    """A float column of whole numbers that float32 (the items' dtype) would round is refused: ids
+    stored as float64 (e.g. 1237651191354409216.0) must not turn into other ids."""
+    if column.dtype.kind != "f" or column.dtype.itemsize <= 4:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        whole = np.isfinite(column) & (column == np.round(column)) & (np.abs(column) > 2 ** 24)
+        rounded = whole & (column.astype(np.float32).astype(np.float64) != column)
+    if rounded.any():
+        raise ValueError(f"target {name!r} holds whole numbers beyond 2**24 that float32 would round (ids?), e.g. "
+                         f"{column[rounded][:3].tolist()}; object ids go to {option('id_column')} (kept exactly), "
+                         "not to the values")
+
+
 class SurveyDataset(torch.utils.data.Dataset):
     """Cutouts ``(N, C, H, W)`` and per-object values (redshift, E(B-V), label, ...).
 
@@ -139,6 +153,7 @@ class SurveyDataset(torch.utils.data.Dataset):
             if missing.size and np.isin(column, missing).any():
                 column = np.where(np.isin(column, missing), np.nan, column.astype(np.float64))
             _check_physical(name, column)
+            _check_float32_exact(name, column)
             values[name] = column.astype(np.int64 if column.dtype.kind in "biu" else np.float32)
         if "image" in values or "index" in values:
             raise ValueError("'image' and 'index' are reserved for the cutouts and their rows; rename that target")

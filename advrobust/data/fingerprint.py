@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-__all__ = ["file_fingerprint", "fingerprint_changes"]
+__all__ = ["file_fingerprint", "fingerprint_changes", "describe_change"]
 
 BLOCK = 64 * 1024
 BLOCKS = 64
@@ -49,3 +49,12 @@ def fingerprint_changes(before: dict, after: dict) -> list[str]:
     """What differs between two fingerprints of a file, in words (empty when they agree)."""
     words = {"size": "its size", "mtime_ns": "its modification time", "sampled_sha256": "its content"}
     return [words[key] for key in words if before.get(key) != after.get(key)]
+
+
+def describe_change(key: str, before, after) -> str:
+    """One stored setting ``key`` that differs from the new run's, in words: for a fingerprint
+    (:func:`file_fingerprint`), what changed in the file; else both values. Used by every resume check
+    (the scan's manifest, ``train``'s options file)."""
+    if isinstance(before, dict) and isinstance(after, dict) and "sampled_sha256" in before:
+        return f"{key}: the file changed since the run started ({', '.join(fingerprint_changes(before, after))})"
+    return f"{key}: was {before!r}, now {after!r}"

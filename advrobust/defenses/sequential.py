@@ -15,7 +15,7 @@ import torch
 from scipy.stats import beta as beta_dist
 from torch import Tensor
 
-from advrobust.checks import nonfinite_rows, raise_nonfinite_rows
+from advrobust.checks import check_finite_output as _check_output
 
 __all__ = ["clopper_pearson", "checkpoints", "noisy_passes", "check_finite_output"]
 
@@ -63,5 +63,5 @@ def noisy_passes(x: Tensor, draws: int, batch_size: int, sigma: float,
 
 def check_finite_output(name: str, out: Tensor) -> None:
     """ValueError when the model's output on noisy copies holds NaN/Inf (a certificate of a NaN is none)."""
-    raise_nonfinite_rows(name, nonfinite_rows(out, out.shape[0]), "the model's output on noisy copies",
-                         "nothing is certified; check the model and the inputs (and sigma) for overflow")
+    _check_output(name, out, "the model's output on noisy copies",
+                  "nothing is certified; check the model and the inputs (and sigma) for overflow")

@@ -24,7 +24,7 @@ from scipy.stats import binomtest, norm
 from torch import Tensor, nn
 
 from advrobust.modes import eval_mode
-from advrobust.checks import check_model, check_number, model_device
+from advrobust.checks import check_finite, check_model, check_number, model_device
 from advrobust.defenses.sequential import check_finite_output, checkpoints, clopper_pearson, noisy_passes
 
 __all__ = ["Smooth", "AdaptiveCertificate", "lower_confidence_bound", "certified_radius"]
@@ -93,7 +93,7 @@ class Smooth:
         noisy copies, or :attr:`ABSTAIN` when a two-sided binomial test of its count against the
         runner-up's does not reject p = 0.5 at level ``alpha``."""
         self._check("predict", x, alpha, batch_size, n=n)
-        counts = self._counts([(x, int(n))], batch_size, generator)[0]
+        counts = self._counts("predict", [(x, int(n))], batch_size, generator)[0]
         top2 = torch.topk(counts, min(2, self.num_classes)).indices.tolist()
         n_a = int(counts[top2[0]])
         n_b = int(counts[top2[1]]) if len(top2) > 1 else 0
@@ -110,7 +110,7 @@ class Smooth:
         ``(ABSTAIN, 0.0)``, else ``(c_A, sigma * Phi^-1(p_A))`` (image units).
         """
         self._check("certify", x, alpha, batch_size, n=n, n0=n0)
-        counts = self._counts([(x, int(n0)), (x, int(n))], batch_size, generator)
+        counts = self._counts("certify", [(x, int(n0)), (x, int(n))], batch_size, generator)
         return self._decide(counts[0], counts[1], int(n), alpha)
 
     def certify_batch(self, x: Tensor, n0: int, n: int, alpha: float, batch_size: int, *,
@@ -125,9 +125,9 @@ class Smooth:
         if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
             raise ValueError(f"Smooth.certify_batch: x must be a non-empty batch (N, C, H, W), got "
                              f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        self._check("certify_batch", x[0], alpha, batch_size, n=n, n0=n0)
+        self._check("certify_batch", x, alpha, batch_size, n=n, n0=n0)
         tasks = [t for i in range(x.shape[0]) for t in ((x[i], int(n0)), (x[i], int(n)))]
-        counts = self._counts(tasks, batch_size, generator)
+        counts = self._counts("certify_batch", tasks, batch_size, generator)
         out = [self._decide(counts[2 * i], counts[2 * i + 1], int(n), alpha) for i in range(x.shape[0])]
         return (torch.tensor([p for p, _ in out], dtype=torch.int64),
                 torch.tensor([r for _, r in out], dtype=torch.float64))
@@ -199,7 +199,7 @@ class Smooth:
         if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
             raise ValueError(f"Smooth.certify_adaptive: x must be a non-empty batch (B, C, H, W), got "
                              f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        self._check("certify_adaptive", x[0], alpha, batch_size, n_max=n_max)
+        self._check("certify_adaptive", x, alpha, batch_size, n_max=n_max)
         r = np.atleast_1d(np.asarray(radii.cpu() if isinstance(radii, Tensor) else radii, dtype=np.float64))
         if r.ndim != 1 or r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
             raise ValueError(f"Smooth.certify_adaptive: radii must be finite L2 radii >= 0 (image units), a "
@@ -231,9 +231,12 @@ class Smooth:
         return c_a, certified_radius(p_a, self.sigma)
 
     def _check(self, name: str, x: Tensor, alpha: float, batch_size: int, **counts: int) -> None:
+        """Checked arguments; ``x`` one image or a batch, finite (a NaN pixel has no certificate)."""
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError(f"Smooth.{name}: x must be a float tensor (one image, C x H x W), got "
                             f"{type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
+        check_finite(f"Smooth.{name}", x if x.dim() > 3 else x[None], "x",
+                     "a NaN/Inf pixel has no certificate: clean, mask or reject those images first")
         a = check_number(f"Smooth.{name}", "alpha", alpha, positive=True)
         if not a < 1:
             raise ValueError(f"Smooth.{name}: alpha must be in (0, 1), got {alpha}")
@@ -255,7 +258,7 @@ class Smooth:
                 remaining -= k
 
     @torch.no_grad()
-    def _counts(self, tasks: Sequence[Tuple[Tensor, int]], batch_size: int,
+    def _counts(self, name: str, tasks: Sequence[Tuple[Tensor, int]], batch_size: int,
                 generator: Optional[torch.Generator]) -> Tensor:
         """Class counts ``(len(tasks), num_classes)`` int64 of the noisy draws of every task, the draws
         streamed into forward passes of exactly ``batch_size`` rows (the last may be shorter)."""
@@ -268,7 +271,9 @@ class Smooth:
         def flush(rows: int) -> None:
             nonlocal chunks, owners, filled
             batch = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-            pred = self.base_classifier(batch[:rows]).argmax(1)
+            logits = self.base_classifier(batch[:rows])
+            check_finite_output(f"Smooth.{name}", logits)
+            pred = logits.argmax(1)
             start, rest = 0, []
             for t, k in owners:
                 take = min(k, rows - start)

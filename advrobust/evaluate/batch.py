@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust import redshift
+from advrobust.checks import check_finite, check_finite_output
 from advrobust.modes import eval_mode
 
 __all__ = ["Outcome", "predict", "attack_batch"]
@@ -19,12 +20,19 @@ __all__ = ["Outcome", "predict", "attack_batch"]
 def predict(model: nn.Module, x: Tensor, extra: Sequence[Tensor] = (), *,
             latent: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
     """The model's logits ``(B, K)`` and, where it has ``features`` and ``latent`` is set, its latent
-    vectors ``(B, D)`` (else None), in eval mode without gradients (the model's mode is restored)."""
+    vectors ``(B, D)`` (else None), in eval mode without gradients (the model's mode is restored).
+
+    Raises:
+        ValueError: NaN/Inf logits (a broken model: no prediction is read from them).
+    """
     with torch.no_grad(), eval_mode(model):
         if latent and callable(getattr(model, "features", None)):
             features = model.features(x, *extra)
-            return model.head(features), features
-        return model(x, *extra), None
+            logits = model.head(features)
+        else:
+            logits, features = model(x, *extra), None
+    check_finite_output(type(model).__name__, logits)
+    return logits, features
 
 
 @dataclass
@@ -70,6 +78,8 @@ def attack_batch(model: nn.Module, attack: Callable[..., Tensor], x: Tensor, y: 
         logits, features = predict(model, x_adv, extra, latent=latent)
     else:
         x_adv = attack(x, y, *extra)
+        check_finite("attack_batch", x_adv, "the perturbed images",
+                     "the perturbation overflowed the images' dtype (an eps far beyond the pixel values?)")
         logits, features = predict(model, x_adv, extra, latent=latent)
         if task == "photoz":
             z_phot = redshift.z_phot(logits, model.bin_centres)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust.modes import eval_mode
-from advrobust.checks import check_model_inputs, check_number
+from advrobust.checks import check_finite_output, check_model_inputs, check_number
 
 __all__ = ["ChurchWindow", "church_window"]
 
@@ -75,6 +75,7 @@ def church_window(model: nn.Module, x: Tensor, d1: Tensor, d2: Tensor, *extra: T
             c = coeff[i:i + batch_size]
             inputs = x1 + (c @ dirs).view((c.shape[0],) + tuple(x1.shape[1:]))
             logits = model(inputs, *(e.expand((c.shape[0],) + tuple(e.shape[1:])) for e in extra1))
+            check_finite_output("church_window", logits)
             p = torch.softmax(logits.double(), 1)
             cf, cl = p.max(1)
             classes.append(cl.cpu())

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from advrobust import redshift
 from advrobust.modes import eval_mode
-from advrobust.checks import check_model_inputs, check_number
+from advrobust.checks import check_finite_output, check_model_inputs, check_number
 from advrobust.metrics import photoz_metrics
 
 __all__ = ["TransferResult", "transfer_evaluate"]
@@ -49,6 +49,7 @@ def _predict(model: nn.Module, x: Tensor, extra, batch_size: int) -> Tensor:
     with eval_mode(model):
         for i in range(0, x.shape[0], batch_size):
             outs.append(model(x[i:i + batch_size], *(e[i:i + batch_size] for e in extra)))
+            check_finite_output(f"transfer_evaluate: {type(model).__name__}", outs[-1])
     return torch.cat(outs)
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from advrobust.checks import check_number
 from advrobust.metrics.attacks import iterations_summary
 from advrobust.metrics.certified import certified_counts
 from advrobust.metrics.classification import confusion_counts, metrics_from_confusion
@@ -177,7 +178,8 @@ class PhotozAccumulator(Metric):
 
     def __init__(self, outlier_threshold: float = 0.05, *, sync: bool = True, device: Optional[Device] = None) -> None:
         super().__init__(sync=sync, device=device)
-        self.outlier_threshold = float(outlier_threshold)
+        self.outlier_threshold = check_number("PhotozAccumulator", "outlier_threshold", outlier_threshold,
+                                              positive=True)
         self.add_state("z_phot", "cat")
         self.add_state("z_spec", "cat")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from advrobust.checks import check_number
 from advrobust.metrics.helpers import ArrayLike, as_numpy
 from advrobust.redshift import delta_z
 
@@ -30,7 +31,12 @@ def sigma_mad(dz: ArrayLike) -> float:
 
 
 def outlier_fraction(dz: ArrayLike, threshold: float = 0.05) -> float:
-    """Fraction of ``|dz| > threshold`` (Campagne 2021: 0.05), in [0, 1]."""
+    """Fraction of ``|dz| > threshold`` (Campagne 2021: 0.05), in [0, 1].
+
+    Raises:
+        ValueError: ``threshold`` <= 0 or NaN (every galaxy, or none, would be an outlier).
+    """
+    check_number("outlier_fraction", "threshold", threshold, positive=True)
     return float(np.mean(np.abs(as_numpy(dz, "dz")) > threshold))
 
 

@@ -156,31 +156,89 @@ def save(model: LatentModel, path: str | os.PathLike) -> None:
         save_file(tensors, tmp, metadata={_METADATA_KEY: header})
 
 
-def _expected_shapes(path, name: str, kwargs: dict) -> dict[str, tuple[int, ...]]:
-    """Parameter and buffer shapes of ``create(name, **kwargs)``, built on the meta device (no memory)."""
+#: header values (numbers, list entries) allowed per tensor of the file, plus a constant: every
+#: argument that adds a module (an Inception cell's five widths, a layer's width) adds tensors
+_VALUES_PER_TENSOR, _VALUES_SLACK = 4, 64
+
+
+def _short(value, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a crafted header must not fill the error line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _header_values(value) -> int:
+    """Numbers and strings in a JSON value (lists and objects counted through)."""
+    if isinstance(value, dict):
+        return sum(_header_values(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_header_values(v) for v in value)
+    return 1
+
+
+def _expected_shapes(path, name: str, kwargs: dict, n_tensors: int) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes of ``create(name, **kwargs)``, built on the meta device (no memory),
+    after a bound on the header's size against the file's ``n_tensors`` tensors: a header asking for
+    thousands of modules (each a Python object even on the meta device) is refused before building."""
     import torch
 
     if name not in _REGISTRY or not isinstance(kwargs, dict):
-        raise ValueError(f"{path}: the header names {name!r} with arguments {kwargs!r}; expected a model of "
-                         f"{', '.join(available_models())} and a JSON object of arguments")
+        raise ValueError(f"{path}: the header names {_short(name)} with arguments {_short(kwargs)}; expected a "
+                         f"model of {', '.join(available_models())} and a JSON object of arguments")
+    values = _header_values(kwargs)
+    if values > _VALUES_PER_TENSOR * n_tensors + _VALUES_SLACK:
+        raise ValueError(f"{path}: the header's arguments hold {values} values for a file of {n_tensors} tensors "
+                         f"(at most {_VALUES_PER_TENSOR} per tensor + {_VALUES_SLACK}): a model far larger than "
+                         "the file; refused before building it")
     try:
         with torch.device("meta"):
             skeleton = create(name, **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the header's arguments do not build {name}: {err}") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError) as err:
+        raise ValueError(f"{path}: the header's arguments do not build {name}: {_short(str(err))}") from None
     return {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> LatentModel:
-    """Rebuild a model written by :func:`save` (no unpickling), on ``device``.
+def _check_tensors(path, name: str, kwargs: dict, found: dict, expected: dict) -> None:
+    """ValueError naming (at most 5 of each) the missing, unexpected and differently shaped tensors."""
+    if found == expected:
+        return
+    missing = sorted(set(expected) - set(found))[:5]
+    unexpected = sorted(set(found) - set(expected))[:5]
+    differ = [f"{key}: file {found[key]} vs model {expected[key]}"
+              for key in expected if key in found and found[key] != expected[key]][:5]
+    raise ValueError(f"{path}: tensors do not match {name}{_short(kwargs)}: missing {missing}, unexpected "
+                     f"{unexpected}, shapes that differ {differ}")
 
-    The header's model is first built on the meta device (no memory) and its parameter shapes are
-    compared with the file's tensors, so a small file whose header asks for a huge model is refused
-    before anything is allocated.
+
+def _file_dtype(path, state: dict):
+    """The one floating dtype of the file's tensors (None: no floating tensor).
 
     Raises:
-        ValueError: the file has no advrobust header, its header does not build a model, or its
-            tensors do not match the model (names or shapes).
+        ValueError: floating tensors of several dtypes (a model is built in one).
+    """
+    dtypes = sorted({str(t.dtype) for t in state.values() if t.is_floating_point()})
+    if len(dtypes) > 1:
+        raise ValueError(f"{path}: the tensors mix the dtypes {dtypes}; save a model in one dtype "
+                         "(model.float() or model.double() first)")
+    return next((t.dtype for t in state.values() if t.is_floating_point()), None)
+
+
+def load(path: str | os.PathLike, device: str = "cpu", *, allow_nonfinite: bool = False) -> LatentModel:
+    """Rebuild a model written by :func:`save` (no unpickling), on ``device``, in the dtype it was
+    saved in (float32, float64, float16, ...).
+
+    The header's size is bounded by the file's tensor count, then its model is built on the meta
+    device (no memory) and its parameter shapes are compared with the file's tensors, so a small
+    file whose header asks for a huge model is refused before anything is allocated.
+
+    Args:
+        allow_nonfinite: load weights holding NaN/Inf (default: refused; such a model's every output
+            is NaN, or silently wrong).
+
+    Raises:
+        ValueError: the file has no advrobust header, its header does not build a model (or asks for
+            one far larger than the file), its tensors do not match the model (names, shapes, dtypes
+            mixed), or they hold NaN/Inf without ``allow_nonfinite``.
     """
     with safe_open(os.fspath(path), framework="pt", device=device) as handle:
         metadata = handle.metadata() or {}
@@ -192,21 +250,23 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LatentModel:
             raise ValueError(f"{path}: the {_METADATA_KEY!r} header is not JSON: {err}") from None
         if not isinstance(header, dict) or "name" not in header:
             raise ValueError(f"{path}: the {_METADATA_KEY!r} header must be {{'name': ..., 'kwargs': ...}}, "
-                             f"got {header!r}")
+                             f"got {_short(header)}")
         name, kwargs = header["name"], header.get("kwargs", {})
-        expected = _expected_shapes(path, name, kwargs)
-        found = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-        if found != expected:
-            missing = sorted(set(expected) - set(found))[:5]
-            unexpected = sorted(set(found) - set(expected))[:5]
-            differ = [f"{key}: file {found[key]} vs model {expected[key]}"
-                      for key in expected if key in found and found[key] != expected[key]][:5]
-            raise ValueError(f"{path}: tensors do not match {name}{kwargs}: missing {missing}, unexpected "
-                             f"{unexpected}, shapes that differ {differ}")
-        state = {key: handle.get_tensor(key) for key in handle.keys()}
+        keys = list(handle.keys())
+        expected = _expected_shapes(path, name, kwargs, len(keys))
+        _check_tensors(path, name, kwargs, {key: tuple(handle.get_slice(key).get_shape()) for key in keys}, expected)
+        state = {key: handle.get_tensor(key) for key in keys}
+    bad = [key for key, t in state.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad and not allow_nonfinite:
+        raise ValueError(f"{path}: {len(bad)} tensors hold NaN/Inf weights ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}): a broken model, refused (pass "
+                         "allow_nonfinite=True to load it anyway)")
     model = create(name, **kwargs)
+    dtype = _file_dtype(path, state)
+    if dtype is not None:
+        model = model.to(dtype)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # dtypes or anything the shape check above cannot see
-        raise ValueError(f"{path}: tensors do not match {name}{kwargs}: {err}") from None
+    except RuntimeError as err:  # anything the shape check above cannot see
+        raise ValueError(f"{path}: tensors do not match {name}{_short(kwargs)}: {_short(str(err))}") from None
     return model.to(device)

@@ -121,8 +121,14 @@ def _eps_rows(eps: Mapping[str, Any], sky_sigma: Optional[np.ndarray], bands: Se
     return header, body
 
 
+def _md(text) -> str:
+    """Text for ``report.md``: HTML markup in model names, row labels and captions escaped (as in
+    ``report.html``), so a name like ``<img src=x onerror=...>`` is shown, never rendered."""
+    return html.escape(str(text), quote=False)
+
+
 def _md_table(header, body) -> str:
-    esc = (lambda s: str(s).replace("|", "\\|"))
+    esc = (lambda s: _md(s).replace("|", "\\|"))
     lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
     return "\n".join(lines)
@@ -145,39 +151,41 @@ class _Document:
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.md = [f"# {title}", ""]
+        self.md = [f"# {_md(title)}", ""]
         self.html = [f"<h1>{html.escape(title)}</h1>"]
 
     def section(self, name: str) -> None:
-        self.md.extend([f"## {name}", ""])
+        self.md.extend([f"## {_md(name)}", ""])
         self.html.append(f"<h2>{html.escape(name)}</h2>")
 
     def bullets(self, items: Sequence[str]) -> None:
-        self.md.extend([f"- {item}" for item in items] + [""])
+        self.md.extend([f"- {_md(item)}" for item in items] + [""])
         self.html.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
 
     def table(self, header, rows, caption: str = "", note: str = "") -> None:
         if caption:
-            self.md.extend([f"**{caption}**", ""])
+            self.md.extend([f"**{_md(caption)}**", ""])
             self.html.append(f"<p><b>{html.escape(caption)}</b></p>")
         self.md.extend([_md_table(header, rows), ""])
         self.html.append(_html_table(header, rows))
         if note:
-            self.md.extend([note, ""])
+            self.md.extend([_md(note), ""])
             self.html.append(f"<p>{html.escape(note)}</p>")
 
     def figure(self, caption: str, stem: str) -> None:
         """The PNG ``stem + ".png"`` linked (Markdown, with the PDF when there is one) and inlined (HTML)."""
         rel = f"figures/{os.path.basename(stem)}"
         link = f" ([PDF]({rel}.pdf))" if os.path.isfile(stem + ".pdf") else ""
-        self.md.extend([f"![{caption}]({rel}.png)", "", f"*{caption}*{link}", ""])
+        alt = _md(caption).replace("[", "\\[").replace("]", "\\]")
+        self.md.extend([f"![{alt}]({rel}.png)", "", f"*{_md(caption)}*{link}", ""])
         with open(stem + ".png", "rb") as f:
             data = base64.b64encode(f.read()).decode("ascii")
         self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
     def code(self, text: str, language: str) -> None:
-        self.md.extend([f"```{language}", text, "```", ""])
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))  # text cannot close it
+        self.md.extend([f"{fence}{language}", text, fence, ""])
         self.html.append(f"<pre>{html.escape(text)}</pre>")
 
     def write(self, out_dir: str) -> tuple:
@@ -217,9 +225,9 @@ def _strengths(doc: _Document, eps: Mapping[str, Any], sky: Optional[np.ndarray]
     doc.table(*_eps_rows(eps, sky, bands), note=note)
 
 
-def _figure_files(caption: str, fig: Union[Figure, str, os.PathLike], fig_dir: str) -> tuple:
-    """``(stem, written paths)``: a Figure saved as ``figures/<slug>.png`` and ``.pdf``, or a PNG file copied."""
-    stem = os.path.join(fig_dir, _slug(caption))
+def _figure_files(caption: str, fig: Union[Figure, str, os.PathLike], fig_dir: str, name: str) -> tuple:
+    """``(stem, written paths)``: a Figure saved as ``figures/<name>.png`` and ``.pdf``, or a PNG file copied."""
+    stem = os.path.join(fig_dir, name)
     if isinstance(fig, Figure):
         return stem, save_figure(fig, stem)
     src = os.fspath(fig)
@@ -233,9 +241,14 @@ def _figure_files(caption: str, fig: Union[Figure, str, os.PathLike], fig_dir: s
 def _figures(doc: _Document, figures: Mapping[str, Union[Figure, str, os.PathLike]], fig_dir: str) -> list:
     """The "Figures" section; returns the files written."""
     doc.section("Figures")
-    written = []
+    written, names = [], set()
     for caption, fig in figures.items():
-        stem, files = _figure_files(caption, fig, fig_dir)
+        name, k = _slug(caption), 1
+        while name.lower() in names:  # captions with the same slug get their own files
+            k += 1
+            name = f"{_slug(caption)}_{k}"
+        names.add(name.lower())
+        stem, files = _figure_files(caption, fig, fig_dir, name)
         written += files
         doc.figure(caption, stem)
     return written

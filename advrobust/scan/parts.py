@@ -128,8 +128,10 @@ class PartStore:
                 return False
             stored = self.read_manifest()  # another scan created it first: compare with its settings
         if stored != config:
+            from advrobust.data.fingerprint import describe_change
+
             keys = sorted(set(stored) | set(config))
-            diffs = [f"{key}: was {stored.get(key, '(unset)')!r}, now {config.get(key, '(unset)')!r}"
+            diffs = [describe_change(key, stored.get(key, "(unset)"), config.get(key, "(unset)"))
                      for key in keys if stored.get(key, "(unset)") != config.get(key, "(unset)")]
             raise ScanConfigError(
                 f"{self.out}: a scan with other settings was started here ({'; '.join(diffs)}). "

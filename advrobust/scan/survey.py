@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from advrobust import distributed
-from advrobust.attacks.by_name import AttackSettings, check_attack_names
+from advrobust.attacks.by_name import AttackSettings, attack_by_name, check_attack_names
 from advrobust.checks import check_number, model_device
 from advrobust.data.dataset import SurveyDataset
 from advrobust.models.base import PhotozModel
@@ -98,6 +98,8 @@ def scan_survey(model: nn.Module, dataset: SurveyDataset, out: str, *, attacks: 
     _check_pdf_outputs(task, dataset, z_spec, qp)
     device = model_device(model) or torch.device("cpu")
     to_band = (lambda v: None if v is None else torch.as_tensor(np.asarray(v, dtype=np.float32), device=device))
+    for name in attacks:  # what an attack refuses (pixels beyond the stamp, ...) fails before any output
+        attack_by_name(name, model, settings, task=task, image_shape=tuple(dataset.images.shape[1:]))
     store = PartStore(out)
     manifest = {
         "attacks": attacks, "settings": settings.as_dict(), "seed": int(seed), "chunk_size": chunk_size,

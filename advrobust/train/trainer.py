@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from advrobust import distributed
-from advrobust.attacks.losses import LossFn
-from advrobust.checks import check_model, check_number, model_device
+from advrobust.attacks.losses import LossFn, check_targets
+from advrobust.checks import check_model, check_number, model_device, nonfinite_parameters
 from advrobust.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from advrobust.train.losses import task_loss
 
@@ -211,7 +211,10 @@ class Trainer:
         return Batch(items[0], items[1], tuple(items[2:]))
 
     def batch_loss(self, batch: Batch, output: Tensor) -> Tensor:
-        """Weighted mean of the per-sample task loss plus every extra loss (a scalar)."""
+        """Weighted mean of the per-sample task loss plus every extra loss (a scalar). The targets are
+        checked as the attacks check them (labels in range, redshifts > -1, a warning for redshifts
+        outside the model's bins)."""
+        check_targets("Trainer", self.loss_fn, output, batch.y)
         per = self.loss_fn(output.float(), batch.y)
         loss = per.mean() if batch.weight is None else (per * batch.weight).sum()
         for hook in self.extra_losses:
@@ -227,6 +230,7 @@ class Trainer:
         with self._latent_capture(), self._autocast():
             output = self.model(batch.x, *batch.extra)
             loss = self.batch_loss(batch, output)
+        self._check_loss(loss)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -235,6 +239,23 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         return float(loss.detach())
+
+    def _check_loss(self, loss: Tensor) -> None:
+        """ValueError on a NaN/Inf loss: a broken model (NaN weights) or a diverged run is never
+        stepped on nor saved (the checkpoint keeps the last finite epoch)."""
+        if not bool(torch.isfinite(loss.detach())):
+            bad = nonfinite_parameters(self.module)
+            cause = (f"the model has NaN/Inf weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})"
+                     if bad else "the model's output or the loss overflowed (lower the learning rate?)")
+            raise ValueError(f"Trainer: the loss is {float(loss.detach())} at epoch {self.epoch + 1}: {cause}; "
+                             "training stopped, nothing saved for this epoch")
+
+    def _check_weights(self) -> None:
+        """ValueError when a step left NaN/Inf weights (checked before every save)."""
+        bad = nonfinite_parameters(self.module)
+        if bad:
+            raise ValueError(f"Trainer: epoch {self.epoch + 1} left NaN/Inf weights ({', '.join(bad[:3])}"
+                             f"{', ...' if len(bad) > 3 else ''}); training stopped, nothing saved for this epoch")
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict:
@@ -356,6 +377,7 @@ class Trainer:
             if show:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
                 bar.close()
+            self._check_weights()
             monitored = record.get("val_loss", record["train_loss"])
             if self.scheduler is not None and not self.one_cycle:
                 self.scheduler.step(monitored)
