@@ -10,7 +10,7 @@ import torch
 from advrobust import cli, models
 from advrobust.data import simulate_photoz
 from advrobust.demo import PRESETS, run_demo
-from advrobust.metrics import photoz_metrics
+from advrobust.metrics import pdf_metrics, photoz_metrics
 
 pytestmark = pytest.mark.slow  # the quick demo itself: about a minute
 
@@ -26,14 +26,20 @@ def test_report_holds_every_table_and_figure(demo):
     markdown = open(result["report"]["markdown"], encoding="utf-8").read()
     html = open(result["report"]["html"], encoding="utf-8").read()
     titles = re.findall(r"^\*\*(.+)\*\*$", markdown, flags=re.M)
-    expected_tables = ("Photo-z on the held-out test set", "Photo-z under perturbation",
+    expected_tables = ("Photo-z on the held-out test set", "Photo-z under perturbation", "p.d.f. under attack",
+                       "Point metrics: Campagne 2021 beside RAIL",
                        "Morphology: accuracy on Y10", "Morphology: one-pixel attack", "Randomized smoothing",
                        "Adaptive certification", "Certified photo-z")
     for table in expected_tables:
         assert any(t.startswith(table) for t in titles), (table, titles)
     pngs = [p for p in result["report"]["figures"] if p.endswith(".png")]
-    assert len(pngs) == 10  # photo-z: 2 comparisons + 1 perturbation + certified intervals; morphology: 2
-    for png in pngs:        # isomaps, histograms, church window, certified accuracy (fixed n; adaptive vs fixed)
+    # photo-z: 2 comparisons + 1 perturbation + per model PIT histograms and n(z) + certified intervals;
+    # morphology: 2 isomaps, histograms, church window, certified accuracy (fixed n; adaptive vs fixed)
+    assert len(pngs) == 14
+    for model in ("baseline", "adversarial training"):
+        assert any(os.path.basename(p).startswith(f"PIT_histograms_{model.replace(' ', '_')}") for p in pngs)
+        assert any(os.path.basename(p).startswith(f"n_z_of_{model.replace(' ', '_')}") for p in pngs)
+    for png in pngs:
         assert os.path.getsize(png) > 5_000
         assert os.path.basename(png) in markdown
     assert html.count("data:image/png;base64,") == len(pngs)
@@ -79,6 +85,24 @@ def test_saved_model_reproduces_the_clean_photoz_numbers(demo):
     measured = photoz_metrics(z_phot, torch.from_numpy(sim["z_spec"][cfg.n_train:]).float())
     assert measured["sigma_mad"] == pytest.approx(result["facts"]["photoz/clean_sigma_mad"], rel=1e-5)
     assert measured["eta"] == pytest.approx(result["facts"]["photoz/clean_eta"])
+
+
+def test_pdf_metrics_are_those_of_the_saved_models_pdfs_and_the_findings_compare_them(demo):
+    out, result = demo
+    cfg = PRESETS["quick"].photoz
+    sim = simulate_photoz(cfg.n_train + cfg.n_test, seed=0, z_range=(0.02, cfg.z_max))
+    test = slice(cfg.n_train, cfg.n_train + cfg.n_attack)  # the galaxies the perturbations run on
+    for name, file in (("baseline", "photoz_baseline"), (None, "photoz_adversarial")):
+        model = models.load(out / "models" / f"{file}.safetensors").eval()
+        with torch.no_grad():
+            pdf = model.pdf(torch.from_numpy(sim["images"][test]), torch.from_numpy(sim["ebv"][test]).float())
+        expected = pdf_metrics(pdf, sim["z_spec"][test], model.bin_edges)
+        key = name or next(k.split("/")[1] for k in result["facts"] if k.startswith("photoz/adversarial"))
+        assert result["facts"][f"photoz/{key}/natural/crps_mean"] == pytest.approx(expected["crps_mean"], rel=1e-4)
+        assert result["facts"][f"photoz/{key}/natural/pit_ks"] == pytest.approx(expected["pit_ks"], abs=1e-4)
+    pdf_findings = [f for f in result["findings"] if f.startswith("p.d.f.s of the")]
+    assert len(pdf_findings) == 2 and all(re.search(r"degrade (more than|less than|as much as)", f)
+                                          for f in pdf_findings)
 
 
 def test_fgsm_hurts_more_than_uniform_noise_of_the_same_size(demo):

@@ -12,6 +12,11 @@ file is written atomically. Without ``--target`` the model's clean predictions s
 labels. The image unit is ``--unit``, else the file's (FITS ``BUNIT``), else "image units"; the sky
 sigma is measured on the first 1024 objects whatever ``--n`` is.
 
+Photo-z models with ``--target`` (z_spec) also get the "p.d.f. under attack" tables (RAIL's PIT
+statistics, CRPS, CDE loss, n(z) shift; RAIL's point metrics beside Campagne's) and the PIT / n(z)
+figures; ``--write-qp`` writes the clean and each perturbed p.d.f. as qp ensembles (RAIL's format,
+``pip install qp-prob``): ``pdf_clean.hdf5`` and ``pdf_<attack>.hdf5``, with the ids (and z_spec).
+
     advrobust attack --model model.safetensors --data survey.h5 --target label \\
         --attacks fgsm,pgd,onepixel,noise --eps-sky 2 --n 500 --out attack_report/
 """
@@ -34,6 +39,7 @@ from advrobust.cli.model import is_photoz, load_model, sha256
 from advrobust.cli.outcomes import (curve_attack, flipped, outcome_table, outcomes, perturbation_figures,
                                     plot_strength_curve, strength_curve)
 from advrobust.cli.parser import CommandParser
+from advrobust.cli.qp import require_qp
 
 
 def build_parser(prog: str) -> CommandParser:
@@ -50,6 +56,8 @@ def build_parser(prog: str) -> CommandParser:
     atk.add_argument("--pixels", type=int, default=1, help="one-pixel attack: pixels changed (default 1)")
     atk.add_argument("--population", type=int, default=100, help="one-pixel attack: DE population (default 100)")
     atk.add_argument("--generations", type=int, default=30, help="one-pixel attack: DE generations (default 30)")
+    atk.add_argument("--write-qp", action="store_true", help="photo-z models: write the clean and each perturbed "
+                     "p.d.f. as qp files pdf_clean.hdf5, pdf_<attack>.hdf5 in --out (needs qp-prob)")
     run = parser.add_argument_group("run")
     run.add_argument("--n", type=int, help="attack the first N objects (default: all)")
     run.add_argument("--batch-size", type=int, default=128, help="images per attack batch (default 128)")
@@ -187,10 +195,39 @@ def _measured(args, model, result, adversarial: dict, images: np.ndarray, y, ext
     return rates, figures
 
 
+def _pdf_part(args, model, images: np.ndarray, values: dict, ids: np.ndarray, kept: dict, dev) -> tuple:
+    """Photo-z: ``(tables, figures)`` of the p.d.f.s under attack (with ``--target``; else none) and,
+    with ``--write-qp``, their qp files in ``--out``."""
+    import torch
+
+    from advrobust.data import write_qp
+    from advrobust.report import PdfUnderAttack, pdf_figures, pdf_tables
+
+    label = os.path.basename(args.model)
+    z = torch.from_numpy(values[REDSHIFT]) if args.target is not None else None
+    if z is None and not args.write_qp:
+        return [], {}
+    pdfs = PdfUnderAttack({label: model}, z, torch.from_numpy(values[EBV]), keep_pdfs=args.write_qp)
+    pdfs.add_clean(torch.from_numpy(images), batch_size=args.batch_size)
+    for attack, batches in kept.items():
+        for xb in batches:
+            pdfs.add_images(label, attack, xb.to(dev))
+    if args.write_qp:
+        os.makedirs(args.out, exist_ok=True)
+        for column, pdf in pdfs.pdfs(label).items():
+            name = "clean" if column == "natural" else column
+            write_qp(os.path.join(args.out, f"pdf_{name}.hdf5"), pdf, pdfs.edges(label), ids=ids, z_spec=z)
+    if z is None:
+        return [], {}
+    results = pdfs.results()
+    return pdf_tables(results, objects=len(images)), pdf_figures(results, {label: pdfs.edges(label)})
+
+
 def _write(args, result, adversarial: dict, images: np.ndarray, ids: np.ndarray, eps_sky: tuple, settings,
-           run: dict, times: tuple, prog: str, rates: dict, figures: dict) -> None:
+           run: dict, times: tuple, prog: str, rates: dict, figures: dict, extra_tables=()) -> None:
     """Write ``adversarial.npz``, ``results.json`` and the report into ``--out``, and print the tables.
-    ``times``: ``perf_counter`` at the start, before the attacks, after them and after the figures."""
+    ``times``: ``perf_counter`` at the start, before the attacks, after them and after the figures;
+    ``extra_tables``: further report tables (the p.d.f.s under attack, :func:`_pdf_part`)."""
     from advrobust.atomic import atomic_path
     from advrobust.attacks.by_name import image_unit_radii
     from advrobust.data import save_arrays
@@ -209,7 +246,7 @@ def _write(args, result, adversarial: dict, images: np.ndarray, ids: np.ndarray,
                    "scores": _plain(result.scores[label]), "seconds": result.seconds[label]}, handle, indent=1)
     eps_image = eps * np.asarray(unit) if unit is not None else eps  # per band with --eps-sky
     strengths = image_unit_radii(args.attacks, settings, images.shape[1:])
-    tables = _tables(result, label, list(args.attacks), args.generations, rates, settings.threshold)
+    tables = _tables(result, label, list(args.attacks), args.generations, rates, settings.threshold) + list(extra_tables)
     report = write_report(out, tables=tables, figures=figures, config=run, sky_sigma=sky, eps=strengths,
                           image_unit=args.image_unit, sky_method=SKY_METHOD,
                           timings={"load": t1 - t0, "attacks": t2 - t1, "figures": t3 - t2,
@@ -236,6 +273,8 @@ def run(args: argparse.Namespace, prog: str) -> None:
     dev = resolve_device(args.device)
     model = load_model(args.model, dev)
     photoz = is_photoz(model)
+    if args.write_qp:
+        require_qp(photoz)
     task = "photoz" if photoz else "classifier"
     dataset = open_survey(args, photoz=photoz, n_classes=None if photoz else model.n_outputs)
     images, values, ids = read_rows(dataset, args.n)
@@ -247,6 +286,8 @@ def run(args: argparse.Namespace, prog: str) -> None:
     t2 = time.perf_counter()
     adversarial = {a: torch.cat(kept[a]).numpy() for a in args.attacks}
     rates, figures = _measured(args, model, result, adversarial, images, y, extra, settings, dev, unit)
+    pdf_tables, pdf_figures = _pdf_part(args, model, images, values, ids, kept, dev) if photoz else ((), {})
+    figures.update(pdf_figures)
     t3 = time.perf_counter()
     run_config = {"model": os.path.abspath(args.model), "model_sha256": sha256(args.model),
                   "data": os.path.abspath(args.data), "key": args.key, "catalog": args.catalog, "target": args.target,
@@ -254,4 +295,4 @@ def run(args: argparse.Namespace, prog: str) -> None:
                   "seed": args.seed, "batch_size": args.batch_size, "device": str(dev),
                   "truth": "catalogue" if args.target is not None else "the clean predictions"}
     _write(args, result, adversarial, images, ids, (eps, unit, sky), settings, run_config, (t0, t1, t2, t3), prog,
-           rates, figures)
+           rates, figures, pdf_tables)

@@ -13,6 +13,11 @@ claim chunks through the output folder (a shared file system across machines)::
 The data options, ``--config`` and ``--device`` are those of the other commands that read a survey;
 with ``--nan-policy reject`` the objects with NaN / Inf pixels are left out and every other object is
 scanned exactly once (its ``id`` is still its row, or its ``--id-column`` value).
+
+Photo-z models: ``--zspec-column z`` adds each p.d.f.'s PIT and CRPS (``pit``, ``crps``,
+``<attack>_pit``, ``<attack>_crps``); ``--write-qp`` writes the clean and each perturbed p.d.f. as qp
+ensembles (RAIL's format; ``pip install qp-prob``), one file per chunk and perturbation in
+``OUT.parts/qp/<clean|attack>-<chunk>.hdf5`` (constant memory; ~8 x bins bytes per object each).
 """
 from __future__ import annotations
 
@@ -23,12 +28,13 @@ import numpy as np
 
 from advrobust.attacks.by_name import ATTACK_NAMES
 from advrobust.cli.argtypes import floats, names
-from advrobust.cli.data import EBV, add_data_arguments, image_unit, input_config, open_survey, sky_sample
+from advrobust.cli.data import EBV, REDSHIFT, add_data_arguments, image_unit, input_config, open_survey, sky_sample
 from advrobust.cli.device import add_device_argument, resolve_device
 from advrobust.cli.eps import add_eps_arguments, resolve_eps
 from advrobust.cli.errors import UsageError
 from advrobust.cli.model import is_photoz, load_model, sha256
 from advrobust.cli.parser import CommandParser
+from advrobust.cli.qp import require_qp
 
 
 def build_parser(prog: str) -> CommandParser:
@@ -37,6 +43,11 @@ def build_parser(prog: str) -> CommandParser:
     io.add_argument("--model", help="model file written by advrobust (safetensors)")
     io.add_argument("--out", help="output catalogue (.parquet); parts go to OUT.parts/")
     add_data_arguments(parser, target_help=None)
+    pdf = parser.add_argument_group("photo-z p.d.f.s")
+    pdf.add_argument("--zspec-column", help="catalogue column of spectroscopic redshifts (photo-z models): adds "
+                     "the p.d.f.s' PIT and CRPS columns")
+    pdf.add_argument("--write-qp", action="store_true", help="photo-z models: write the clean and each perturbed "
+                     "p.d.f. as qp files, one per chunk and perturbation, in OUT.parts/qp/ (needs qp-prob)")
     atk = parser.add_argument_group("attacks")
     atk.add_argument("--attacks", type=names, default=["fgsm", "pgd", "onepixel", "noise"],
                      help=f"comma-separated, among {','.join(ATTACK_NAMES)} (default: fgsm,pgd,onepixel,noise)")
@@ -149,6 +160,14 @@ def _print_summary(prog: str, result: dict, eps: float, unit, sky, unit_name: st
           f"{result['seconds']:.1f} s; {eps_text}; {sky_text})" + ("" if sky is None else f"\n{SKY_METHOD}"))
 
 
+def _check_pdf_flags(args, photoz: bool) -> None:
+    """``--zspec-column`` / ``--write-qp`` need a photo-z model, and ``--write-qp`` the qp package."""
+    if not photoz and args.zspec_column:
+        raise UsageError("--zspec-column applies to photo-z models (redshift p.d.f.s), not to a classifier")
+    if args.write_qp:
+        require_qp(photoz)
+
+
 def _scan(args, prog: str, device) -> None:
     from advrobust import distributed
     from advrobust.attacks.by_name import AttackSettings
@@ -156,6 +175,8 @@ def _scan(args, prog: str, device) -> None:
 
     model = load_model(args.model, device)
     certify = _certify_settings(args, is_photoz(model))
+    _check_pdf_flags(args, is_photoz(model))
+    args.target = args.zspec_column  # open_survey's truth column (photo-z: item z_spec); input_config records it
     dataset = open_survey(args, photoz=is_photoz(model))
     first = dataset.read_images(0, min(len(dataset), args.chunk_size))
     eps, unit, sky = resolve_eps(args, sky_sample(dataset))  # the same sky whatever --chunk-size is
@@ -172,7 +193,7 @@ def _scan(args, prog: str, device) -> None:
         config={"model": os.path.abspath(args.model), "model_sha256": sha256(args.model), **input_config(args),
                 "ra_column": args.ra_column, "dec_column": args.dec_column, "image_unit": unit_name},
         progress=not args.no_progress, claim_timeout=args.claim_timeout, carry=carry, hats=args.hats,
-        certify=certify)
+        certify=certify, z_spec=REDSHIFT if args.zspec_column else None, qp=args.write_qp)
     if distributed.launcher_rank()[0] == 0:
         _print_summary(prog, result, eps, unit, sky, unit_name)
 

@@ -5,7 +5,9 @@ a baseline photo-z p.d.f. network and an adversarially trained twin (Campagne 20
 a fraction f_a of each mini-batch replaced by FGSM samples), then measure both under uniform noise,
 FGSM, PGD-Linf, PGD-L2 and the noise of a one-year (Y1) exposure. Every strength is in sky sigmas
 of each band (the per-band sky noise measured on the training cutouts by
-:func:`advrobust.data.sky_sigma`), and stated in nanomaggies in the report.
+:func:`advrobust.data.sky_sigma`), and stated in nanomaggies in the report. The p.d.f.s themselves
+are judged as LSST DESC's RAIL judges them (:mod:`advrobust.report.pdf_under_attack`: PIT statistics,
+CRPS, CDE loss, n(z) shift; RAIL's point metrics beside Campagne's), clean vs every perturbation.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from advrobust.demo.stage import StageResult, ratio, sigma_eta, sky_label
 from advrobust.evaluate import NATURAL, evaluate_grid, natural, predict
 from advrobust.models import create, save
 from advrobust.plots import plot_perturbation, plot_photoz_comparison
-from advrobust.report import ReportTable
+from advrobust.report import PdfUnderAttack, ReportTable, pdf_figures, pdf_tables, pdf_vs_point
 from advrobust.train import Trainer
 
 #: Campagne 2021, Iref (Inception, 100k SDSS training galaxies): Table 3 (clean / FGSM / PGD-10 at
@@ -91,18 +93,24 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         clean = evaluate_grid(models, {}, x_test, z_test, ebv_test, task="photoz", latent=False).scores
     attacks, strengths = _attacks(cfg, survey.unit, seed, image_shape=tuple(survey.images.shape[1:]))
     k = min(cfg.n_attack, cfg.n_test)
+    pdfs = PdfUnderAttack(models, z_test[:k], ebv_test[:k])  # the grid keeps z_phot only: p.d.f.s here
     with out.timed(f"photo-z: {len(attacks)} perturbations x {len(models)} models on {k:,} test galaxies"):
+        pdfs.add_clean(x_test[:k])
         grid = evaluate_grid(models, attacks, x_test[:k], z_test[:k], ebv_test[:k], task="photoz", latent=False,
-                             keep_predictions=True, progress=progress)
+                             keep_predictions=True, progress=progress, on_adversarial=pdfs)
     base_clean = clean[base_name][NATURAL]
     _record(out, survey.sky, base_clean, grid, strengths)
     target_met = base_clean["sigma_mad"] <= TARGET_SIGMA_MAD and base_clean["eta"] <= TARGET_ETA
     out.tables.append(_clean_table(cfg, clean, base_name, adv_name, target_met))
     n_pixels = int(survey.images.shape[-1] * survey.images.shape[-2])
     out.tables.append(_perturbation_table(cfg, grid, base_name, adv_name, k, survey.sky, n_pixels))
+    pdf_results = pdfs.results()
+    out.tables += pdf_tables(pdf_results, objects=k)
     out.headline += _headline(cfg, base_clean, grid, base_name, adv_name, k)
     out.findings += _findings(cfg, clean, grid, base_name, adv_name, target_met)
+    out.findings += _pdf_findings(cfg, pdf_results, out.facts)
     out.figures.update(_figures(models, grid, x_test, z_test, ebv_test, survey.unit, cfg.eps_sky[-1], cfg))
+    out.figures.update(pdf_figures(pdf_results, {m: pdfs.edges(m) for m in models}))
     certify_photoz(out, cfg, models[base_name], base_name, (x_test, z_test, ebv_test), survey.sky, seed)
     return out
 
@@ -243,6 +251,31 @@ def _findings(cfg: PhotozConfig, clean, grid, base: str, adv: str, target_met: b
         f"held-out set is {sigma_eta(clean[adv][NATURAL])} (baseline {sigma_eta(c)}).")
     findings.append(f"The noise of a one-year exposure gives {sigma_eta(b['Y1 noise (one-year exposure)'])} "
                     f"(clean {sigma_eta(nat)}).")
+    return findings
+
+
+def _pdf_findings(cfg: PhotozConfig, results: dict, facts: dict) -> list:
+    """Per model, under the headline FGSM and PGD-Linf: do the p.d.f.s degrade more or less than the
+    point estimates (:func:`advrobust.report.pdf_vs_point`: mean CRPS ratio vs mean |z_phot - z_spec|
+    ratio, perturbed / clean)? Also records ``photoz/<model>/<column>/crps_mean|pit_ks|wasserstein1``."""
+    h = sky_label(cfg.eps_sky[-1])
+    findings = []
+    for model, columns in results.items():
+        for column, m in columns.items():
+            facts.update({f"photoz/{model}/{column}/{key}": m[key] for key in ("crps_mean", "pit_ks", "mae")})
+            if column != NATURAL:
+                facts[f"photoz/{model}/{column}/wasserstein1"] = m["wasserstein1"]
+        clean = columns[NATURAL]
+        parts = []
+        for column in (f"FGSM {h}", f"PGD-Linf {h}"):
+            rule = pdf_vs_point(clean, columns[column])
+            parts.append(f"under {column} the mean CRPS grows {rule['crps_ratio']:.2f}x and the point estimate's "
+                         f"mean |z_phot - z_spec| {rule['mae_ratio']:.2f}x: the p.d.f.s degrade {rule['verdict']}"
+                         f"{' as' if rule['verdict'] == 'as much' else ' than'} the point estimates (PIT KS "
+                         f"{clean['pit_ks']:.3f} -> {columns[column]['pit_ks']:.3f}, n(z) mean shift "
+                         f"{columns[column]['mean_shift']:+.4f}, W1 {columns[column]['wasserstein1']:.4f})")
+        findings.append(f"p.d.f.s of the {model} model (RAIL's metrics, z_phot = p.d.f.-weighted mean): "
+                        + "; ".join(parts) + ".")
     return findings
 
 

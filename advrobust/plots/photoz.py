@@ -3,7 +3,10 @@
 * :func:`plot_photoz_comparison`: dz histograms (shared binning) above z_phot vs z_spec, one column
   per case (clean beside perturbed);
 * :func:`plot_perturbation`: one galaxy's bands, the perturbation magnified, the perturbed bands,
-  the middle-row profiles and the clean and perturbed p.d.f.s with z_phot and z_spec.
+  the middle-row profiles and the clean and perturbed p.d.f.s with z_phot and z_spec;
+* :func:`plot_pit_histograms`: PIT histograms, one panel per case (clean beside perturbed), the
+  uniform line of calibrated p.d.f.s;
+* :func:`plot_nz`: the stacked redshift distributions ``n(z)``, clean vs each perturbation.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from matplotlib.figure import Figure
 from advrobust.metrics import as_numpy, delta_z, photoz_metrics
 from advrobust.plots.base import new_figure
 
-__all__ = ["plot_photoz_comparison", "plot_perturbation"]
+__all__ = ["plot_photoz_comparison", "plot_perturbation", "plot_pit_histograms", "plot_nz"]
 
 
 def plot_photoz_comparison(z_spec, z_phot: Mapping[str, object], *, dz_range: float = 0.2, bins: int = 60,
@@ -161,3 +164,71 @@ def _pdf_row(fig: Figure, axes, centres: np.ndarray, pc: np.ndarray, pa: np.ndar
     ax.set_xlabel("redshift z [dimensionless]")
     ax.set_ylabel("probability per bin")
     ax.legend(fontsize=7, ncol=5)
+
+
+def plot_pit_histograms(pit: Mapping[str, object], *, bins: int = 20) -> Figure:
+    """PIT histograms (density), one panel per case of ``pit``, on shared bins over [0, 1].
+
+    A calibrated p.d.f. gives a flat histogram at density 1 (the dashed line); a U shape means
+    p.d.f.s too narrow, a hump too wide, a slope biased.
+
+    Args:
+        pit: ``{label: (N,) PIT values in [0, 1]}``, e.g. ``{"clean": ..., "FGSM": ...}``.
+        bins: histogram bins.
+
+    Raises:
+        ValueError: no case.
+    """
+    if not pit:
+        raise ValueError("plot_pit_histograms: give at least one PIT case")
+    n = len(pit)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = new_figure((3.2 * cols, 2.8 * rows), rows, cols, sharey=True)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for ax in axes.ravel()[n:]:
+        ax.remove()
+    for j, (label, values) in enumerate(pit.items()):
+        ax = axes.ravel()[j]
+        u = as_numpy(values, f"pit[{label}]")
+        ax.hist(np.clip(u, 0.0, 1.0), edges, density=True, color="C0" if j == 0 else "C3")
+        ax.axhline(1.0, color="k", lw=0.8, ls="--", label="calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("PIT = CDF(z_spec) [dimensionless]", fontsize=7)
+        ax.set_ylabel("density", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes.ravel()[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_nz(edges, nz: Mapping[str, object]) -> Figure:
+    """Stacked redshift distributions ``n(z)`` (probability density per unit redshift) as steps on the
+    bin ``edges``, the first case (clean) in black, each other case in colour.
+
+    Args:
+        edges: ``(bins + 1,)`` bin edges.
+        nz: ``{label: (bins,) probabilities per bin}`` (e.g. :func:`advrobust.metrics.stacked_nz`).
+
+    Raises:
+        ValueError: no case, or a case of the wrong length.
+    """
+    if not nz:
+        raise ValueError("plot_nz: give at least one n(z)")
+    e = as_numpy(edges, "edges")
+    widths = np.diff(e)
+    fig, axes = new_figure((7.0, 3.6))
+    ax = axes[0, 0]
+    for j, (label, values) in enumerate(nz.items()):
+        p = as_numpy(values, f"nz[{label}]")
+        if p.shape != widths.shape:
+            raise ValueError(f"plot_nz: nz[{label!r}] must have {widths.size} values (one per bin), got {p.shape}")
+        density = np.append(p / widths, p[-1] / widths[-1])
+        ax.step(e, density, where="post", color="k" if j == 0 else f"C{j % 10}", lw=1.6 if j == 0 else 0.9,
+                label=label)
+    ax.set_xlabel("redshift z [dimensionless]")
+    ax.set_ylabel("n(z) [probability per unit z]")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -16,11 +16,13 @@ differs from the clean one), not *misclassified* (it differs from a label), whic
 | ``<a>_latent_distance`` | Euclidean distance of the latent vectors, clean vs perturbed | same |
 | ``<a>_success`` | the attack's own verdict (the one-pixel attack's search; else as ``<a>_flipped``) | same |
 | ``<a>_iterations`` | one-pixel only: DE generations run (``generations`` when it failed; see ``<a>_success``) | same |
+| ``pit``, ``crps`` | - | with ``z_spec``: the clean p.d.f.'s PIT and CRPS (:func:`advrobust.metrics.pdf_columns`) |
+| ``<a>_pit``, ``<a>_crps`` | - | with ``z_spec``: the same of the perturbed p.d.f. |
 | ``<a>_eps`` | the radius used: image units, or units of ``settings.unit`` (per band, e.g. sky sigmas; ``AttackSpec.radius``: pgd_l2's L2 radius, none for one-pixel) | same |
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from advrobust import redshift
 from advrobust.attacks.by_name import ATTACK_SPECS, AttackSettings, attack_by_name, check_attack_names
 from advrobust.checks import Bound
 from advrobust.evaluate.batch import attack_batch, predict
+from advrobust.metrics.pdf import pdf_columns
 
 __all__ = ["scan_rows"]
 
@@ -37,7 +40,8 @@ __all__ = ["scan_rows"]
 def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np.ndarray, *, task: str,
               attacks: Sequence[str], settings: AttackSettings, seed: int, batch_size: int = 256,
               lo: Bound = None, hi: Bound = None, pixel_lo: Bound = None,
-              pixel_hi: Bound = None) -> Mapping[str, np.ndarray]:
+              pixel_hi: Bound = None, z_spec: Optional[Tensor] = None,
+              on_pdf: Optional[Callable[[str, Tensor], None]] = None) -> Mapping[str, np.ndarray]:
     """The rows of one chunk.
 
     Args:
@@ -53,6 +57,9 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
         batch_size: images per attack batch.
         lo, hi, pixel_lo, pixel_hi: valid range and one-pixel value range (see
             :func:`~advrobust.attacks.by_name.attack_by_name`).
+        z_spec: ``(n,)`` true redshifts (photo-z): adds the ``pit`` / ``crps`` columns.
+        on_pdf: photo-z: called as ``on_pdf(column, pdf)`` with each batch's ``(B, bins)`` p.d.f.s, in
+            order, ``column`` being ``"clean"`` or the attack's name (e.g. to write qp files).
 
     Returns:
         ``{column: (n,) array}`` (see the module docstring).
@@ -78,6 +85,7 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
             z_clean = redshift.z_phot(logits, model.bin_centres)
             target = z_clean
             put("z_phot", z_clean)
+            _pdf_outputs(model, logits, None if z_spec is None else z_spec[start:start + batch_size], "", put, on_pdf)
         else:
             probs = logits.softmax(1)
             target = probs.argmax(1)
@@ -91,6 +99,8 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
                 dz = redshift.delta_z(z_adv, z_clean)
                 put(f"{name}_dz", dz)
                 put(f"{name}_flipped", dz.abs() > settings.threshold)
+                _pdf_outputs(model, out.logits, None if z_spec is None else z_spec[start:start + batch_size],
+                             name, put, on_pdf)
             else:
                 probs_adv = out.logits.softmax(1)
                 cls = probs_adv.argmax(1)
@@ -107,3 +117,18 @@ def scan_rows(model: nn.Module, images: Tensor, extra: Sequence[Tensor], ids: np
     rows = {"id": np.asarray(ids)}
     rows.update({name: np.concatenate(parts) for name, parts in columns.items()})
     return rows
+
+
+def _pdf_outputs(model: nn.Module, logits: Tensor, z_spec: Optional[Tensor], name: str, put,
+                 on_pdf: Optional[Callable[[str, Tensor], None]]) -> None:
+    """The p.d.f. of a photo-z batch: its ``[<name>_]pit`` / ``crps`` columns (with ``z_spec``) and
+    ``on_pdf(name or "clean", pdf)``."""
+    if z_spec is None and on_pdf is None:
+        return
+    pdf = torch.softmax(logits.detach(), dim=1)
+    if z_spec is not None:
+        prefix = f"{name}_" if name else ""
+        for column, values in pdf_columns(pdf, z_spec, model.bin_edges).items():
+            put(prefix + column, values)
+    if on_pdf is not None:
+        on_pdf(name or "clean", pdf)
