@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from advrobust import redshift
 from advrobust.attacks.base import eval_mode
 from advrobust.checks import check_model, check_number, check_redshifts, model_device
-from advrobust.defenses.sequential import check_finite_output, noisy_passes
+from advrobust.checks import check_finite_output
+from advrobust.defenses.sequential import NOISY_HINT, NOISY_OUTPUT, noisy_passes
 from advrobust.models.base import PhotozModel
 
 __all__ = ["SmoothRegression", "RegressionCertificate", "order_statistic_bounds", "certified_non_outlier"]
@@ -181,5 +182,5 @@ class SmoothRegression:
             raise ValueError(f"SmoothRegression: the model must return one float value per input, shape "
                              f"({noisy.shape[0]},) or ({noisy.shape[0]}, 1), got {got}; a classifier's logits "
                              "are not a regression (use Smooth), a photo-z model must subclass PhotozModel")
-        check_finite_output("SmoothRegression.certify", y)
+        check_finite_output("SmoothRegression.certify", y, NOISY_OUTPUT, NOISY_HINT)
         return y

@@ -15,9 +15,12 @@ import torch
 from scipy.stats import beta as beta_dist
 from torch import Tensor
 
-from advrobust.checks import check_finite_output as _check_output
 
-__all__ = ["clopper_pearson", "checkpoints", "noisy_passes", "check_finite_output"]
+__all__ = ["clopper_pearson", "checkpoints", "noisy_passes", "NOISY_OUTPUT", "NOISY_HINT"]
+
+#: how :func:`advrobust.checks.check_finite_output` names the output of noisy copies, and what it advises
+NOISY_OUTPUT = "the model's output on noisy copies"
+NOISY_HINT = "nothing is certified; check the model and the inputs (and sigma) for overflow"
 
 #: draws per image at the first look of the sequential test, and the growth of the looks
 FIRST_LOOK, LOOK_GROWTH = 32, 1.5
@@ -59,9 +62,3 @@ def noisy_passes(x: Tensor, draws: int, batch_size: int, sigma: float,
         noise = torch.randn((stop - start,) + tuple(x.shape[1:]), generator=generator, device=x.device,
                             dtype=x.dtype)
         yield owner, noise.mul_(sigma).add_(x[owner])
-
-
-def check_finite_output(name: str, out: Tensor) -> None:
-    """ValueError when the model's output on noisy copies holds NaN/Inf (a certificate of a NaN is none)."""
-    _check_output(name, out, "the model's output on noisy copies",
-                  "nothing is certified; check the model and the inputs (and sigma) for overflow")

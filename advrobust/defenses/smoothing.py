@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from advrobust.modes import eval_mode
 from advrobust.checks import check_finite, check_model, check_number, model_device
-from advrobust.defenses.sequential import check_finite_output, checkpoints, clopper_pearson, noisy_passes
+from advrobust.checks import check_finite_output
+from advrobust.defenses.sequential import NOISY_HINT, NOISY_OUTPUT, checkpoints, clopper_pearson, noisy_passes
 
 __all__ = ["Smooth", "AdaptiveCertificate", "lower_confidence_bound", "certified_radius"]
 
@@ -219,7 +220,7 @@ class Smooth:
                 if logits.dim() != 2 or logits.shape[1] != k:
                     raise ValueError(f"Smooth.certify_adaptive: the classifier returned shape {tuple(logits.shape)}, "
                                      f"expected (batch, {k}) logits (num_classes = {k})")
-                check_finite_output("Smooth.certify_adaptive", logits)
+                check_finite_output("Smooth.certify_adaptive", logits, NOISY_OUTPUT, NOISY_HINT)
                 counts += torch.bincount(owner * k + logits.argmax(1), minlength=counts.numel())
         return counts.view(-1, k).cpu().numpy()
 
@@ -272,7 +273,7 @@ class Smooth:
             nonlocal chunks, owners, filled
             batch = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
             logits = self.base_classifier(batch[:rows])
-            check_finite_output(f"Smooth.{name}", logits)
+            check_finite_output(f"Smooth.{name}", logits, NOISY_OUTPUT, NOISY_HINT)
             pred = logits.argmax(1)
             start, rest = 0, []
             for t, k in owners:
