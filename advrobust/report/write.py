@@ -27,23 +27,26 @@ import torch
 from matplotlib.figure import Figure
 
 from advrobust.atomic import atomic_path
+from advrobust.report.cells import Num, Spread
 from advrobust.plots.base import save_figure
 
 __all__ = ["ReportTable", "write_report", "environment_info", "format_cell"]
 
-Cell = Union[None, float, int, str, Mapping[str, float]]
+Cell = Union[None, float, int, str, Num, Spread, Mapping[str, Union[float, Spread]]]
 
 
 def format_cell(cell: Cell, *, percent: bool = True) -> str:
-    """A cell as text: a number (an accuracy: ``percent`` shows it as %), a photo-z dict as
-    ``bias / sigma_MAD / eta`` (eta in %), a string as is, None as ``-``."""
+    """A cell as text: a number (an accuracy: ``percent`` shows it as %), a :class:`Num` in its own
+    format, a :class:`Spread` as ``mean ± spread`` in its format, a photo-z dict as
+    ``bias / sigma_MAD / eta`` (eta in %; its values numbers or :class:`Spread`), a string as is,
+    None as ``-``."""
     if cell is None:
         return "-"
-    if isinstance(cell, str):
-        return cell
+    if isinstance(cell, (str, Num, Spread)):
+        return str(cell)
     if isinstance(cell, Mapping):
         if {"bias", "sigma_mad", "eta"} <= set(cell):
-            return f"{cell['bias']:.2e} / {cell['sigma_mad']:.2e} / {100 * cell['eta']:.1f}%"
+            return f"{cell['bias']:.2e} / {cell['sigma_mad']:.2e} / {cell['eta']:.1%}"
         return ", ".join(f"{k}={format_cell(v, percent=False)}" for k, v in cell.items())
     v = float(cell)
     if percent:

@@ -1,0 +1,104 @@
+"""Numbers a report shows: a measured value with its format (:class:`Num`) and a value measured once per
+training seed (:class:`Spread`, shown as ``mean ± spread``).
+
+A table built once per seed with :class:`Num` and float cells can be merged cell by cell into
+:class:`Spread` cells (:func:`advrobust.demo.seeds.combine_tables`); findings compare two
+:class:`Spread` values with the test-sample error and the spread across seeds together
+(:func:`advrobust.demo.seeds.difference`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Tuple
+
+import numpy as np
+
+__all__ = ["Num", "Spread"]
+
+
+class Num(float):
+    """A float that knows how the report shows it, e.g. ``Num(0.0123, ".3g")`` -> ``"0.0123"``.
+
+    It is a float in every other way (arithmetic gives plain floats). NaN is shown as ``"-"`` (e.g.
+    the median of no successes).
+    """
+
+    fmt: str
+
+    def __new__(cls, value: float, fmt: str = ".3g") -> "Num":
+        self = super().__new__(cls, value)
+        self.fmt = fmt
+        return self
+
+    def __str__(self) -> str:
+        return "-" if math.isnan(self) else format(float(self), self.fmt)
+
+    def __reduce__(self):  # pickles (multiprocessing, deepcopy) with its format
+        return (Num, (float(self), self.fmt))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One quantity measured once per training seed.
+
+    Attributes:
+        values: one value per seed, in seed order (NaN where the quantity was undefined for that seed,
+            e.g. the median iterations of a one-pixel attack that never succeeded).
+        fmt: the format of the mean and the spread (``".1%"`` for a fraction shown in %).
+        n_objects: the test objects behind a fraction (for its binomial error); 0 when the value is not a
+            fraction of objects.
+
+    ``mean`` and ``std`` ignore NaN; ``std`` is the sample standard deviation across seeds (ddof 1),
+    0 with one finite value. ``str()`` is ``"mean ± std"`` (``"mean"`` alone for one seed).
+    """
+
+    values: Tuple[float, ...]
+    fmt: str = ".3g"
+    n_objects: int = 0
+
+    @classmethod
+    def of(cls, values: Iterable[float], fmt: str = ".3g", n_objects: int = 0) -> "Spread":
+        """A :class:`Spread` from any iterable of numbers."""
+        return cls(tuple(float(v) for v in values), fmt, int(n_objects))
+
+    @property
+    def _finite(self) -> np.ndarray:
+        v = np.asarray(self.values, dtype=np.float64)
+        return v[np.isfinite(v)]
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds measured it."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        """Mean over the seeds where it is defined (NaN where it never is)."""
+        v = self._finite
+        return float(v.mean()) if v.size else float("nan")
+
+    @property
+    def std(self) -> float:
+        """Standard deviation across seeds (ddof 1); 0 with fewer than two finite values."""
+        v = self._finite
+        return float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+    @property
+    def sample_error(self) -> float:
+        """Binomial standard error of the mean fraction over ``n_objects`` test objects (0 without them)."""
+        if self.n_objects <= 0 or not np.isfinite(self.mean):
+            return 0.0
+        p = min(max(self.mean, 0.0), 1.0)
+        return math.sqrt(p * (1.0 - p) / self.n_objects)
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or self.fmt
+        if not np.isfinite(self.mean):
+            return "-"
+        if self.seeds < 2:
+            return format(self.mean, spec)
+        return f"{format(self.mean, spec)} ± {format(self.std, spec)}"
+
+    def __str__(self) -> str:
+        return format(self, "")
