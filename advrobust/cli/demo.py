@@ -24,7 +24,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                            "the Inception net and ResNet18, one-pixel population 400 x 80 generations on 150 "
                            "images), for a GPU")
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the first training seed "
+                                                            "(default 0)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="train every model N times (training seeds SEED, SEED+1, ...) and report mean ± std "
+                             "(default: the preset's, per part)")
     add_device_argument(parser, note="; where to train and attack")
     parser.add_argument("--only", choices=("photoz", "morphology"), help="run one of the two parts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace, prog: str) -> None:
     from advrobust.demo import headline_table, run_demo
 
     preset = "quick" if args.quick else args.scale
-    result = run_demo(preset, out=args.out, seed=args.seed, device=resolve_device(args.device),
+    result = run_demo(preset, out=args.out, seed=args.seed, seeds=args.seeds, device=resolve_device(args.device),
                       progress=not args.no_progress, parts=(args.only,) if args.only else None)
     print(f"\nadvrobust demo ({preset}, seed {args.seed}, {result['seconds']:.0f} s) -- measured in this run:")
     print(headline_table(result))

@@ -19,47 +19,61 @@ import torch
 
 from advrobust.checks import check_device
 from advrobust.data import PHOTOZ_BANDS
+from advrobust.demo import morphology, photoz
 from advrobust.demo.config import PRESETS, DemoConfig
-from advrobust.demo.morphology import run_morphology
-from advrobust.demo.photoz import run_photoz
+from advrobust.demo.seeds import combine_stages, facts_table
 from advrobust.demo.stage import StageResult
 from advrobust.report import write_report
 
-__all__ = ["run_demo", "DemoResult", "PRESETS", "DemoConfig"]
+__all__ = ["run_demo", "DemoResult", "PRESETS", "DemoConfig", "PARTS"]
+
+#: the demo's parts, in the report's order
+PARTS = ("photoz", "morphology")
 
 
 class DemoResult(dict):
     """``{"report": paths from write_report, "headline": [(what, measured)], "findings": [sentences], "facts": {...},
-    "timings": {stage: s}, "seconds": total}``."""
+    "timings": {stage: s}, "seconds": total}``; ``facts`` are ``{name: Spread}``."""
 
 
 def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.PathLike] = "advrobust-demo",
-             seed: int = 0, device: Union[str, torch.device] = "cpu", progress: bool = True,
-             parts: Optional[tuple] = None) -> DemoResult:
+             seed: int = 0, seeds: Optional[int] = None, device: Union[str, torch.device] = "cpu",
+             progress: bool = True, parts: Optional[tuple] = None) -> DemoResult:
     """Run the demo and write its report into ``out``.
+
+    Each part simulates its data once (from ``seed``), then trains and measures its models once per
+    training seed ``seed, seed + 1, ...`` (the part's ``seeds`` in the preset, or ``seeds``); every table
+    number and fact is the mean ± standard deviation over them (:mod:`advrobust.demo.seeds`), an appendix
+    gives the per-seed values, and the findings claim an effect only where it exceeds the spread across
+    seeds and the test-sample error together. The expensive one-model stages (figures, certification)
+    run on the first seed's models only and say so.
 
     Args:
         config: a preset name (``"quick"``, ``"default"``, ``"paper"``) or a :class:`DemoConfig`.
         out: the report folder (created; an earlier report there is replaced file by file, atomically);
-            the trained models go to ``out/models/`` (safetensors, :func:`advrobust.models.load`).
-        seed: seeds the simulation, the weights, the sample order and every attack.
+            the trained models go to ``out/models/`` (safetensors, :func:`advrobust.models.load`): the first
+            seed's under the plain names, a later seed's with ``_seed<s>`` before the suffix.
+        seed: seeds the simulation and the first training seed (the weights, the sample order and every attack).
+        seeds: training seeds of every part (default: each part's ``seeds`` in the preset).
         device: ``"cpu"`` or ``"cuda"`` (simulation runs on the CPU).
         progress: progress bars of the training loops.
         parts: ``("photoz", "morphology")`` or a subset (default both).
 
     Returns:
-        :class:`DemoResult`.
+        :class:`DemoResult`; its ``facts`` are :class:`~advrobust.report.Spread` values (one value per seed).
 
     Raises:
-        ValueError: unknown preset or part; ``cuda`` without a visible GPU.
+        ValueError: unknown preset or part, ``seeds`` < 1; ``cuda`` without a visible GPU.
     """
     cfg = PRESETS[config] if isinstance(config, str) and config in PRESETS else config
     if not isinstance(cfg, DemoConfig):
         raise ValueError(f"run_demo: config must be one of {', '.join(PRESETS)} or a DemoConfig, got {config!r}")
-    parts = tuple(parts or ("photoz", "morphology"))
-    unknown = [p for p in parts if p not in ("photoz", "morphology")]
+    parts = tuple(parts or PARTS)
+    unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
-        raise ValueError(f"run_demo: parts must be among 'photoz', 'morphology', got {parts!r}")
+        raise ValueError(f"run_demo: parts must be among {', '.join(map(repr, PARTS))}, got {parts!r}")
+    if seeds is not None and seeds < 1:
+        raise ValueError(f"run_demo: seeds must be >= 1, got {seeds}")
     device = check_device("run_demo: device", device)
     random.seed(seed)
     np.random.seed(seed)
@@ -67,24 +81,62 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     start = time.perf_counter()
     models_dir = os.path.join(os.fspath(out), "models")
     os.makedirs(models_dir, exist_ok=True)
+    counts = {p: seeds or getattr(cfg, p).seeds for p in parts}
+    # each part: (simulate(timing) -> data, run(data, seed, first) -> StageResult, findings, headline)
+    recipes = {
+        "photoz": (lambda timing: photoz.simulate_survey(timing, cfg.photoz, seed, device),
+                   lambda data, s, first: photoz.run_photoz(cfg.photoz, data, seed=s, device=device, progress=progress,
+                                                            models_dir=models_dir, first=first),
+                   photoz.photoz_findings, photoz.photoz_headline),
+        "morphology": (lambda timing: morphology._simulate(timing, cfg.morphology, seed, device),
+                       lambda data, s, first: morphology.run_morphology(
+                           cfg.morphology, data, seed=s, device=device, progress=progress, models_dir=models_dir,
+                           first=first),
+                       morphology.morphology_findings, morphology.morphology_headline),
+    }
     stages = {}
-    if "photoz" in parts:
-        stages["photoz"] = run_photoz(cfg.photoz, seed=seed, device=device, progress=progress, models_dir=models_dir)
-    if "morphology" in parts:
-        stages["morphology"] = run_morphology(cfg.morphology, seed=seed, device=device, progress=progress,
-                                              models_dir=models_dir)
+    for part in parts:
+        simulate, run, findings, headline = recipes[part]
+        timing = StageResult()
+        data = simulate(timing)
+        train_seeds = list(range(seed, seed + counts[part]))
+        per_seed = [run(data, s, i == 0) for i, s in enumerate(train_seeds)]
+        stage = combine_stages(per_seed, train_seeds)
+        stage.findings = findings(getattr(cfg, part), stage.facts) + stage.findings
+        stage.headline = headline(getattr(cfg, part), stage.facts) + stage.headline
+        stage.timings = {**timing.timings, **stage.timings}
+        if counts[part] > 1:
+            stage.tables.append(facts_table(part, stage.facts, train_seeds))
+        stages[part] = stage
     merged = _merged(stages.values())
+    one_model = [p for p in parts if counts[p] == 1]
+    if one_model:
+        merged.findings.append(
+            f"The numbers of the {' and '.join(one_model)} part{'s' if len(one_model) > 1 else ''} rest on one trained "
+            "model per method (one training seed): the spread across trainings is not measured there, and another "
+            "seed or thread count trains different models (--seeds N measures it); the errors quoted cover the "
+            "test sample only.")
     seconds = time.perf_counter() - start
-    photoz = stages.get("photoz")
-    config_json = {"preset": cfg.name, "seed": seed, "device": str(device), "parts": list(parts),
+    first_photoz = stages.get("photoz")
+    config_json = {"preset": cfg.name, "seed": seed, "training seeds": {p: list(range(seed, seed + counts[p]))
+                                                                          for p in parts},
+                   "torch threads": torch.get_num_threads(), "device": str(device), "parts": list(parts),
                    **json.loads(json.dumps(cfg.as_dict()))}
     paths = write_report(
         out, tables=merged.tables, figures=merged.figures, config=config_json,
-        sky_sigma=None if photoz is None else photoz.sky_sigma, bands=None if photoz is None else PHOTOZ_BANDS,
-        eps=merged.eps or None, timings=merged.timings,
-        title=f"advrobust demo ({cfg.name} preset, seed {seed})", findings=merged.findings)
+        sky_sigma=None if first_photoz is None else first_photoz.sky_sigma,
+        bands=None if first_photoz is None else PHOTOZ_BANDS, eps=merged.eps or None, timings=merged.timings,
+        title=f"advrobust demo ({cfg.name} preset, seed {seed}, {_seed_counts(counts)})", findings=merged.findings)
     return DemoResult(report=paths, headline=merged.headline, findings=merged.findings, facts=merged.facts,
                       timings=merged.timings, seconds=seconds)
+
+
+def _seed_counts(counts: dict) -> str:
+    """``"1 training seed"`` or ``"photoz 1, morphology 3 training seeds"``."""
+    if len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        return f"{n} training seed{'s' if n > 1 else ''}"
+    return ", ".join(f"{p} {n}" for p, n in counts.items()) + " training seeds"
 
 
 def _merged(stages) -> StageResult:

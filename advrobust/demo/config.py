@@ -31,6 +31,7 @@ class PhotozConfig:
             strength, the one adversarial training uses.
         pgd_steps: PGD-Linf and PGD-L2 iterations (step eps / 4).
         fraction: adversarial fraction f_a of each mini-batch (Campagne 2021, Algorithm 1).
+        seeds: training seeds (each model trained and measured once per seed; ``--seeds`` overrides).
     """
 
     n_train: int = 10_000
@@ -44,6 +45,7 @@ class PhotozConfig:
     eps_sky: Tuple[float, ...] = (0.1, 0.3, 1.0)
     pgd_steps: int = 10
     fraction: float = 0.2
+    seeds: int = 1
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class MorphologyConfig:
         population, generations: differential evolution of the one-pixel attack.
         noise_sigma: Gaussian sigma of noisy training and of randomized smoothing (preprocessed units).
         n_certify, n0, n, alpha: randomized-smoothing certification (Cohen et al. 2019).
+        seeds: training seeds (each model trained and measured once per seed; ``--seeds`` overrides).
     """
 
     n_train: int = 1_500
@@ -84,6 +87,7 @@ class MorphologyConfig:
     n0: int = 100
     n: int = 1_000
     alpha: float = 0.001
+    seeds: int = 1
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 import torch
@@ -24,12 +24,13 @@ from advrobust.attacks.by_name import AttackSettings, attack_by_name
 from advrobust.data import MORPHOLOGY_BANDS, MORPHOLOGY_CLASSES, SurveyDataset, simulate_morphology, sky_sigma
 from advrobust.defenses import MMDAdaptation, NoisyTraining, Smooth, latent_mmd
 from advrobust.demo.config import MorphologyConfig
+from advrobust.demo.seeds import difference
 from advrobust.demo.stage import StageResult, sky_label
 from advrobust.evaluate import NATURAL, church_window, evaluate_grid, predict
 from advrobust.metrics import average_certified_radius, certified_accuracy, latent_distances
 from advrobust.models import create, model_arguments, save
 from advrobust.plots import plot_certified_accuracy, plot_church_window, plot_distance_histograms, plot_isomap
-from advrobust.report import ReportTable
+from advrobust.report import Num, ReportTable, Spread
 from advrobust.scan.certification import certified_accuracy_at
 from advrobust.train import Trainer
 
@@ -80,21 +81,32 @@ class _Measured:
     scale: Dict[str, float]
 
 
-def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool,
-                   models_dir: str) -> StageResult:
-    """Simulate, train the three classifiers, perturb, certify, tabulate.
+def run_morphology(cfg: MorphologyConfig, survey: _Survey, *, seed: int, device: torch.device, progress: bool,
+                   models_dir: str, first: bool = True) -> StageResult:
+    """Train the three classifiers from ``seed``, perturb, tabulate; certify when ``first``.
 
-    The trained models are written to ``models_dir`` (``morphology_<baseline|mmd|noisy>.safetensors``).
+    The trained models are written to ``models_dir`` (``morphology_<baseline|mmd|noisy>.safetensors``, with
+    ``_seed<seed>`` before the suffix unless ``first``). The one-model stages (isomaps, histograms,
+    church window, randomized smoothing, adaptive certification) run only when ``first``. Findings and
+    headline come from the facts of every seed (:func:`morphology_findings`, :func:`morphology_headline`).
+
+    Args:
+        survey: :func:`_simulate`'s data (the same for every seed).
+        seed: the training seed (initial weights, sample order, attacks' random draws).
+        first: this is the first seed: save the models under the plain names, run the one-model stages.
 
     Returns:
-        :class:`StageResult`; ``facts`` holds ``morphology/<model>/Y10`` and ``.../Y1`` accuracies,
-        ``morphology/<model>/onepixel_success``, ``.../onepixel_median_iterations``,
-        ``morphology/certified_acr``.
+        :class:`StageResult`; ``models`` is ``{"basic": baseline, "noisy": noisy training}``; ``facts``
+        (:class:`Num`) holds per model ``morphology/<model>/Y10``, ``.../Y1``, ``.../<attack>`` accuracies,
+        ``.../mmd``, ``.../latent_distance``, and for the baseline and domain adaptation
+        ``.../onepixel_success``, ``.../onepixel_median_iterations``, ``.../onepixel_images``; when ``first``
+        also ``morphology/certified_acr`` and ``morphology/adaptive_median_samples``.
     """
     out = StageResult()
-    survey = _simulate(out, cfg, seed, device)
-    models = _train(out, cfg, survey, seed=seed, device=device, progress=progress, models_dir=models_dir)
+    models = _train(out, cfg, survey, seed=seed, device=device, progress=progress, models_dir=models_dir,
+                    suffix="" if first else f"_seed{seed}")
     base, da, noisy = models  # the three names, in training order
+    out.models = {"basic": models[base], "noisy": models[noisy]}
     x10_t, x1_t, y_t = (t[survey.test].to(device) for t in (survey.x10, survey.x1, survey.labels))
     settings = AttackSettings(eps=cfg.eps_sky, pgd_steps=cfg.pgd_steps, unit=survey.unit, population=cfg.population,
                               generations=cfg.generations)
@@ -106,21 +118,81 @@ def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, pr
 
     measured = _measure(out, cfg, models, x10_t, x1_t, y_t, factory, progress)
     out.tables.append(_accuracy_table(out, cfg, models, measured, survey.sky))
-    _observational_finding(out, cfg, base, da, measured)
     onepixel, chosen = _one_pixel(out, cfg, models, (base, da), x10_t, y_t, measured.on_y10, factory("onepixel"),
                                   measured.scale)
-    out.figures.update(_latent_figures((base, da), measured.latents, measured.scale, y_t, onepixel))
-    if onepixel is not None:
-        out.figures.update(_church(models[base], base, x10_t[chosen], y_t[chosen], factory("onepixel"), seed))
-    fixed = _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
-    _certify_adaptive(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device, fixed)
-    fgsm = f"FGSM {sky_label(cfg.eps_sky)}"
-    out.headline += [
-        ("morphology baseline accuracy Y10 -> Y1", _shift(out, base)),
-        ("morphology with MMD domain adaptation Y10 -> Y1", _shift(out, da)),
-        (f"morphology baseline accuracy under {fgsm}", f"{measured.grad.scores[base][fgsm]['accuracy']:.1%}"),
-    ]
+    if first:
+        out.figures.update(_latent_figures((base, da), measured.latents, measured.scale, y_t, onepixel))
+        if onepixel is not None:
+            out.figures.update(_church(models[base], base, x10_t[chosen], y_t[chosen], factory("onepixel"), seed))
+        fixed = _certify(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device)
+        _certify_adaptive(out, cfg, models[noisy], noisy, x10_t, y_t, seed, device, fixed)
     return out
+
+
+def model_names(cfg: MorphologyConfig) -> tuple:
+    """``(baseline, MMD domain adaptation, noisy training)``: the three models' names in tables and facts."""
+    return ("baseline", f"MMD domain adaptation (lambda = {cfg.mmd_lambda:g})",
+            f"noisy training (sigma = {cfg.noise_sigma:g})")
+
+
+def _attack_names(cfg: MorphologyConfig) -> tuple:
+    """``(FGSM, PGD-Linf)`` column names at the configured strength."""
+    return f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
+
+
+def _shift(facts: Mapping[str, Spread], m: str) -> str:
+    """Accuracy Y10 -> Y1 of model ``m``, e.g. ``"91.0% -> 84.5%"`` (from the combined facts)."""
+    return f"{facts[f'morphology/{m}/Y10']} -> {facts[f'morphology/{m}/Y1']}"
+
+
+def morphology_headline(cfg: MorphologyConfig, facts: Mapping[str, Spread]) -> list:
+    """The morphology ``(what, measured)`` lines of the demo's closing table, from the facts of every seed."""
+    base, da, _ = model_names(cfg)
+    fgsm, _ = _attack_names(cfg)
+    lines = [("morphology baseline accuracy Y10 -> Y1", _shift(facts, base)),
+             ("morphology with MMD domain adaptation Y10 -> Y1", _shift(facts, da)),
+             (f"morphology baseline accuracy under {fgsm}", str(facts[f"morphology/{base}/{fgsm}"]))]
+    if f"morphology/{base}/onepixel_success" in facts:
+        lines.append((f"morphology one-pixel success ({facts[f'morphology/{base}/onepixel_images']} images): "
+                       "baseline / domain adaptation", f"{facts[f'morphology/{base}/onepixel_success']} / "
+                                                       f"{facts[f'morphology/{da}/onepixel_success']}"))
+    return lines
+
+
+def morphology_findings(cfg: MorphologyConfig, facts: Mapping[str, Spread]) -> list:
+    """The morphology sentences of the report's findings (observational noise, FGSM / PGD, one-pixel), from
+    the facts of every seed: an effect is claimed only where :func:`advrobust.demo.seeds.difference` allows it."""
+    base, da, _ = model_names(cfg)
+    fgsm, pgd = _attack_names(cfg)
+    k = min(cfg.n_attack, cfg.n_test)
+
+    def f(m: str, key: str) -> Spread:
+        return facts[f"morphology/{m}/{key}"]
+
+    seeds = f(base, "Y10").seeds
+    gaps = difference(f(base, "Y10") - f(base, "Y1"), f(da, "Y10") - f(da, "Y1"))
+    findings = [
+        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies"
+        f"{f', means over {seeds} training seeds' if seeds > 1 else ''}) is {_shift(facts, base)} for the baseline "
+        f"and {_shift(facts, da)} with MMD domain adaptation: " + gaps.verdict(
+            "domain adaptation narrowed the Y10 -> Y1 gap", "domain adaptation widened the Y10 -> Y1 gap",
+            "the run cannot tell whether domain adaptation changed the Y10 -> Y1 gap")
+        + f". The MMD^2 between the Y10 and Y1 latents is {f(base, 'mmd')} (baseline) and {f(da, 'mmd')} (domain "
+        f"adaptation), each in its model's latent units. Under {fgsm} the baseline keeps {f(base, fgsm)}, under "
+        f"{pgd} {f(base, pgd)} ({k} images)."]
+    if f"morphology/{base}/onepixel_success" in facts:
+        findings.append(
+            f"One-pixel attack on {f(base, 'onepixel_images')} test images both models classify correctly: success "
+            f"{f(base, 'onepixel_success')} for the baseline (median {f(base, 'onepixel_median_iterations')} "
+            f"generations when it succeeds) and {f(da, 'onepixel_success')} with domain adaptation (median "
+            f"{f(da, 'onepixel_median_iterations')}): " + difference(
+                f(base, "onepixel_success"), f(da, "onepixel_success")).verdict(
+                "one-pixel success is lower with domain adaptation", "one-pixel success is higher with domain "
+                "adaptation", "the run cannot tell whether one-pixel success differs with and without domain "
+                "adaptation") + ".")
+    else:
+        findings.append("One-pixel attack: skipped, no test image is classified correctly by both models.")
+    return findings
 
 
 def _simulate(out: StageResult, cfg: MorphologyConfig, seed: int, device: torch.device) -> _Survey:
@@ -136,9 +208,10 @@ def _simulate(out: StageResult, cfg: MorphologyConfig, seed: int, device: torch.
 
 
 def _train(out: StageResult, cfg: MorphologyConfig, survey: _Survey, *, seed: int, device: torch.device,
-           progress: bool, models_dir: str) -> dict:
+           progress: bool, models_dir: str, suffix: str) -> dict:
     """``{baseline, MMD domain adaptation, noisy training}`` classifiers trained on the labelled Y10
-    images from the same seed, saved to ``models_dir`` and returned in eval mode."""
+    images from the same seed, saved to ``models_dir`` (``morphology_<baseline|mmd|noisy><suffix>.safetensors``)
+    and returned in eval mode."""
     train_set = SurveyDataset(survey.x10[survey.train], {"label": survey.labels[survey.train]}, augment=True)
 
     def fit(label: str, file: str, transform=None, extra=()):
@@ -153,19 +226,18 @@ def _train(out: StageResult, cfg: MorphologyConfig, survey: _Survey, *, seed: in
         save(model, os.path.join(models_dir, f"morphology_{file}.safetensors"))
         return model.eval()
 
-    base, da, noisy = "baseline", f"MMD domain adaptation (lambda = {cfg.mmd_lambda:g})", \
-        f"noisy training (sigma = {cfg.noise_sigma:g})"
+    base, da, noisy = model_names(cfg)
     adaptation = MMDAdaptation(survey.x1[survey.train].to(device), lam=cfg.mmd_lambda)
-    return {base: fit(base, "baseline"),
-            da: fit(da, "mmd", extra=(adaptation,)),
-            noisy: fit(noisy, "noisy", NoisyTraining(cfg.noise_sigma))}
+    return {base: fit(base, "baseline" + suffix),
+            da: fit(da, "mmd" + suffix, extra=(adaptation,)),
+            noisy: fit(noisy, "noisy" + suffix, NoisyTraining(cfg.noise_sigma))}
 
 
 def _measure(out: StageResult, cfg: MorphologyConfig, models: dict, x10, x1, y, factory, progress: bool) -> _Measured:
     """Clean accuracy on Y10 and Y1, FGSM and PGD on the first ``n_attack`` images, the latents and
     their Y10-Y1 MMD^2."""
     k = min(cfg.n_attack, cfg.n_test)
-    fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
+    fgsm, pgd = _attack_names(cfg)
     with out.timed(f"morphology: accuracy on Y10 and Y1 ({cfg.n_test} test galaxies), FGSM and PGD on {k}"):
         on_y10 = evaluate_grid(models, {}, x10, y, n_classes=3, keep_predictions=True)
         on_y1 = evaluate_grid(models, {}, x1, y, n_classes=3, keep_predictions=True)
@@ -182,18 +254,21 @@ def _measure(out: StageResult, cfg: MorphologyConfig, models: dict, x10, x1, y, 
 def _accuracy_table(out: StageResult, cfg: MorphologyConfig, models: dict, measured: _Measured,
                     sky: np.ndarray) -> ReportTable:
     """Accuracy and F1 on Y10 and Y1, under FGSM and PGD, and the Y10-Y1 latent shift of every model;
-    the Y10 and Y1 accuracies go into ``out.facts``."""
+    the accuracies, latent distances and MMD^2 go into ``out.facts``."""
     k = min(cfg.n_attack, cfg.n_test)
-    fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
+    fgsm, pgd = _attack_names(cfg)
     rows = {}
     for m in models:
         y10, y1 = measured.on_y10.scores[m][NATURAL], measured.on_y1.scores[m][NATURAL]
         d = latent_distances(*measured.latents[m]) / measured.scale[m]
-        rows[m] = {"Y10": y10["accuracy"], "Y1": y1["accuracy"], "F1 Y10": y10["f1"], "F1 Y1": y1["f1"],
-                   fgsm: measured.grad.scores[m][fgsm]["accuracy"], pgd: measured.grad.scores[m][pgd]["accuracy"],
-                   "latent distance Y10-Y1 (median, relative)": f"{np.median(d):.3g}",
-                   "MMD^2 Y10-Y1 latents": f"{measured.mmd[m]:.3g}"}
-        out.facts[f"morphology/{m}/Y10"], out.facts[f"morphology/{m}/Y1"] = y10["accuracy"], y1["accuracy"]
+        acc = {"Y10": Num(y10["accuracy"], ".1%", cfg.n_test), "Y1": Num(y1["accuracy"], ".1%", cfg.n_test),
+               fgsm: Num(measured.grad.scores[m][fgsm]["accuracy"], ".1%", k),
+               pgd: Num(measured.grad.scores[m][pgd]["accuracy"], ".1%", k)}
+        latent = {"latent_distance": Num(np.median(d), ".3g"), "mmd": Num(measured.mmd[m], ".3g")}
+        rows[m] = {"Y10": acc["Y10"], "Y1": acc["Y1"], "F1 Y10": Num(y10["f1"], ".1%"), "F1 Y1": Num(y1["f1"], ".1%"),
+                   fgsm: acc[fgsm], pgd: acc[pgd], "latent distance Y10-Y1 (median, relative)": latent["latent_distance"],
+                   "MMD^2 Y10-Y1 latents": latent["mmd"]}
+        out.facts.update({f"morphology/{m}/{key}": v for key, v in {**acc, **latent}.items()})
     return ReportTable(
         f"Morphology: accuracy on Y10, on their Y1 twins, and under attack ({cfg.n_test} test galaxies; "
         f"FGSM / PGD on {k})", rows=rows,
@@ -207,31 +282,12 @@ def _accuracy_table(out: StageResult, cfg: MorphologyConfig, models: dict, measu
               "model's own latent units."))
 
 
-def _shift(out: StageResult, m: str) -> str:
-    """Accuracy Y10 -> Y1 of model ``m``, e.g. ``"91.0% -> 84.5%"`` (from ``out.facts``)."""
-    return f"{out.facts[f'morphology/{m}/Y10']:.1%} -> {out.facts[f'morphology/{m}/Y1']:.1%}"
-
-
-def _observational_finding(out: StageResult, cfg: MorphologyConfig, base: str, da: str, measured: _Measured) -> None:
-    """The finding on observational noise (Y10 -> Y1) and on FGSM / PGD of the baseline."""
-    k = min(cfg.n_attack, cfg.n_test)
-    fgsm, pgd = f"FGSM {sky_label(cfg.eps_sky)}", f"PGD-Linf {sky_label(cfg.eps_sky)}"
-    attacked = measured.grad.scores[base]
-    out.findings.append(
-        f"Observational noise: accuracy Y10 -> Y1 twins ({cfg.n_test} test galaxies) is {_shift(out, base)} for the "
-        f"baseline and {_shift(out, da)} with MMD domain adaptation; the MMD^2 between the Y10 and Y1 latents is "
-        f"{measured.mmd[base]:.3g} (baseline) and {measured.mmd[da]:.3g} (domain adaptation), each in its model's "
-        f"latent units. Under {fgsm} the baseline keeps {attacked[fgsm]['accuracy']:.1%}, under {pgd} "
-        f"{attacked[pgd]['accuracy']:.1%} ({k} images).")
-
-
 def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_y10, attack, scale):
     """The one-pixel attack on the first ``n_onepixel`` test images both models ``names`` classify
     correctly; returns ``(grid, chosen indices)``, ``(None, None)`` when there is none."""
     correct = np.logical_and.reduce([on_y10.predictions[m][NATURAL] == y.cpu().numpy() for m in names])
     chosen = torch.from_numpy(np.flatnonzero(correct)[:cfg.n_onepixel]).to(x.device)
     if len(chosen) == 0:
-        out.findings.append("One-pixel attack: skipped, no test image is classified correctly by both models.")
         return None, None
     with out.timed(f"morphology: one-pixel attack on {len(chosen)} images x {len(names)} models "
                    f"(population {cfg.population}, {cfg.generations} generations)"):
@@ -241,12 +297,14 @@ def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_
     for m in names:
         cell = grid.scores[m]["one-pixel"]
         it = cell["iterations"]
-        rows[m] = {"images": str(len(chosen)), "success rate": cell["success_rate"],
-                   "iterations needed (median of successes)": _num(it.get("median")),
-                   "iterations needed (mean of successes)": _num(it.get("mean")),
-                   "latent distance (median, relative)": f"{cell['latent']['median'] / scale[m]:.3g}"}
-        out.facts[f"morphology/{m}/onepixel_success"] = cell["success_rate"]
-        out.facts[f"morphology/{m}/onepixel_median_iterations"] = it.get("median", float("nan"))
+        facts = {"onepixel_images": Num(len(chosen), ".0f"),
+                 "onepixel_success": Num(cell["success_rate"], ".0%", len(chosen)),
+                 "onepixel_median_iterations": Num(it.get("median", float("nan")), ".3g")}
+        rows[m] = {"images": facts["onepixel_images"], "success rate": facts["onepixel_success"],
+                   "iterations needed (median of successes)": facts["onepixel_median_iterations"],
+                   "iterations needed (mean of successes)": Num(it.get("mean", float("nan")), ".3g"),
+                   "latent distance (median, relative)": Num(cell["latent"]["median"] / scale[m], ".3g")}
+        out.facts.update({f"morphology/{m}/{key}": v for key, v in facts.items()})
     out.tables.append(ReportTable(
         "Morphology: one-pixel attack, with and without domain adaptation", rows=rows,
         note=(f"Differential evolution (best1, population {cfg.population}, at most {cfg.generations} generations) "
@@ -254,25 +312,7 @@ def _one_pixel(out: StageResult, cfg: MorphologyConfig, models, names, x, y, on_
               "both models classify correctly. Success: the predicted class changes. Iterations: generations "
               "until the first success (Ciprijanovic et al. 2022 use them as a susceptibility measure). Latent "
               "distance clean - attacked in units of the median norm of the model's clean Y10 latents.")))
-    base, other = names
-    n = len(chosen)
-
-    def rate(m):  # success rate with its binomial standard error
-        p = rows[m]["success rate"]
-        return f"{p:.0%} +- {np.sqrt(p * (1 - p) / max(n, 1)):.0%}"
-
-    out.findings.append(
-        f"One-pixel attack on {n} test images both models classify correctly: success {rate(base)} for the "
-        f"baseline (median {rows[base]['iterations needed (median of successes)']} generations when it succeeds) and "
-        f"{rate(other)} with domain adaptation (median {rows[other]['iterations needed (median of successes)']}).")
-    out.headline.append((f"morphology one-pixel success ({len(chosen)} images): baseline / domain adaptation",
-                         f"{rows[base]['success rate']:.0%} / {rows[other]['success rate']:.0%}"))
     return grid, chosen
-
-
-def _num(v) -> str:
-    """A statistic as text, ``"-"`` when it is missing or not finite (e.g. the median of no successes)."""
-    return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
 def _latent_figures(names, latents, scale, y, onepixel) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -24,11 +25,12 @@ from advrobust.attacks.by_name import AttackSettings, attack_by_name
 from advrobust.data import PHOTOZ_BANDS, SurveyDataset, simulate_photoz, sky_sigma
 from advrobust.defenses import AdversarialTraining
 from advrobust.demo.config import PRESETS, PhotozConfig
+from advrobust.demo.seeds import difference
 from advrobust.demo.stage import StageResult, ratio, sigma_eta, sky_label
 from advrobust.evaluate import NATURAL, evaluate_grid, natural, predict
 from advrobust.models import create, save
 from advrobust.plots import plot_perturbation, plot_photoz_comparison
-from advrobust.report import PdfUnderAttack, ReportTable, pdf_figures, pdf_tables, pdf_vs_point
+from advrobust.report import Num, PdfUnderAttack, ReportTable, Spread, pdf_figures, pdf_tables, pdf_vs_point
 from advrobust.train import Trainer
 
 #: Campagne 2021, Iref (Inception, 100k SDSS training galaxies): Table 3 (clean / FGSM / PGD-10 at
@@ -48,7 +50,7 @@ CERTIFY_N, CERTIFY_ALPHA, CERTIFY_RADII_SIGMA, CERTIFY_MAX_OBJECTS = 100, 0.001,
 
 
 @dataclass
-class _Survey:
+class PhotozSurvey:
     """The simulated photo-z survey.
 
     Attributes:
@@ -73,20 +75,30 @@ class _Survey:
                 self.ebv[self.test].to(device))
 
 
-def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: bool, models_dir: str) -> StageResult:
-    """Simulate, train the baseline and the adversarially trained model, attack both, tabulate.
+def run_photoz(cfg: PhotozConfig, survey: "PhotozSurvey", *, seed: int, device: torch.device, progress: bool,
+               models_dir: str, first: bool = True) -> StageResult:
+    """Train the baseline and the adversarially trained model from ``seed``, attack both, tabulate.
 
     The trained models are written to ``models_dir`` (``photoz_baseline.safetensors``,
-    ``photoz_adversarial.safetensors``; :func:`advrobust.models.load` reads them).
+    ``photoz_adversarial.safetensors``, with ``_seed<seed>`` before the suffix unless ``first``;
+    :func:`advrobust.models.load` reads them). The one-model stages (figures, certified photo-z) run
+    only when ``first``. Findings and headline come from the facts of every seed
+    (:func:`photoz_findings`, :func:`photoz_headline`).
+
+    Args:
+        survey: :func:`simulate_survey`'s data (the same for every seed).
+        seed: the training seed (initial weights, sample order, attacks' random draws).
+        first: this is the first seed: save the models under the plain names, run the one-model stages.
 
     Returns:
-        :class:`StageResult` with the tables, figures, headline lines, the per-band sky sigma
-        (nanomaggies) and measured facts (``photoz/clean_sigma_mad``, ``photoz/clean_eta`` on the
-        held-out set, and per perturbation ``photoz/<model>/<column>/sigma_mad|eta``).
+        :class:`StageResult` with the tables (float and :class:`Num` cells), figures, the per-band sky
+        sigma (nanomaggies) and the measured facts (:class:`Num`): per model ``photoz/<model>/held-out/
+        bias|sigma_mad|eta`` on the whole test set, and per perturbation column ``photoz/<model>/<column>/
+        sigma_mad|eta|crps_mean|pit_ks|mae`` (``mean_shift``, ``wasserstein1`` of the perturbed columns).
     """
     out = StageResult()
-    survey = _simulate(out, cfg, seed, device)
-    models = _train(out, cfg, survey, seed=seed, device=device, progress=progress, models_dir=models_dir)
+    models = _train(out, cfg, survey, seed=seed, device=device, progress=progress, models_dir=models_dir,
+                    suffix="" if first else f"_seed{seed}")
     base_name, adv_name = models  # the two names, in training order
     x_test, z_test, ebv_test = survey.test_set(device)
     with out.timed(f"photo-z: clean metrics on {cfg.n_test:,} test galaxies"):
@@ -98,39 +110,36 @@ def run_photoz(cfg: PhotozConfig, *, seed: int, device: torch.device, progress: 
         pdfs.add_clean(x_test[:k])
         grid = evaluate_grid(models, attacks, x_test[:k], z_test[:k], ebv_test[:k], task="photoz", latent=False,
                              keep_predictions=True, progress=progress, on_adversarial=pdfs)
-    base_clean = clean[base_name][NATURAL]
-    _record(out, survey.sky, base_clean, grid, strengths)
-    target_met = base_clean["sigma_mad"] <= TARGET_SIGMA_MAD and base_clean["eta"] <= TARGET_ETA
-    out.tables.append(_clean_table(cfg, clean, base_name, adv_name, target_met))
+    pdf_results = pdfs.results()
+    _record(out, cfg, survey.sky, clean, grid, pdf_results, strengths)
+    out.tables.append(_clean_table(cfg, clean, base_name, adv_name))
     n_pixels = int(survey.images.shape[-1] * survey.images.shape[-2])
     out.tables.append(_perturbation_table(cfg, grid, base_name, adv_name, k, survey.sky, n_pixels))
-    pdf_results = pdfs.results()
     out.tables += pdf_tables(pdf_results, objects=k)
-    out.headline += _headline(cfg, base_clean, grid, base_name, adv_name, k)
-    out.findings += _findings(cfg, clean, grid, base_name, adv_name, target_met)
-    out.findings += _pdf_findings(cfg, pdf_results, out.facts)
-    out.figures.update(_figures(models, grid, x_test, z_test, ebv_test, survey.unit, cfg.eps_sky[-1], cfg))
-    out.figures.update(pdf_figures(pdf_results, {m: pdfs.edges(m) for m in models}))
-    certify_photoz(out, cfg, models[base_name], base_name, (x_test, z_test, ebv_test), survey.sky, seed)
+    if first:
+        out.figures.update(_figures(models, grid, x_test, z_test, ebv_test, survey.unit, cfg.eps_sky[-1], cfg))
+        out.figures.update(pdf_figures(pdf_results, {m: pdfs.edges(m) for m in models}))
+        certify_photoz(out, cfg, models[base_name], base_name, (x_test, z_test, ebv_test), survey.sky, seed)
     return out
 
 
-def _simulate(out: StageResult, cfg: PhotozConfig, seed: int, device: torch.device) -> _Survey:
-    """Simulate ``n_train + n_test`` galaxies (0.02 < z < ``z_max``) and measure the sky on the training ones."""
+def simulate_survey(out: StageResult, cfg: PhotozConfig, seed: int, device: torch.device) -> "PhotozSurvey":
+    """Simulate ``n_train + n_test`` galaxies (0.02 < z < ``z_max``) from ``seed`` and measure the sky on the
+    training ones (timed in ``out``)."""
     n = cfg.n_train + cfg.n_test
     with out.timed(f"photo-z: simulate {n:,} galaxies (0.02 < z < {cfg.z_max})"):
         sim = simulate_photoz(n, seed=seed, z_range=(0.02, cfg.z_max))
     train, test = slice(0, cfg.n_train), slice(cfg.n_train, n)
     sky = sky_sigma(sim["images"][train])
-    return _Survey(images=torch.from_numpy(sim["images"]), z_spec=torch.from_numpy(sim["z_spec"]).float(),
-                   ebv=torch.from_numpy(sim["ebv"]).float(), train=train, test=test, sky=sky,
-                   unit=torch.tensor(sky, dtype=torch.float32, device=device))
+    return PhotozSurvey(images=torch.from_numpy(sim["images"]), z_spec=torch.from_numpy(sim["z_spec"]).float(),
+                        ebv=torch.from_numpy(sim["ebv"]).float(), train=train, test=test, sky=sky,
+                        unit=torch.tensor(sky, dtype=torch.float32, device=device))
 
 
-def _train(out: StageResult, cfg: PhotozConfig, survey: _Survey, *, seed: int, device: torch.device,
-           progress: bool, models_dir: str) -> dict:
+def _train(out: StageResult, cfg: PhotozConfig, survey: "PhotozSurvey", *, seed: int, device: torch.device,
+           progress: bool, models_dir: str, suffix: str) -> dict:
     """``{"baseline": model, "adversarial training (...)": model}``, trained from the same seed, saved
-    to ``models_dir`` and returned in eval mode."""
+    to ``models_dir`` (``photoz_<baseline|adversarial><suffix>.safetensors``) and returned in eval mode."""
     t = survey.train
     train_set = SurveyDataset(survey.images[t], {"z_spec": survey.z_spec[t], "ebv": survey.ebv[t]}, augment=True)
 
@@ -144,38 +153,54 @@ def _train(out: StageResult, cfg: PhotozConfig, survey: _Survey, *, seed: int, d
         save(model, os.path.join(models_dir, file))
         return model.eval()
 
-    base_name, adv_name = "baseline", f"adversarial training (FGSM, f_a = {cfg.fraction:.0%})"
+    base_name, adv_name = model_names(cfg)
     adversarial = AdversarialTraining("fgsm", cfg.eps_sky[-1], fraction=cfg.fraction, unit=survey.unit)
-    return {base_name: fit(base_name, "photoz_baseline.safetensors"),
-            adv_name: fit(adv_name, "photoz_adversarial.safetensors", adversarial)}
+    return {base_name: fit(base_name, f"photoz_baseline{suffix}.safetensors"),
+            adv_name: fit(adv_name, f"photoz_adversarial{suffix}.safetensors", adversarial)}
 
 
-def _record(out: StageResult, sky: np.ndarray, base_clean: dict, grid, strengths: dict) -> None:
-    """The sky sigma, the measured facts and the attack strengths (nanomaggies per band) into ``out``."""
+def model_names(cfg: PhotozConfig) -> tuple:
+    """``(baseline, adversarially trained)``: the two models' names in tables and facts."""
+    return "baseline", f"adversarial training (FGSM, f_a = {cfg.fraction:.0%})"
+
+
+def _record(out: StageResult, cfg: PhotozConfig, sky: np.ndarray, clean: dict, grid, pdf_results: dict,
+            strengths: dict) -> None:
+    """The sky sigma, the measured facts (:class:`Num` with their test-sample errors) and the attack
+    strengths (nanomaggies per band) into ``out``."""
     out.sky_sigma = sky.tolist()
-    out.facts.update({"photoz/clean_sigma_mad": base_clean["sigma_mad"], "photoz/clean_eta": base_clean["eta"]})
+    k = min(cfg.n_attack, cfg.n_test)
+    for m, s in clean.items():
+        cell = sigma_eta(s[NATURAL], cfg.n_test)
+        out.facts.update({f"photoz/{m}/held-out/bias": Num(s[NATURAL]["bias"], "+.4f"),
+                          f"photoz/{m}/held-out/sigma_mad": cell["sigma_mad"],
+                          f"photoz/{m}/held-out/eta": cell["eta"]})
     for m, row in grid.scores.items():
-        for col, cell in row.items():
-            out.facts[f"photoz/{m}/{col}/sigma_mad"] = cell["sigma_mad"]
-            out.facts[f"photoz/{m}/{col}/eta"] = cell["eta"]
+        for col, scores in row.items():
+            cell = sigma_eta(scores, k)
+            out.facts[f"photoz/{m}/{col}/sigma_mad"], out.facts[f"photoz/{m}/{col}/eta"] = cell["sigma_mad"], cell["eta"]
+    for m, columns in pdf_results.items():
+        for col, metrics in columns.items():
+            out.facts.update({f"photoz/{m}/{col}/{key}": Num(metrics[key], fmt)
+                              for key, fmt in PDF_FACTS.items() if key in metrics})
     out.eps = {f"photo-z {name}": (e * sky).tolist() for name, e in strengths.items()}
 
 
-def _clean_table(cfg: PhotozConfig, clean, base_name: str, adv_name: str, target_met: bool) -> ReportTable:
+#: the p.d.f. metrics kept as facts, with their formats
+PDF_FACTS = {"crps_mean": ".4f", "mae": ".4f", "pit_ks": ".3f", "mean_shift": "+.4f", "wasserstein1": ".4f"}
+
+
+def _clean_table(cfg: PhotozConfig, clean, base_name: str, adv_name: str) -> ReportTable:
     """Bias and sigma_MAD / eta of both models on the whole held-out set, next to the paper's."""
-    default_updates = PRESETS["default"].photoz.n_train * PRESETS["default"].photoz.epochs
-    shortfall = "NOT met in this run." + (
-        f" This preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the default preset on "
-        f"{default_updates:,}." if cfg.n_train * cfg.epochs < default_updates else "")
     return ReportTable(
         "Photo-z on the held-out test set (clean)",
-        rows={m: {"galaxies": f"{cfg.n_test:,}", "bias": f"{s[NATURAL]['bias']:+.4f}",
-                  "sigma_MAD / eta": sigma_eta(s[NATURAL])} for m, s in clean.items()},
+        rows={m: {"galaxies": f"{cfg.n_test:,}", "bias": Num(s[NATURAL]["bias"], "+.4f"),
+                  "sigma_MAD / eta": sigma_eta(s[NATURAL], cfg.n_test)} for m, s in clean.items()},
         paper={"sigma_MAD / eta": {base_name: PAPER_BASELINE["clean"], adv_name: PAPER_ADVERSARIAL["clean"]}},
         paper_source=PAPER_SOURCE_CLEAN,
         note=(f"{cfg.model} trained on {cfg.n_train:,} simulated galaxies with 0.02 < z < {cfg.z_max} for "
               f"{cfg.epochs} epochs. Target for a credible baseline: sigma_MAD <= {TARGET_SIGMA_MAD}, "
-              f"eta <= {TARGET_ETA:.0%}: " + ("met." if target_met else shortfall)))
+              f"eta <= {TARGET_ETA:.0%} (whether it is met: the findings)."))
 
 
 def _perturbation_table(cfg: PhotozConfig, grid, base_name: str, adv_name: str, k: int, sky: np.ndarray,
@@ -184,7 +209,7 @@ def _perturbation_table(cfg: PhotozConfig, grid, base_name: str, adv_name: str, 
     headline = cfg.eps_sky[-1]
     clean_here = f"clean (the same {k:,} galaxies)"
     label = {NATURAL: clean_here}
-    rows = {label.get(col, col): {m: sigma_eta(grid.scores[m][col]) for m in (base_name, adv_name)}
+    rows = {label.get(col, col): {m: sigma_eta(grid.scores[m][col], k) for m in (base_name, adv_name)}
             for col in grid.scores[base_name]}
     paper_rows = {clean_here: "clean", f"FGSM {sky_label(headline)}": "FGSM",
                   f"PGD-Linf {sky_label(headline)}": "PGD-Linf"}
@@ -206,74 +231,104 @@ def _perturbation_table(cfg: PhotozConfig, grid, base_name: str, adv_name: str, 
               "cutouts: its columns compare the effect, not the strength."))
 
 
-def _headline(cfg: PhotozConfig, base_clean: dict, grid, base_name: str, adv_name: str, k: int) -> list:
-    """The photo-z ``(what, measured)`` lines of the demo's closing table."""
-    headline = cfg.eps_sky[-1]
-    fgsm_h, uni_h = f"FGSM {sky_label(headline)}", f"uniform noise {sky_label(headline)}"
-    pgd_h = f"PGD-Linf {sky_label(headline)}"
-    b = grid.scores[base_name]
-    return [
-        (f"photo-z baseline, clean ({cfg.n_test:,} held-out galaxies)", sigma_eta(base_clean)),
-        (f"photo-z baseline, clean ({k:,} of them)", sigma_eta(b[NATURAL])),
-        (f"photo-z baseline, {uni_h} (same {k:,})", sigma_eta(b[uni_h])),
-        (f"photo-z baseline, {fgsm_h} (same {k:,})", sigma_eta(b[fgsm_h])),
-        (f"photo-z baseline, {pgd_h} (same {k:,})", sigma_eta(b[pgd_h])),
-        (f"photo-z adversarially trained, {fgsm_h} (same {k:,})", sigma_eta(grid.scores[adv_name][fgsm_h])),
-    ]
+def _pair(facts: Mapping[str, Spread], model: str, column: str) -> str:
+    """``"sigma_MAD / eta"`` of ``model`` under ``column`` from the combined facts (as the tables show it)."""
+    return f"{facts[f'photoz/{model}/{column}/sigma_mad']} / {facts[f'photoz/{model}/{column}/eta']}"
 
 
-def _findings(cfg: PhotozConfig, clean, grid, base: str, adv: str, target_met: bool) -> list:
-    """The photo-z sentences of the report's findings, from the measured scores."""
+def photoz_headline(cfg: PhotozConfig, facts: Mapping[str, Spread]) -> list:
+    """The photo-z ``(what, measured)`` lines of the demo's closing table, from the facts of every seed."""
+    base, adv = model_names(cfg)
     h = sky_label(cfg.eps_sky[-1])
-    b, a = grid.scores[base], grid.scores[adv]
-    nat = b[NATURAL]
-    c = clean[base][NATURAL]
-    findings = [
-        f"Photo-z baseline on {cfg.n_test:,} held-out galaxies: sigma_MAD {c['sigma_mad']:.4f}, eta "
-        f"{c['eta']:.1%}: the target of a credible baseline (sigma_MAD <= {TARGET_SIGMA_MAD}, eta <= "
-        f"{TARGET_ETA:.0%}) is {'met' if target_met else 'NOT met (see the table note)'}.",
-        f"On {min(cfg.n_attack, cfg.n_test):,} of the test galaxies, uniform noise of {h} per band gives sigma_MAD "
-        f"{b[f'uniform noise {h}']['sigma_mad']:.4f} (clean on the same galaxies {nat['sigma_mad']:.4f}) and eta "
-        f"{b[f'uniform noise {h}']['eta']:.1%} (clean {nat['eta']:.1%}), while FGSM of the same size gives "
-        f"sigma_MAD {b[f'FGSM {h}']['sigma_mad']:.4f} ({ratio(b[f'FGSM {h}']['sigma_mad'], nat['sigma_mad'])}) "
-        f"and eta {b[f'FGSM {h}']['eta']:.1%} ({ratio(b[f'FGSM {h}']['eta'], nat['eta'])}); PGD-Linf "
-        f"{sigma_eta(b[f'PGD-Linf {h}'])}, PGD-L2 {sigma_eta(b[f'PGD-L2 {h}'])}.",
+    k = min(cfg.n_attack, cfg.n_test)
+    return [
+        (f"photo-z baseline, clean ({cfg.n_test:,} held-out galaxies)", _pair(facts, base, "held-out")),
+        (f"photo-z baseline, clean ({k:,} of them)", _pair(facts, base, NATURAL)),
+        (f"photo-z baseline, uniform noise {h} (same {k:,})", _pair(facts, base, f"uniform noise {h}")),
+        (f"photo-z baseline, FGSM {h} (same {k:,})", _pair(facts, base, f"FGSM {h}")),
+        (f"photo-z baseline, PGD-Linf {h} (same {k:,})", _pair(facts, base, f"PGD-Linf {h}")),
+        (f"photo-z adversarially trained, FGSM {h} (same {k:,})", _pair(facts, adv, f"FGSM {h}")),
     ]
-    doubled = [e for e in cfg.eps_sky if b[f"FGSM {sky_label(e)}"]["sigma_mad"] >= 2 * nat["sigma_mad"]]
+
+
+def photoz_findings(cfg: PhotozConfig, facts: Mapping[str, Spread]) -> list:
+    """The photo-z sentences of the report's findings, from the facts of every seed: an effect is claimed
+    only where :func:`advrobust.demo.seeds.difference` allows it."""
+    base, adv = model_names(cfg)
+    h = sky_label(cfg.eps_sky[-1])
+    k = min(cfg.n_attack, cfg.n_test)
+    seeds = facts[f"photoz/{base}/held-out/sigma_mad"].seeds
+    mean = "" if seeds < 2 else f" (means over {seeds} training seeds)"
+
+    def f(model: str, column: str, key: str) -> Spread:
+        return facts[f"photoz/{model}/{column}/{key}"]
+
+    held_s, held_e = f(base, "held-out", "sigma_mad").mean, f(base, "held-out", "eta").mean
+    target_met = held_s <= TARGET_SIGMA_MAD and held_e <= TARGET_ETA
+    default_updates = PRESETS["default"].photoz.n_train * PRESETS["default"].photoz.epochs
+    shortfall = "NOT met" + (f": this preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the default "
+                             f"preset on {default_updates:,}" if cfg.n_train * cfg.epochs < default_updates else "")
+    uniform, fgsm = f"uniform noise {h}", f"FGSM {h}"
+    noise_vs_clean = difference(f(base, uniform, "sigma_mad"), f(base, NATURAL, "sigma_mad")).verdict(
+        "uniform noise raises sigma_MAD", "uniform noise lowers sigma_MAD",
+        "the run cannot tell uniform noise from clean")
+    fgsm_vs_noise = difference(f(base, fgsm, "sigma_mad"), f(base, uniform, "sigma_mad")).verdict(
+        "FGSM of the same size raises sigma_MAD more than the noise", "FGSM of the same size raises sigma_MAD less "
+        "than the noise", "the run cannot tell FGSM from uniform noise of the same size")
+    findings = [
+        f"Photo-z baseline on {cfg.n_test:,} held-out galaxies: sigma_MAD / eta {_pair(facts, base, 'held-out')}"
+        f"{mean}: the target of a credible baseline (sigma_MAD <= {TARGET_SIGMA_MAD}, eta <= {TARGET_ETA:.0%}) is "
+        f"{'met' if target_met else shortfall}{' on the mean' if seeds > 1 else ''}.",
+        f"On {k:,} of the test galaxies, uniform noise of {h} per band gives sigma_MAD / eta {_pair(facts, base, uniform)} "
+        f"(clean on the same galaxies {_pair(facts, base, NATURAL)}): {noise_vs_clean}; FGSM of the same size gives "
+        f"{_pair(facts, base, fgsm)} ({ratio(f(base, fgsm, 'sigma_mad').mean, f(base, NATURAL, 'sigma_mad').mean)} "
+        f"the clean sigma_MAD): {fgsm_vs_noise}. PGD-Linf {_pair(facts, base, f'PGD-Linf {h}')}, PGD-L2 "
+        f"{_pair(facts, base, f'PGD-L2 {h}')}.",
+    ]
+    clean_s = f(base, NATURAL, "sigma_mad").mean
+    doubled = [e for e in cfg.eps_sky if f(base, f"FGSM {sky_label(e)}", "sigma_mad").mean >= 2 * clean_s]
     tested = ", ".join(f"{e:g}" for e in cfg.eps_sky)
-    findings.append(f"The smallest tested FGSM strength that doubles sigma_MAD is {sky_label(min(doubled))} per band "
-                    f"(tested: {tested} sky sigma)." if doubled else
+    findings.append(f"The smallest tested FGSM strength that doubles sigma_MAD{' on the mean' if seeds > 1 else ''} "
+                    f"is {sky_label(min(doubled))} per band (tested: {tested} sky sigma)." if doubled else
                     f"No tested FGSM strength ({tested} sky sigma per band) doubles sigma_MAD.")
     findings.append(
         f"Adversarial training (FGSM at {h}, f_a = {cfg.fraction:.0%}): under FGSM {h} sigma_MAD / eta "
-        f"{sigma_eta(a[f'FGSM {h}'])} (baseline {sigma_eta(b[f'FGSM {h}'])}), under PGD-Linf "
-        f"{sigma_eta(a[f'PGD-Linf {h}'])} (baseline {sigma_eta(b[f'PGD-Linf {h}'])}); its clean score on the "
-        f"held-out set is {sigma_eta(clean[adv][NATURAL])} (baseline {sigma_eta(c)}).")
-    findings.append(f"The noise of a one-year exposure gives {sigma_eta(b['Y1 noise (one-year exposure)'])} "
-                    f"(clean {sigma_eta(nat)}).")
+        f"{_pair(facts, adv, fgsm)} (baseline {_pair(facts, base, fgsm)}): "
+        + difference(f(adv, fgsm, "eta"), f(base, fgsm, "eta")).verdict(
+            "adversarial training raises eta under FGSM", "adversarial training lowers eta under FGSM",
+            "the run cannot tell whether adversarial training changes eta under FGSM")
+        + f"; under PGD-Linf {_pair(facts, adv, f'PGD-Linf {h}')} (baseline {_pair(facts, base, f'PGD-Linf {h}')}); "
+        f"on the clean held-out set {_pair(facts, adv, 'held-out')} (baseline {_pair(facts, base, 'held-out')}): "
+        + difference(f(adv, "held-out", "sigma_mad"), f(base, "held-out", "sigma_mad")).verdict(
+            "it costs clean sigma_MAD", "its clean sigma_MAD is lower",
+            "the run cannot tell its clean sigma_MAD from the baseline's") + ".")
+    y1 = "Y1 noise (one-year exposure)"
+    findings.append(f"The noise of a one-year exposure gives {_pair(facts, base, y1)} (clean {_pair(facts, base, NATURAL)}): "
+                    + difference(f(base, y1, "eta"), f(base, NATURAL, "eta")).verdict(
+                        "it raises eta", "it lowers eta", "the run cannot tell its eta from the clean one") + ".")
+    findings += _pdf_findings(cfg, facts)
     return findings
 
 
-def _pdf_findings(cfg: PhotozConfig, results: dict, facts: dict) -> list:
+def _pdf_findings(cfg: PhotozConfig, facts: Mapping[str, Spread]) -> list:
     """Per model, under the headline FGSM and PGD-Linf: do the p.d.f.s degrade more or less than the
     point estimates (:func:`advrobust.report.pdf_vs_point`: mean CRPS ratio vs mean |z_phot - z_spec|
-    ratio, perturbed / clean)? Also records ``photoz/<model>/<column>/crps_mean|pit_ks|wasserstein1``."""
+    ratio, perturbed / clean, on the means over the seeds)?"""
     h = sky_label(cfg.eps_sky[-1])
     findings = []
-    for model, columns in results.items():
-        for column, m in columns.items():
-            facts.update({f"photoz/{model}/{column}/{key}": m[key] for key in ("crps_mean", "pit_ks", "mae")})
-            if column != NATURAL:
-                facts[f"photoz/{model}/{column}/wasserstein1"] = m["wasserstein1"]
-        clean = columns[NATURAL]
+    for model in model_names(cfg):
+        def get(column: str, key: str) -> Spread:
+            return facts[f"photoz/{model}/{column}/{key}"]
+
+        clean = {key: get(NATURAL, key).mean for key in ("crps_mean", "mae")}
         parts = []
         for column in (f"FGSM {h}", f"PGD-Linf {h}"):
-            rule = pdf_vs_point(clean, columns[column])
+            rule = pdf_vs_point(clean, {key: get(column, key).mean for key in ("crps_mean", "mae")})
             parts.append(f"under {column} the mean CRPS grows {rule['crps_ratio']:.2f}x and the point estimate's "
                          f"mean |z_phot - z_spec| {rule['mae_ratio']:.2f}x: the p.d.f.s degrade {rule['verdict']}"
                          f"{' as' if rule['verdict'] == 'as much' else ' than'} the point estimates (PIT KS "
-                         f"{clean['pit_ks']:.3f} -> {columns[column]['pit_ks']:.3f}, n(z) mean shift "
-                         f"{columns[column]['mean_shift']:+.4f}, W1 {columns[column]['wasserstein1']:.4f})")
+                         f"{get(NATURAL, 'pit_ks')} -> {get(column, 'pit_ks')}, n(z) mean shift "
+                         f"{get(column, 'mean_shift')}, W1 {get(column, 'wasserstein1')})")
         findings.append(f"p.d.f.s of the {model} model (RAIL's metrics, z_phot = p.d.f.-weighted mean): "
                         + "; ".join(parts) + ".")
     return findings

@@ -24,6 +24,7 @@ from torch import Tensor
 from advrobust import redshift
 from advrobust.evaluate.batch import predict
 from advrobust.metrics import PdfAccumulator, PhotozAccumulator, RailPointAccumulator, nz_compare
+from advrobust.report.cells import Num
 from advrobust.report.write import ReportTable
 
 __all__ = ["PdfUnderAttack", "pdf_tables", "pdf_figures", "pdf_vs_point", "POINT_ESTIMATE", "CLEAN"]
@@ -163,15 +164,16 @@ def pdf_tables(results: Mapping[str, Mapping[str, dict]], *, objects: int) -> li
     for model, columns in results.items():
         for column, m in columns.items():
             label = _row_label(model, column, several)
-            shift = (f"{m['mean_shift']:+.4f}", f"{m['wasserstein1']:.4f}") if "mean_shift" in m else ("-", "-")
-            pdf_rows[label] = {"PIT KS": f"{m['pit_ks']:.3f}", "PIT CvM": f"{m['pit_cvm']:.3g}",
-                               "PIT AD": f"{m['pit_ad']:.3g}", "PIT outliers": f"{100 * m['pit_outlier_rate']:.2f}%",
-                               "mean CRPS": f"{m['crps_mean']:.4f}", "CDE loss": f"{m['cde_loss']:.3f}",
+            shift = ((Num(m["mean_shift"], "+.4f"), Num(m["wasserstein1"], ".4f")) if "mean_shift" in m
+                     else ("-", "-"))
+            pdf_rows[label] = {"PIT KS": Num(m["pit_ks"], ".3f"), "PIT CvM": Num(m["pit_cvm"], ".3g"),
+                               "PIT AD": Num(m["pit_ad"], ".3g"), "PIT outliers": Num(m["pit_outlier_rate"], ".2%"),
+                               "mean CRPS": Num(m["crps_mean"], ".4f"), "CDE loss": Num(m["cde_loss"], ".3f"),
                                "n(z) mean shift": shift[0], "n(z) W1": shift[1]}
-            point_rows[label] = {"bias (mean)": f"{m['bias']:+.4f}", "sigma_MAD": f"{m['sigma_mad']:.4f}",
-                                 "eta": f"{100 * m['eta']:.1f}%", "bias_median": f"{m['bias_median']:+.4f}",
-                                 "sigma_IQR": f"{m['sigma_iqr']:.4f}",
-                                 "outlier_rate_rail": f"{100 * m['outlier_rate_rail']:.1f}%"}
+            point_rows[label] = {"bias (mean)": Num(m["bias"], "+.4f"), "sigma_MAD": Num(m["sigma_mad"], ".4f"),
+                                 "eta": Num(m["eta"], ".1%"), "bias_median": Num(m["bias_median"], "+.4f"),
+                                 "sigma_IQR": Num(m["sigma_iqr"], ".4f"),
+                                 "outlier_rate_rail": Num(m["outlier_rate_rail"], ".1%")}
     pdf_note = (f"{objects:,} objects per row. PIT = F(z_spec), the p.d.f.'s CDF at the true redshift; PIT KS / "
                 "CvM / AD: Kolmogorov-Smirnov, Cramer-von Mises and (k-sample, as RAIL) Anderson-Darling "
                 "statistics of the PIT values against U(0, 1) (0 = calibrated); PIT outliers: PIT < 1e-4 or "

@@ -38,13 +38,16 @@ Cell = Union[None, float, int, str, Num, Spread, Mapping[str, Union[float, Sprea
 def format_cell(cell: Cell, *, percent: bool = True) -> str:
     """A cell as text: a number (an accuracy: ``percent`` shows it as %), a :class:`Num` in its own
     format, a :class:`Spread` as ``mean ± spread`` in its format, a photo-z dict as
-    ``bias / sigma_MAD / eta`` (eta in %; its values numbers or :class:`Spread`), a string as is,
-    None as ``-``."""
+    ``bias / sigma_MAD / eta`` (eta in %; its values numbers or :class:`Spread`), a dict of exactly
+    ``sigma_mad`` and ``eta`` (:class:`Num` or :class:`Spread`) as ``sigma_MAD / eta`` in their own
+    formats, a string as is, None as ``-``."""
     if cell is None:
         return "-"
     if isinstance(cell, (str, Num, Spread)):
         return str(cell)
     if isinstance(cell, Mapping):
+        if set(cell) == {"sigma_mad", "eta"}:
+            return f"{cell['sigma_mad']} / {cell['eta']}"
         if {"bias", "sigma_mad", "eta"} <= set(cell):
             return f"{cell['bias']:.2e} / {cell['sigma_mad']:.2e} / {cell['eta']:.1%}"
         return ", ".join(f"{k}={format_cell(v, percent=False)}" for k, v in cell.items())
@@ -97,14 +100,17 @@ class ReportTable:
 
 
 def environment_info() -> Dict[str, str]:
-    """Versions of the package, torch, Python and NumPy, and the device the run used."""
+    """What a run's numbers depend on besides its configuration and seeds: the versions of the package,
+    torch, Python and NumPy, the platform, the device and torch's CPU thread count (floating-point sums
+    are ordered by it: another thread count trains different models)."""
     import advrobust
     if torch.cuda.is_available():
         device = f"CUDA {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     else:
         device = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
     return {"advrobust": advrobust.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
-            "numpy": np.__version__, "platform": platform.platform(), "device": device}
+            "numpy": np.__version__, "platform": platform.platform(), "device": device,
+            "torch CPU threads": str(torch.get_num_threads())}
 
 
 def _slug(name: str) -> str:
