@@ -46,7 +46,8 @@ def test_report_holds_every_table_and_figure(demo):
     for stage in ("photo-z: train baseline", "morphology: one-pixel attack"):
         assert any(k.startswith(stage) for k in result["timings"]), stage
     assert markdown.count("| total |") == 1
-    for name in ("photoz_baseline", "photoz_adversarial", "morphology_baseline", "morphology_mmd", "morphology_noisy"):
+    for name in ("photoz_baseline", "photoz_adversarial", "morphology_baseline", "morphology_mmd", "morphology_noisy",
+                 "morphology_baseline_seed1", "morphology_noisy_seed1"):  # quick: two morphology training seeds
         assert os.path.exists(out / "models" / f"{name}.safetensors")
 
 
@@ -83,8 +84,9 @@ def test_saved_model_reproduces_the_clean_photoz_numbers(demo):
     with torch.no_grad():
         z_phot = torch.cat([model.z_phot(x[i:i + 128], ebv[i:i + 128]) for i in range(0, len(x), 128)])
     measured = photoz_metrics(z_phot, torch.from_numpy(sim["z_spec"][cfg.n_train:]).float())
-    assert measured["sigma_mad"] == pytest.approx(result["facts"]["photoz/clean_sigma_mad"], rel=1e-5)
-    assert measured["eta"] == pytest.approx(result["facts"]["photoz/clean_eta"])
+    facts = result["facts"]  # one training seed (the quick preset's photo-z): values[0] is the saved model's
+    assert measured["sigma_mad"] == pytest.approx(facts["photoz/baseline/held-out/sigma_mad"].values[0], rel=1e-5)
+    assert measured["eta"] == pytest.approx(facts["photoz/baseline/held-out/eta"].values[0])
 
 
 def test_pdf_metrics_are_those_of_the_saved_models_pdfs_and_the_findings_compare_them(demo):
@@ -98,8 +100,9 @@ def test_pdf_metrics_are_those_of_the_saved_models_pdfs_and_the_findings_compare
             pdf = model.pdf(torch.from_numpy(sim["images"][test]), torch.from_numpy(sim["ebv"][test]).float())
         expected = pdf_metrics(pdf, sim["z_spec"][test], model.bin_edges)
         key = name or next(k.split("/")[1] for k in result["facts"] if k.startswith("photoz/adversarial"))
-        assert result["facts"][f"photoz/{key}/natural/crps_mean"] == pytest.approx(expected["crps_mean"], rel=1e-4)
-        assert result["facts"][f"photoz/{key}/natural/pit_ks"] == pytest.approx(expected["pit_ks"], abs=1e-4)
+        facts = result["facts"]
+        assert facts[f"photoz/{key}/natural/crps_mean"].values[0] == pytest.approx(expected["crps_mean"], rel=1e-4)
+        assert facts[f"photoz/{key}/natural/pit_ks"].values[0] == pytest.approx(expected["pit_ks"], abs=1e-4)
     pdf_findings = [f for f in result["findings"] if f.startswith("p.d.f.s of the")]
     assert len(pdf_findings) == 2 and all(re.search(r"degrade (more than|less than|as much as)", f)
                                           for f in pdf_findings)
@@ -110,9 +113,9 @@ def test_fgsm_hurts_more_than_uniform_noise_of_the_same_size(demo):
     # uniform 0.035 / 17%, FGSM 0.055 / 43%).
     _, result = demo
     facts = result["facts"]
-    uniform = facts["photoz/baseline/uniform noise 1 sky sigma/sigma_mad"]
-    fgsm = facts["photoz/baseline/FGSM 1 sky sigma/sigma_mad"]
-    clean = facts["photoz/baseline/natural/sigma_mad"]  # the same galaxies
+    uniform = facts["photoz/baseline/uniform noise 1 sky sigma/sigma_mad"].mean
+    fgsm = facts["photoz/baseline/FGSM 1 sky sigma/sigma_mad"].mean
+    clean = facts["photoz/baseline/natural/sigma_mad"].mean  # the same galaxies
     assert fgsm > 1.3 * uniform and abs(uniform / clean - 1) < 0.2, facts
 
 
@@ -128,3 +131,40 @@ def test_demo_errors_are_one_line(tmp_path, capsys):
         run_demo("quick", out=tmp_path / "d", parts=("photo-z",))
     with pytest.raises(ValueError, match="must be one of"):
         run_demo("fast", out=tmp_path / "d")
+    with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):
+        run_demo("quick", out=tmp_path / "d", seeds=0)
+
+
+def _without_wall_times(markdown: str) -> str:
+    """The report without its wall-time section and the seconds quoted in notes."""
+    return re.sub(r"\d+ s here", "N s here", markdown.split("## Wall time")[0])
+
+
+def test_same_seed_and_threads_reproduce_the_report(demo, tmp_path):
+    out, result = demo
+    again = run_demo("quick", out=tmp_path / "again", seed=0, progress=False)
+    first = open(result["report"]["markdown"], encoding="utf-8").read()
+    second = open(again["report"]["markdown"], encoding="utf-8").read()
+    assert "| torch CPU threads | " in first and '"torch threads": ' in first and '"training seeds": ' in first
+    assert _without_wall_times(first) == _without_wall_times(second)
+    assert first != second  # the wall times themselves differ: the comparison above is not vacuous
+
+
+def test_several_seeds_give_a_spread_everywhere_and_an_appendix(demo):
+    # the quick preset trains the morphology models with 2 seeds and the photo-z models with 1
+    _, result = demo
+    markdown = open(result["report"]["markdown"], encoding="utf-8").read()
+    for what, value in result["headline"]:
+        if what.startswith("morphology") and "one trained model" not in what:
+            pieces = re.split(r" -> | / ", value)
+            assert len(pieces) >= 1 and all(" ± " in piece for piece in pieces), (what, value)
+        elif what.startswith("photo-z"):
+            assert " ± " not in value, (what, value)
+    assert any("one trained model: seed 0" in what for what, _ in result["headline"])  # certified accuracy
+    assert any(f.startswith("The numbers of the photoz part rest on one trained model") for f in result["findings"])
+    header = next(line for line in markdown.splitlines() if line.startswith("| ") and "| seed 1 |" in line)
+    assert "| seed 0 | seed 1 | mean ± std |" in header
+    assert "**Appendix: morphology per training seed**" in markdown and "Appendix: photoz" not in markdown
+    assert "Randomized smoothing (Cohen et al. 2019): certified accuracy" in markdown
+    assert re.search(r"\*\*Randomized smoothing .*\(one trained model: the first seed\)\*\*", markdown)
+    assert result["facts"]["morphology/baseline/Y10"].seeds == 2

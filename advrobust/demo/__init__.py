@@ -4,7 +4,9 @@ Simulates a small photo-z survey and a small morphology survey, trains the basel
 defended models, attacks them, and writes a report (``report.md``, ``report.html``, ``figures/``)
 in which every number was measured in that run; values from the papers appear only in columns
 labelled with the paper. :func:`run_demo` is the whole job; :mod:`advrobust.demo.config` has the
-presets (``quick``, ``default``, ``paper``).
+presets (``quick``, ``default``, ``paper``). Each model is trained once per training seed and every
+number is reported as mean ± spread over them (:mod:`advrobust.demo.seeds`); the report records
+what reproduces it exactly (seed, training seeds, torch's CPU thread count, device, versions).
 """
 from __future__ import annotations
 
@@ -82,26 +84,29 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     models_dir = os.path.join(os.fspath(out), "models")
     os.makedirs(models_dir, exist_ok=True)
     counts = {p: seeds or getattr(cfg, p).seeds for p in parts}
-    # each part: (simulate(timing) -> data, run(data, seed, first) -> StageResult, findings, headline)
+    # per part: simulate(timing) -> data (once), run(data, training seed, index) -> StageResult (per seed),
+    # findings and headline on the combined facts; a later part may reuse an earlier part's data
+    # (surveys[part]) and its models of the same seed (per_seed[part][i].models)
+    surveys, per_seed = {}, {}
     recipes = {
         "photoz": (lambda timing: photoz.simulate_survey(timing, cfg.photoz, seed, device),
-                   lambda data, s, first: photoz.run_photoz(cfg.photoz, data, seed=s, device=device, progress=progress,
-                                                            models_dir=models_dir, first=first),
+                   lambda data, s, i: photoz.run_photoz(cfg.photoz, data, seed=s, device=device, progress=progress,
+                                                        models_dir=models_dir, first=i == 0),
                    photoz.photoz_findings, photoz.photoz_headline),
         "morphology": (lambda timing: morphology._simulate(timing, cfg.morphology, seed, device),
-                       lambda data, s, first: morphology.run_morphology(
+                       lambda data, s, i: morphology.run_morphology(
                            cfg.morphology, data, seed=s, device=device, progress=progress, models_dir=models_dir,
-                           first=first),
+                           first=i == 0),
                        morphology.morphology_findings, morphology.morphology_headline),
     }
     stages = {}
     for part in parts:
         simulate, run, findings, headline = recipes[part]
         timing = StageResult()
-        data = simulate(timing)
+        data = surveys[part] = simulate(timing)
         train_seeds = list(range(seed, seed + counts[part]))
-        per_seed = [run(data, s, i == 0) for i, s in enumerate(train_seeds)]
-        stage = combine_stages(per_seed, train_seeds)
+        per_seed[part] = [run(data, s, i) for i, s in enumerate(train_seeds)]
+        stage = combine_stages(per_seed[part], train_seeds)
         stage.findings = findings(getattr(cfg, part), stage.facts) + stage.findings
         stage.headline = headline(getattr(cfg, part), stage.facts) + stage.headline
         stage.timings = {**timing.timings, **stage.timings}

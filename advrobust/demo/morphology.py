@@ -145,6 +145,11 @@ def _shift(facts: Mapping[str, Spread], m: str) -> str:
     return f"{facts[f'morphology/{m}/Y10']} -> {facts[f'morphology/{m}/Y1']}"
 
 
+def _count(spread: Spread) -> str:
+    """A count as text: ``"100"`` when every seed has the same, else its mean ± std."""
+    return f"{spread.mean:.0f}" if spread.std == 0 else str(spread)
+
+
 def morphology_headline(cfg: MorphologyConfig, facts: Mapping[str, Spread]) -> list:
     """The morphology ``(what, measured)`` lines of the demo's closing table, from the facts of every seed."""
     base, da, _ = model_names(cfg)
@@ -153,7 +158,7 @@ def morphology_headline(cfg: MorphologyConfig, facts: Mapping[str, Spread]) -> l
              ("morphology with MMD domain adaptation Y10 -> Y1", _shift(facts, da)),
              (f"morphology baseline accuracy under {fgsm}", str(facts[f"morphology/{base}/{fgsm}"]))]
     if f"morphology/{base}/onepixel_success" in facts:
-        lines.append((f"morphology one-pixel success ({facts[f'morphology/{base}/onepixel_images']} images): "
+        lines.append((f"morphology one-pixel success ({_count(facts[f'morphology/{base}/onepixel_images'])} images): "
                        "baseline / domain adaptation", f"{facts[f'morphology/{base}/onepixel_success']} / "
                                                        f"{facts[f'morphology/{da}/onepixel_success']}"))
     return lines
@@ -182,7 +187,7 @@ def morphology_findings(cfg: MorphologyConfig, facts: Mapping[str, Spread]) -> l
         f"{pgd} {f(base, pgd)} ({k} images)."]
     if f"morphology/{base}/onepixel_success" in facts:
         findings.append(
-            f"One-pixel attack on {f(base, 'onepixel_images')} test images both models classify correctly: success "
+            f"One-pixel attack on {_count(f(base, 'onepixel_images'))} test images both models classify correctly: success "
             f"{f(base, 'onepixel_success')} for the baseline (median {f(base, 'onepixel_median_iterations')} "
             f"generations when it succeeds) and {f(da, 'onepixel_success')} with domain adaptation (median "
             f"{f(da, 'onepixel_median_iterations')}): " + difference(

@@ -266,8 +266,10 @@ def photoz_findings(cfg: PhotozConfig, facts: Mapping[str, Spread]) -> list:
     held_s, held_e = f(base, "held-out", "sigma_mad").mean, f(base, "held-out", "eta").mean
     target_met = held_s <= TARGET_SIGMA_MAD and held_e <= TARGET_ETA
     default_updates = PRESETS["default"].photoz.n_train * PRESETS["default"].photoz.epochs
-    shortfall = "NOT met" + (f": this preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the default "
-                             f"preset on {default_updates:,}" if cfg.n_train * cfg.epochs < default_updates else "")
+    on_mean = " on the mean" if seeds > 1 else ""
+    shortfall = f"NOT met{on_mean}" + (f" (this preset trains on {cfg.n_train * cfg.epochs:,} galaxy-epochs, the "
+                                       f"default preset on {default_updates:,})"
+                                       if cfg.n_train * cfg.epochs < default_updates else "")
     uniform, fgsm = f"uniform noise {h}", f"FGSM {h}"
     noise_vs_clean = difference(f(base, uniform, "sigma_mad"), f(base, NATURAL, "sigma_mad")).verdict(
         "uniform noise raises sigma_MAD", "uniform noise lowers sigma_MAD",
@@ -278,7 +280,7 @@ def photoz_findings(cfg: PhotozConfig, facts: Mapping[str, Spread]) -> list:
     findings = [
         f"Photo-z baseline on {cfg.n_test:,} held-out galaxies: sigma_MAD / eta {_pair(facts, base, 'held-out')}"
         f"{mean}: the target of a credible baseline (sigma_MAD <= {TARGET_SIGMA_MAD}, eta <= {TARGET_ETA:.0%}) is "
-        f"{'met' if target_met else shortfall}{' on the mean' if seeds > 1 else ''}.",
+        f"{f'met{on_mean}' if target_met else shortfall}.",
         f"On {k:,} of the test galaxies, uniform noise of {h} per band gives sigma_MAD / eta {_pair(facts, base, uniform)} "
         f"(clean on the same galaxies {_pair(facts, base, NATURAL)}): {noise_vs_clean}; FGSM of the same size gives "
         f"{_pair(facts, base, fgsm)} ({ratio(f(base, fgsm, 'sigma_mad').mean, f(base, NATURAL, 'sigma_mad').mean)} "

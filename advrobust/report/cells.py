@@ -130,7 +130,7 @@ class Spread:
             return "-"
         if self._finite.size < 2:  # one seed, or defined in one seed only: no spread measured
             return format(self.mean, spec)
-        return f"{format(self.mean, spec)} ± {format(self.std, spec)}"
+        return f"{format(self.mean, spec)} ± {format(self.std, spec.replace('+', ''))}"  # a spread has no sign
 
     def __str__(self) -> str:
         return format(self, "")
