@@ -3,8 +3,10 @@
 Simulates a photo-z survey and a morphology survey (GalSim, LSST Y10 and Y1 depth), trains the
 baselines and the defended models (adversarial training, MMD domain adaptation, noisy training +
 randomized smoothing), attacks them (uniform noise, FGSM, PGD-Linf, PGD-L2, Y1 noise, one-pixel),
-writes the report to --out and prints the headline table. About 6 minutes on 2 CPU cores (5.5 measured);
---quick in under 2 minutes (a smoke run: its photo-z baseline is under-trained and its report says so).
+writes the report to --out and prints the headline table. Each model is trained once per training seed
+(--seeds, default per part from the preset) and every number is reported as mean ± spread over the seeds.
+Under 10 minutes on 2 CPU cores (the README gives a measured run); --quick is a smoke run (its photo-z
+baseline is under-trained and its report says so).
 """
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="the small preset (under 2 minutes on 2 CPU cores)")
+    size.add_argument("--quick", action="store_true", help="the small preset (a smoke run, a few minutes on 2 CPU cores)")
     size.add_argument("--scale", choices=("default", "paper"), default="default",
-                      help="default: ~6 minutes on 2 CPU cores; paper: the papers' sizes (100k photo-z galaxies, "
+                      help="default: under 10 minutes on 2 CPU cores; paper: the papers' sizes (100k photo-z galaxies, "
                            "the Inception net and ResNet18, one-pixel population 400 x 80 generations on 150 "
                            "images), for a GPU")
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")
