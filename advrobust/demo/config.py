@@ -14,8 +14,10 @@ Training seeds (issue 25): one trained model per method cannot tell an effect fr
 training (two default runs read one-pixel success 33% vs 16% for the same baseline), so each part
 trains its models once per seed and reports mean ± spread. The morphology models train in seconds:
 ``default`` trains them with 3 seeds, paid for by attacking 300 test images with FGSM / PGD (600
-before; binomial error <= 2.9%) and certifying 50 (100 before; the first seed's noisy model only:
-certification dominated the part's time). A photo-z model takes ~1.5-2 minutes: one seed in
+before; binomial error <= 2.9%), running the one-pixel attack on 50 (100 before: across 3 seeds its
+success rate spread by 17-27 points, far more than the 5-7 points of 100 images' binomial error, so
+seeds buy more than images) and certifying 50 (100 before; the first seed's noisy model only:
+certification took most of the part's time). A photo-z model takes ~1.5-2 minutes: one seed in
 ``default`` and ``quick`` (their reports say which numbers rest on one model).
 """
 from __future__ import annotations
@@ -87,7 +89,7 @@ class MorphologyConfig:
     eps_sky: float = 1.0
     pgd_steps: int = 10
     n_attack: int = 300
-    n_onepixel: int = 100
+    n_onepixel: int = 50
     population: int = 100
     generations: int = 30
     noise_sigma: float = 0.1
