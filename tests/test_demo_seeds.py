@@ -64,6 +64,8 @@ def test_combine_facts_keeps_formats_and_sample_sizes():
     appendix = facts_table("morphology", facts, [0, 1])
     assert str(appendix.rows["acc"]["seed 1"]) == "80.0%" and str(appendix.rows["only first"]["seed 1"]) == "-"
     assert appendix.rows["acc"]["mean ± std"] is facts["acc"]
+    plain = combine_facts([{"a": 0.5}, {"a": 0.7}], fmt={"a": ".0%"}, n_objects={"a": 100})
+    assert str(plain["a"]) == "60% ± 14%" and plain["a"].sample_error == pytest.approx(math.sqrt(0.24 / 100))
 
 
 def test_difference_rule():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 from advrobust.demo.stage import StageResult
 from advrobust.report import Num, ReportTable, Spread
@@ -68,11 +68,20 @@ def difference(a: Spread, b: Spread) -> Difference:
     return Difference(a.mean - b.mean, u, a.seeds < 2 and b.seeds < 2, a.fmt)
 
 
-def combine_facts(per_seed: Sequence[Mapping[str, float]]) -> Dict[str, Spread]:
+def combine_facts(per_seed: Sequence[Mapping[str, float]], fmt: Optional[Mapping[str, str]] = None,
+                  n_objects: Optional[Mapping[str, int]] = None) -> Dict[str, Spread]:
     """``{name: Spread}`` of facts measured once per seed (a fact missing in a seed counts as NaN there);
-    a :class:`Num` fact brings its format, ``n_objects`` and ``error`` (:meth:`Spread.of_nums`)."""
+    a :class:`Num` fact brings its format, ``n_objects`` and ``error`` (:meth:`Spread.of_nums`).
+
+    Args:
+        per_seed: one ``{name: value}`` per seed.
+        fmt: ``{name: format}`` for plain float facts (default ``".3g"``).
+        n_objects: ``{name: test objects}`` for plain float facts that are fractions of objects.
+    """
+    fmt, n_objects = dict(fmt or {}), dict(n_objects or {})
     names = list(dict.fromkeys(k for facts in per_seed for k in facts))
-    return {name: Spread.of_nums([facts.get(name, float("nan")) for facts in per_seed]) for name in names}
+    return {name: Spread.of_nums([facts.get(name, float("nan")) for facts in per_seed], fmt.get(name, ""),
+                                 n_objects.get(name, 0)) for name in names}
 
 
 def combine_tables(per_seed: Sequence[Sequence[ReportTable]]) -> list:

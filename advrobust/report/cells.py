@@ -75,14 +75,15 @@ class Spread:
         return cls(tuple(float(v) for v in values), fmt, int(n_objects), float(error))
 
     @classmethod
-    def of_nums(cls, values: Iterable[float], fmt: str = "") -> "Spread":
+    def of_nums(cls, values: Iterable[float], fmt: str = "", n_objects: int = 0) -> "Spread":
         """A :class:`Spread` of one value per seed (NaN where missing), taking the format, ``n_objects`` and
-        ``error`` of its :class:`Num` values (``n_objects`` the fewest, ``error`` the mean; ``fmt`` overrides the
-        format)."""
+        ``error`` of its :class:`Num` values (``n_objects`` the fewest, ``error`` the mean); ``fmt`` and
+        ``n_objects``, when given, override them (for plain floats)."""
         values = list(values)
         nums = [v for v in values if isinstance(v, Num)]
         errors = [v.error for v in nums if math.isfinite(v)]
-        return cls.of(values, fmt or (nums[0].fmt if nums else ".3g"), min((v.n_objects for v in nums), default=0),
+        return cls.of(values, fmt or (nums[0].fmt if nums else ".3g"),
+                      n_objects or min((v.n_objects for v in nums), default=0),
                       float(np.mean(errors)) if errors else 0.0)
 
     @property
