@@ -19,13 +19,15 @@ import torch
 
 from advrobust.checks import check_device
 from advrobust.data import PHOTOZ_BANDS
-from advrobust.demo.config import PRESETS, DemoConfig
-from advrobust.demo.morphology import run_morphology
+from advrobust.demo.config import PARTS, PRESETS, DemoConfig
+from advrobust.demo import seeds
+from advrobust.demo.defenses import defenses_findings, defenses_headline, fact_objects, run_defenses
+from advrobust.demo.morphology import run_morphology, simulate_survey
 from advrobust.demo.photoz import run_photoz
 from advrobust.demo.stage import StageResult
 from advrobust.report import write_report
 
-__all__ = ["run_demo", "DemoResult", "PRESETS", "DemoConfig"]
+__all__ = ["run_demo", "DemoResult", "PRESETS", "DemoConfig", "PARTS"]
 
 
 class DemoResult(dict):
@@ -45,7 +47,9 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         seed: seeds the simulation, the weights, the sample order and every attack.
         device: ``"cpu"`` or ``"cuda"`` (simulation runs on the CPU).
         progress: progress bars of the training loops.
-        parts: ``("photoz", "morphology")`` or a subset (default both).
+        parts: a subset of :data:`PARTS` (``"photoz"``, ``"morphology"``, ``"defenses"``; default all).
+            The morphology survey is simulated once for the morphology and the defenses parts, and the
+            defenses part reuses the morphology part's baseline and noisy models when both run.
 
     Returns:
         :class:`DemoResult`.
@@ -56,10 +60,10 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     cfg = PRESETS[config] if isinstance(config, str) and config in PRESETS else config
     if not isinstance(cfg, DemoConfig):
         raise ValueError(f"run_demo: config must be one of {', '.join(PRESETS)} or a DemoConfig, got {config!r}")
-    parts = tuple(parts or ("photoz", "morphology"))
-    unknown = [p for p in parts if p not in ("photoz", "morphology")]
+    parts = tuple(parts or PARTS)
+    unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
-        raise ValueError(f"run_demo: parts must be among 'photoz', 'morphology', got {parts!r}")
+        raise ValueError(f"run_demo: parts must be among {', '.join(map(repr, PARTS))}, got {parts!r}")
     device = check_device("run_demo: device", device)
     random.seed(seed)
     np.random.seed(seed)
@@ -70,9 +74,23 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     stages = {}
     if "photoz" in parts:
         stages["photoz"] = run_photoz(cfg.photoz, seed=seed, device=device, progress=progress, models_dir=models_dir)
+    if "morphology" in parts or "defenses" in parts:
+        survey_stage = StageResult()  # its timing goes into the report with the parts'
+        stages["survey"] = survey_stage
+        survey = simulate_survey(survey_stage, cfg.morphology, seed, device)
     if "morphology" in parts:
         stages["morphology"] = run_morphology(cfg.morphology, seed=seed, device=device, progress=progress,
-                                              models_dir=models_dir)
+                                              models_dir=models_dir, survey=survey)
+    if "defenses" in parts:
+        morphology = stages.get("morphology")
+        reuse = None if morphology is None else {"basic": morphology.models["baseline"],
+                                                 "noisy": morphology.models["noisy"]}
+        defenses = run_defenses(cfg.defenses, survey, seed=seed, device=device, progress=progress,
+                                models_dir=models_dir, reuse=reuse)
+        facts = seeds.combine_facts([defenses.facts], n_objects=fact_objects(defenses.facts))
+        defenses.findings += defenses_findings(cfg.defenses, facts)
+        defenses.headline += defenses_headline(cfg.defenses, facts)
+        stages["defenses"] = defenses
     merged = _merged(stages.values())
     seconds = time.perf_counter() - start
     photoz = stages.get("photoz")

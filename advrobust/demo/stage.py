@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import torch
+
 from advrobust.report import ReportTable
 
 
@@ -23,6 +25,7 @@ class StageResult:
         timings: ``{stage: wall seconds}``.
         eps: ``{attack: eps per band in image units}`` for the report's strength table.
         sky_sigma: per-band sky sigma in image units of the part whose strengths ``eps`` gives, or None.
+        models: ``{name: trained model}`` (eval mode) that another part may reuse.
     """
 
     tables: List[ReportTable] = field(default_factory=list)
@@ -33,6 +36,7 @@ class StageResult:
     sky_sigma: Optional[List[float]] = None
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Dict[str, object] = field(default_factory=dict)
+    models: Dict[str, torch.nn.Module] = field(default_factory=dict)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
