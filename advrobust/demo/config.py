@@ -110,10 +110,13 @@ class DefensesConfig:
         pgd_steps: PGD iterations of the evaluation (step 2/3 eps, as the paper).
         train_pgd_steps: PGD iterations of adversarial and mixed training (step 2/3 eps); the paper used
             10, which costs ~11 clean epochs per epoch here.
-        alpha: weight of the natural loss in adversarial training (the paper's 0.5).
-        sensitivity_beta: weight of the log-volume term of the sensitivity model (Wang et al. 2018); in a
-            calibration run (quick preset, seed 0) 0.01 left the box as the baseline's (log-volume 24.7 vs
-            25.7) and 0.1 shrank it to 14.7 at 90% vs 96% clean accuracy.
+        alpha: weight of the natural loss in adversarial training (the paper's 0.5): a random ``1 - alpha``
+            of each batch is adversarial.
+        sensitivity_beta: weight of the log-volume term of the sensitivity model (Wang et al. 2018). Chosen on
+            a calibration run of the default preset with seed 1 (not the reported seed 0; 300 test images):
+            beta 0.01 shrank the mean log-volume 26.0 -> 24.9 at 87% clean accuracy (baseline 92%), 0.03
+            to 22.9 at 89%; with 0.1 (seed 0) the term dominated: 7.7 at 63% (baseline 99%). 0.03 shrinks
+            the box without a large clean cost, as Wang et al. ask of it.
         n_attack: test images every model is evaluated and attacked on (the first of the test set).
         smooth_n, smooth_alpha: noisy copies per prediction of the smoothed classifier and the level of
             its abstention test (Cohen et al. 2019, PREDICT).
@@ -124,7 +127,7 @@ class DefensesConfig:
     pgd_steps: int = 10
     train_pgd_steps: int = 1
     alpha: float = 0.5
-    sensitivity_beta: float = 0.1
+    sensitivity_beta: float = 0.03
     n_attack: int = 100
     smooth_n: int = 32
     smooth_alpha: float = 0.001

@@ -2,7 +2,8 @@
 training, on the morphology part's simulated survey (gri stamps preprocessed to [0, 1]).
 
 Seven models trained the same way (the morphology part's network, epochs, learning rate and batch size):
-basic, noisy training, PGD-L2 and PGD-Linf adversarial training (``alpha J(x) + (1 - alpha) J(x_adv)``),
+basic, noisy training, PGD-L2 and PGD-Linf adversarial training (``alpha J(x) + (1 - alpha) J(x_adv)`` in
+expectation: a random ``1 - alpha`` of each batch adversarial),
 mixed adversarial training (natural, PGD-L2 and PGD-Linf in equal parts), randomized smoothing of the
 noisy model (Cohen et al. 2019; no training), and a sensitivity-trained model (cross-entropy plus
 ``beta`` times the log-volume of the interval over-approximation of its outputs over the l_inf ball).
@@ -26,7 +27,7 @@ from advrobust.attacks import eps_l2_equal_volume
 from advrobust.attacks.by_name import make_attack
 from advrobust.data import MORPHOLOGY_BANDS
 from advrobust.defenses import (
-    MixedTraining, NoisyTraining, SensitivityLoss, Smooth, WeightedAdversarialTraining, interval_bounds, log_volume,
+    AdversarialTraining, MixedTraining, NoisyTraining, SensitivityLoss, Smooth, interval_bounds, log_volume,
 )
 from advrobust.demo.config import DefensesConfig
 from advrobust.demo.morphology import Survey, train_classifier, training_set
@@ -118,7 +119,9 @@ def _train(out: StageResult, cfg: DefensesConfig, survey: Survey, *, seed: int, 
     eps_l2 = _eps_l2(cfg, survey)
     bounds = dict(lo=0.0, hi=1.0, unit=survey.unit)
     steps = cfg.train_pgd_steps
-    at = functools.partial(WeightedAdversarialTraining, alpha=cfg.alpha, steps=steps, **bounds)
+    # a random 1 - alpha of each batch replaced by its adversarial version: in expectation the paper's
+    # alpha J(x) + (1 - alpha) J(x_adv), at half the cost of attacking and training on the whole batch twice
+    at = functools.partial(AdversarialTraining, fraction=1 - cfg.alpha, steps=steps, **bounds)
     transforms = {
         "basic": None, "noisy": NoisyTraining(mcfg.noise_sigma),
         "pgd_l2_at": at("pgd_l2", eps_l2, step_size=STEP_FRACTION * eps_l2),
@@ -206,9 +209,11 @@ def _accuracy_table(cfg: DefensesConfig, survey: Survey, facts: Mapping[str, flo
         "under attack", rows=rows, paper=paper, paper_source="Mallam Garba, Susini and Kayo, Table 1",
         note=(f"Every model is {mcfg.model} trained the same way: {n_train:,} Y10 images, {mcfg.epochs} epochs, Adam "
               f"lr {mcfg.lr:g}, batch {mcfg.batch_size} (the paper: '30 steps' of training). Noisy training and smoothing: Gaussian "
-              f"sigma {mcfg.noise_sigma:g} (image units). Adversarial training: alpha = {cfg.alpha:g} (the paper's), "
-              f"PGD of {cfg.train_pgd_steps} step(s) of 2/3 eps from a random start, at the attacks' strengths (the "
-              "paper: 10 steps, ~11 clean epochs per epoch, beyond this demo's time). Attacks: FGSM and PGD-Linf of "
+              f"sigma {mcfg.noise_sigma:g} (image units). Adversarial training: a random {1 - cfg.alpha:.0%} of each "
+              f"batch replaced by its adversarial version, in expectation the paper's alpha J(x) + (1 - alpha) "
+              f"J(x_adv) with alpha = {cfg.alpha:g}; mixed training: thirds natural, PGD-L2, PGD-Linf. Their PGD: "
+              f"{cfg.train_pgd_steps} step(s) of 2/3 eps from a random start at the attacks' strengths (the paper: 10 "
+              "steps, ~11 clean epochs per epoch here, beyond this demo's time). Attacks: FGSM and PGD-Linf of "
               f"{sky_label(cfg.eps_sky)} per band of the preprocessed Y10 images ({bands} in image units); PGD-L2 of "
               f"radius {eps_l2:.3g} in sky sigmas (the L2 norm of perturbation / sky sigma over the whole image), the "
               "L2 ball of the L-inf ball's volume over one band's pixels, fixed before the run (the package's rule, "
