@@ -16,6 +16,7 @@ def _facts(accuracy, seeds=1, jitter=0.0, box=None):
         sign = 1 if s % 2 == 0 else -1
         facts = {f"defenses/{m}/{i}": accuracy[m][i] + sign * jitter for m in MODELS for i in INPUTS}
         facts.update({f"defenses/{m}/log_volume": (box or {}).get(m, 20.0) for m in BOX_MODELS})
+        facts["defenses/noise_sigma"] = 0.05
         per_seed.append(facts)
     return combine_facts(per_seed, n_objects={f"defenses/{m}/{i}": N for m in MODELS for i in INPUTS})
 
@@ -53,20 +54,22 @@ def test_the_spread_across_seeds_can_hide_an_effect():
 
 def test_sensitivity_and_headline_follow_the_facts():
     facts = _facts(_accuracy(0.40), box={"basic": 25.0, "sensitivity": 15.0})
-    sentence = defenses_findings(DefensesConfig(), facts)[2]
+    sentence = defenses_findings(DefensesConfig(), facts)[3]
     assert "is smaller than the basic model's" in sentence and "15.00" in sentence and "25.00" in sentence
     headline = dict(defenses_headline(DefensesConfig(), facts))
     assert headline["defenses: output-box log-volume, basic / sensitivity training"] == "25.00 / 15.00"
-    same = defenses_findings(DefensesConfig(), _facts(_accuracy(0.40), box={"basic": 20.0, "sensitivity": 20.0}))[2]
+    same = defenses_findings(DefensesConfig(), _facts(_accuracy(0.40), box={"basic": 20.0, "sensitivity": 20.0}))[3]
     assert "not measurably different from" in same
 
 
-@pytest.mark.parametrize("natural_at, word", [(0.70, "costs clean accuracy"), (0.88, "within the uncertainty")])
-def test_adversarial_training_cost_is_claimed_only_beyond_the_uncertainty(natural_at, word):
+@pytest.mark.parametrize("natural_at, verdict, cost", [(0.70, "shows here", "70.0% clean (a cost)"),
+                                                        (0.88, "does not show here", "88.0% clean (within the")])
+def test_adversarial_training_cost_is_claimed_only_beyond_the_uncertainty(natural_at, verdict, cost):
     table = _accuracy(0.40)
     for m in ("pgd_l2_at", "pgd_linf_at", "mixed_at"):
         table[m]["natural"] = natural_at
-    assert word in defenses_findings(DefensesConfig(), _facts(table))[1]
+    sentence = defenses_findings(DefensesConfig(), _facts(table))[1]
+    assert f"costs clean accuracy; this {verdict}" in sentence and sentence.count(cost) == 3
 
 
 def test_only_takes_one_or_more_parts():

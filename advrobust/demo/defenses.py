@@ -99,6 +99,7 @@ def run_defenses(cfg: DefensesConfig, survey: Survey, *, seed: int, device: torc
             out.facts[f"defenses/{m}/log_volume"] = mean_log_volume(models[m], x, eps_box)
     out.facts["defenses/n_attack"] = float(k)
     out.facts["defenses/box_eps"] = eps_box
+    out.facts["defenses/noise_sigma"] = survey.config.noise_sigma
     out.tables += [_accuracy_table(cfg, survey, out.facts, k), _box_table(cfg, out.facts, eps_box, k)]
     out.eps.update(_strengths(cfg, survey))
     return out
@@ -253,6 +254,7 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
         return facts[f"defenses/{m}/{i}"]
 
     findings = []
+    noise_sigma = facts["defenses/noise_sigma"].mean
     attacks = [i for i in INPUTS if i != "natural"]
     others = [m for m in MODELS if m != "smoothing"]
     verdicts = []
@@ -271,17 +273,20 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
         "Mallam Garba, Susini and Kayo find randomized smoothing best under every attack; this " + verdict + " ("
         + "; ".join(f"{INPUTS[i]}: smoothing {f('smoothing', i):.1%} vs {MODELS[b]} {f(b, i):.1%}"
                     for i, b, _ in verdicts) + ")" + verdicts[0][2].caveat() + ".")
-    trades = []
+    costs, trades = [], []
     for m in ("pgd_l2_at", "pgd_linf_at", "mixed_at"):
-        d = difference(f("basic", "natural"), f(m, "natural"))
-        word = "costs" if d.claimed and d.value > 0 else ("gains" if d.claimed else "changes, within the uncertainty,")
+        cost = difference(f("basic", "natural"), f(m, "natural"))
         gain = difference(f(m, "pgd_linf"), f("basic", "pgd_linf"))
-        robust = "more robust under PGD-Linf" if gain.claimed and gain.value > 0 else (
-            "less robust under PGD-Linf" if gain.claimed else "not measurably more robust under PGD-Linf")
-        trades.append(f"{MODELS[m]} {word} clean accuracy ({f(m, 'natural'):.1%} vs {f('basic', 'natural'):.1%}) "
-                      f"and is {robust} ({f(m, 'pgd_linf'):.1%} vs {f('basic', 'pgd_linf'):.1%})")
-    findings.append("Adversarial training trading clean accuracy for robustness (Mallam Garba, Susini and Kayo): "
-                    + "; ".join(trades) + ".")
+        costs.append(cost.claimed and cost.value > 0)
+        trades.append(f"{MODELS[m]} {f(m, 'natural'):.1%} clean ({_effect(cost, 'a cost', 'a gain')}), "
+                      f"{f(m, 'pgd_linf'):.1%} under PGD-Linf ({_effect(gain, 'more robust', 'less robust')})")
+    verdict = ("shows here for every adversarially trained model" if all(costs) else
+               "does not show here for " + ", ".join(MODELS[m] for m, c in zip(("pgd_l2_at", "pgd_linf_at",
+                                                                                "mixed_at"), costs) if not c))
+    findings.append(
+        "Mallam Garba, Susini and Kayo find that adversarial training costs clean accuracy; this " + verdict + " ("
+        f"basic {f('basic', 'natural'):.1%} clean, {f('basic', 'pgd_linf'):.1%} under PGD-Linf; " + "; ".join(trades)
+        + ").")
     box = difference(f("sensitivity", "log_volume"), f("basic", "log_volume"))
     box_text = ("smaller than" if box.claimed and box.value < 0 else "larger than" if box.claimed
                 else "not measurably different from")
@@ -290,14 +295,24 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
     near_text = ("within the uncertainty of" if not near.claimed else
                  "above" if near.value > 0 else "below")
     findings.append(
+        f"The noisy model (sigma {noise_sigma:g}), the base classifier of smoothing, reaches {f('noisy', 'natural'):.1%} on "
+        f"clean images, the smoothed classifier {f('smoothing', 'natural'):.1%} (basic {f('basic', 'natural'):.1%}).")
+    findings.append(
         f"Sensitivity training (Wang et al. 2018, beta {cfg.sensitivity_beta:g}): its output box (log-volume "
         f"{f('sensitivity', 'log_volume'):.2f}) is {box_text} the basic model's ({f('basic', 'log_volume'):.2f}); "
         f"clean accuracy {f('sensitivity', 'natural'):.1%} vs {f('basic', 'natural'):.1%} "
-        f"({'a measurable cost' if cost.claimed and cost.value > 0 else 'no measurable cost' if not cost.claimed else 'higher'}); "
+        f"({_effect(cost, 'a cost', 'a gain')}); "
         f"under PGD-Linf {f('sensitivity', 'pgd_linf'):.1%}, {near_text} PGD-Linf adversarial training's "
         f"{f('pgd_linf_at', 'pgd_linf'):.1%} (Wang et al. report robustness close to adversarial training)"
         + box.caveat() + ".")
     return findings
+
+
+def _effect(d, positive: str, negative: str) -> str:
+    """``positive`` / ``negative`` for a claimed difference of that sign, else that it is within the uncertainty."""
+    if not d.claimed:
+        return "within the uncertainty"
+    return positive if d.value > 0 else negative
 
 
 def defenses_headline(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[Tuple[str, str]]:
