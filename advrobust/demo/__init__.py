@@ -19,8 +19,8 @@ import torch
 
 from advrobust.checks import check_device
 from advrobust.data import PHOTOZ_BANDS
-from advrobust.demo.config import PARTS, PRESETS, DemoConfig
 from advrobust.demo import seeds
+from advrobust.demo.config import PARTS, PRESETS, DemoConfig
 from advrobust.demo.defenses import defenses_findings, defenses_headline, fact_objects, run_defenses
 from advrobust.demo.morphology import run_morphology, simulate_survey
 from advrobust.demo.photoz import run_photoz

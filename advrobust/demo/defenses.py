@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 from typing import Dict, List, Mapping, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,7 +35,8 @@ from advrobust.demo.stage import StageResult, sky_label
 from advrobust.evaluate import predict
 from advrobust.report import Num, ReportTable, Spread
 
-__all__ = ["run_defenses", "defenses_findings", "defenses_headline", "fact_objects", "mean_log_volume", "MODELS", "INPUTS", "PAPER_TABLE_1"]
+__all__ = ["run_defenses", "defenses_findings", "defenses_headline", "fact_objects", "mean_log_volume", "MODELS",
+           "INPUTS", "BOX_MODELS", "PAPER_TABLE_1"]
 
 #: fact key of each model -> its row label (the paper's order; the sensitivity model last)
 MODELS = {"basic": "basic", "noisy": "noisy training", "pgd_l2_at": "PGD-L2 adversarial training",
@@ -101,7 +101,6 @@ def run_defenses(cfg: DefensesConfig, survey: Survey, *, seed: int, device: torc
     out.facts["defenses/box_eps"] = eps_box
     out.facts["defenses/noise_sigma"] = survey.config.noise_sigma
     out.tables += [_accuracy_table(cfg, survey, out.facts, k), _box_table(cfg, out.facts, eps_box, k)]
-    out.eps.update(_strengths(cfg, survey))
     return out
 
 
@@ -190,13 +189,6 @@ def mean_log_volume(model: torch.nn.Module, x: Tensor, eps: float, batch_size: i
     return float(torch.cat(volumes).mean())
 
 
-def _strengths(cfg: DefensesConfig, survey: Survey) -> dict:
-    """The attacks' radii in image units, per band, for the report's strength table."""
-    eps_l2 = _eps_l2(cfg, survey)
-    return {f"defenses FGSM / PGD-Linf {sky_label(cfg.eps_sky)}": cfg.eps_sky * survey.sky,
-            f"defenses PGD-L2 {eps_l2:.3g} sky sigma (L2 over the image, whitened)": eps_l2 * survey.sky}
-
-
 def _accuracy_table(cfg: DefensesConfig, survey: Survey, facts: Mapping[str, float], k: int) -> ReportTable:
     """Table 1 of Mallam Garba, Susini and Kayo: accuracy by model and input, theirs in labelled columns."""
     mcfg = survey.config
@@ -209,14 +201,16 @@ def _accuracy_table(cfg: DefensesConfig, survey: Survey, facts: Mapping[str, flo
         f"Defenses (cf. Mallam Garba, Susini and Kayo, Table 1): accuracy on {k} Y10 test galaxies, natural and "
         "under attack", rows=rows, paper=paper, paper_source="Mallam Garba, Susini and Kayo, Table 1",
         note=(f"Every model is {mcfg.model} trained the same way: {n_train:,} Y10 images, {mcfg.epochs} epochs, Adam "
-              f"lr {mcfg.lr:g}, batch {mcfg.batch_size} (the paper: '30 steps' of training). Noisy training and smoothing: Gaussian "
-              f"sigma {mcfg.noise_sigma:g} (image units). Adversarial training: a random {1 - cfg.alpha:.0%} of each "
+              f"lr {mcfg.lr:g}, batch {mcfg.batch_size} (the paper: '30 steps' of training). Noisy training and "
+              f"smoothing: Gaussian sigma {mcfg.noise_sigma:g} (image units). Adversarial training: a random {1 - cfg.alpha:.0%} of each "
               f"batch replaced by its adversarial version, in expectation the paper's alpha J(x) + (1 - alpha) "
               f"J(x_adv) with alpha = {cfg.alpha:g}; mixed training: thirds natural, PGD-L2, PGD-Linf. Their PGD: "
               f"{cfg.train_pgd_steps} step(s) of 2/3 eps from a random start at the attacks' strengths (the paper: 10 "
               "steps, ~11 clean epochs per epoch here, beyond this demo's time). Attacks: FGSM and PGD-Linf of "
               f"{sky_label(cfg.eps_sky)} per band of the preprocessed Y10 images ({bands} in image units); PGD-L2 of "
-              f"radius {eps_l2:.3g} in sky sigmas (the L2 norm of perturbation / sky sigma over the whole image), the "
+              f"radius {eps_l2:.3g} in sky sigmas (the L2 norm of perturbation / sky sigma over the whole image; in "
+              "image units an L2 norm of " + " / ".join(f"{eps_l2 * s:.3g}" for s in survey.sky)
+              + f" for a perturbation in {' / '.join(MORPHOLOGY_BANDS)} alone), the "
               "L2 ball of the L-inf ball's volume over one band's pixels, fixed before the run (the package's rule, "
               "Campagne 2021): the paper instead lowered its L2 radius (0.045 beside 0.03 L-inf, on [0, 1] images) "
               "until the basic classifier did about as well under both, i.e. chose it from its results; PGD "
@@ -224,8 +218,8 @@ def _accuracy_table(cfg: DefensesConfig, survey: Survey, facts: Mapping[str, flo
               f"predicts with {cfg.smooth_n} noisy copies and abstains when its top class does not win a binomial "
               f"test at alpha = {cfg.smooth_alpha:g} (Cohen et al. 2019); it is attacked with the adversarial "
               "examples of its base classifier (the noisy-training row's inputs) scored through the smoothed "
-              "prediction, and an abstention counts as wrong. The paper's images (an image-classification set it does not "
-              "name, on which its basic model reaches 58%) and network differ: its numbers are for comparing the "
+              "prediction, and an abstention counts as wrong. The paper's images (an image-classification set it does "
+              "not name, on which its basic model reaches 58%) and network differ: its numbers are for comparing the "
               "pattern, not the values."))
 
 
@@ -295,8 +289,9 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
     near_text = ("within the uncertainty of" if not near.claimed else
                  "above" if near.value > 0 else "below")
     findings.append(
-        f"The noisy model (sigma {noise_sigma:g}), the base classifier of smoothing, reaches {f('noisy', 'natural'):.1%} on "
-        f"clean images, the smoothed classifier {f('smoothing', 'natural'):.1%} (basic {f('basic', 'natural'):.1%}).")
+        f"The noisy model (sigma {noise_sigma:g}), the base classifier of smoothing, reaches "
+        f"{f('noisy', 'natural'):.1%} on clean images, the smoothed classifier {f('smoothing', 'natural'):.1%} "
+        f"(basic {f('basic', 'natural'):.1%}).")
     findings.append(
         f"Sensitivity training (Wang et al. 2018, beta {cfg.sensitivity_beta:g}): its output box (log-volume "
         f"{f('sensitivity', 'log_volume'):.2f}) is {box_text} the basic model's ({f('basic', 'log_volume'):.2f}); "

@@ -84,7 +84,7 @@ class _Measured:
 
 
 def run_morphology(cfg: MorphologyConfig, *, seed: int, device: torch.device, progress: bool,
-                   models_dir: str, survey: Optional["Survey"] = None) -> StageResult:
+                   models_dir: str, survey: Optional[Survey] = None) -> StageResult:
     """Simulate (unless ``survey``, from :func:`simulate_survey`, is given), train the three
     classifiers, perturb, certify, tabulate.
 
