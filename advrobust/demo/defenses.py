@@ -202,8 +202,8 @@ def _accuracy_table(cfg: DefensesConfig, survey: Survey, facts: Mapping[str, flo
         "under attack", rows=rows, paper=paper, paper_source="Mallam Garba, Susini and Kayo, Table 1",
         note=(f"Every model is {mcfg.model} trained the same way: {n_train:,} Y10 images, {mcfg.epochs} epochs, Adam "
               f"lr {mcfg.lr:g}, batch {mcfg.batch_size} (the paper: '30 steps' of training). Noisy training and "
-              f"smoothing: Gaussian sigma {mcfg.noise_sigma:g} (image units). Adversarial training: a random {1 - cfg.alpha:.0%} of each "
-              f"batch replaced by its adversarial version, in expectation the paper's alpha J(x) + (1 - alpha) "
+              f"smoothing: Gaussian sigma {mcfg.noise_sigma:g} (image units). Adversarial training: a random "
+              f"{1 - cfg.alpha:.0%} of each batch replaced by its adversarial version, in expectation the paper's alpha J(x) + (1 - alpha) "
               f"J(x_adv) with alpha = {cfg.alpha:g}; mixed training: thirds natural, PGD-L2, PGD-Linf. Their PGD: "
               f"{cfg.train_pgd_steps} step(s) of 2/3 eps from a random start at the attacks' strengths (the paper: 10 "
               "steps, ~11 clean epochs per epoch here, beyond this demo's time). Attacks: FGSM and PGD-Linf of "
