@@ -80,31 +80,25 @@ def test_only_takes_one_or_more_parts():
     assert parser.parse_args([]).only is None
 
 
-def test_run_defenses_reuses_the_morphology_models_and_measures_every_fact(tmp_path):
-    # a tiny survey: the whole part, with the morphology part's basic and noisy models passed in
-    import torch
-
+@pytest.mark.slow  # a tiny demo: ~15-25 s
+def test_the_defenses_part_reuses_the_morphology_models_and_measures_every_fact(tmp_path):
+    # a tiny demo of the two morphology parts: one survey, the morphology part's basic and noisy models reused
+    from advrobust.demo import DemoConfig, run_demo
     from advrobust.demo.config import MorphologyConfig
-    from advrobust.demo.defenses import run_defenses
-    from advrobust.demo.morphology import simulate_survey, train_classifier, training_set
-    from advrobust.demo.stage import StageResult
 
-    mcfg = MorphologyConfig(n_train=48, n_test=16, size=48, epochs=1, batch_size=16)
-    stage = StageResult()
-    survey = simulate_survey(stage, mcfg, 0, torch.device("cpu"))
-    basic = train_classifier(stage, mcfg, training_set(survey), "basic", "baseline", seed=0,
-                             device=torch.device("cpu"), progress=False, models_dir=str(tmp_path))
-    cfg = DefensesConfig(n_attack=8, smooth_n=8)
-    out = run_defenses(cfg, survey, seed=0, device=torch.device("cpu"), progress=False, models_dir=str(tmp_path),
-                       reuse={"basic": basic, "noisy": basic})
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == sorted(["morphology_baseline.safetensors"] + [f"morphology_defenses_{m}.safetensors" for m in
-                                                                   ("pgd_l2_at", "pgd_linf_at", "mixed_at",
-                                                                    "sensitivity")])
+    cfg = DemoConfig(name="tiny", morphology=MorphologyConfig(
+        n_train=48, n_test=16, size=48, epochs=1, batch_size=16, n_attack=8, n_onepixel=2, population=10,
+        generations=2, n_certify=4, n0=10, n=20), defenses=DefensesConfig(n_attack=8, smooth_n=8))
+    result = run_demo(cfg, out=tmp_path, seed=0, progress=False, parts=("morphology", "defenses"))
+    files = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert files == sorted([f"morphology_{m}.safetensors" for m in ("baseline", "mmd", "noisy")]
+                           + [f"morphology_defenses_{m}.safetensors" for m in ("pgd_l2_at", "pgd_linf_at", "mixed_at",
+                                                                               "sensitivity")])
+    assert sum(k.startswith("morphology: simulate") for k in result["timings"]) == 1
+    facts = result["facts"]
     for m in MODELS:
         for i in INPUTS:
-            assert 0.0 <= out.facts[f"defenses/{m}/{i}"] <= 1.0
-    assert out.facts["defenses/basic/natural"] == pytest.approx(out.facts["defenses/noisy/natural"])
-    assert all(f"defenses/{m}/log_volume" in out.facts for m in BOX_MODELS)
-    assert [t.title.split(" ")[0] for t in out.tables] == ["Defenses", "Sensitivity"]
-    assert not out.findings and not out.headline  # written from the facts by defenses_findings / _headline
+            assert 0.0 <= facts[f"defenses/{m}/{i}"] <= 1.0
+    assert all(f"defenses/{m}/log_volume" in facts for m in BOX_MODELS)
+    assert sum(f.startswith("Mallam Garba, Susini and Kayo find") for f in result["findings"]) == 2
+    assert any(what.startswith("defenses under PGD-Linf") for what, _ in result["headline"])
