@@ -7,8 +7,8 @@ and compares the defenses of Mallam Garba, Susini and Kayo (basic, noisy, PGD-L2
 adversarial training, randomized smoothing) and a sensitivity-trained model (Wang et al. 2018) on
 the morphology survey; writes the report to --out and prints the headline table. Parts: photoz,
 morphology, defenses (--only runs one or more of them). The default preset took ~8.5 minutes on 2
-CPU cores before the defenses part was added (not re-measured with it); --quick is a smoke run (its photo-z baseline is under-trained and its report
-says so).
+CPU cores before the defenses part was added (not re-measured with it); --quick is a smoke run (its
+photo-z baseline and its defense models are under-trained and its report says so).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="the small preset (a smoke run, minutes on 2 CPU cores)")
     size.add_argument("--scale", choices=("default", "paper"), default="default",
-                      help="default: ~8.5 minutes on 2 CPU cores before the defenses part (not re-measured); paper: the papers' sizes (100k photo-z galaxies, "
-                           "the Inception net and ResNet18, one-pixel population 400 x 80 generations on 150 "
+                      help="default: ~8.5 minutes on 2 CPU cores before the defenses part (not re-measured); "
+                           "paper: the papers' sizes (100k photo-z galaxies, the Inception net and ResNet18, one-pixel population 400 x 80 generations on 150 "
                            "images), for a GPU")
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
