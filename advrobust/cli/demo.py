@@ -26,8 +26,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="the small preset (a smoke run, minutes on 2 CPU cores)")
     size.add_argument("--scale", choices=("default", "paper"), default="default",
                       help="default: ~8.5 minutes on 2 CPU cores before the defenses part (not re-measured); "
-                           "paper: the papers' sizes (100k photo-z galaxies, the Inception net and ResNet18, one-pixel population 400 x 80 generations on 150 "
-                           "images), for a GPU")
+                           "paper: the papers' sizes (100k photo-z galaxies, the Inception net and ResNet18, "
+                           "one-pixel population 400 x 80 generations on 150 images), for a GPU")
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     add_device_argument(parser, note="; where to train and attack")
