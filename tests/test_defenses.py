@@ -100,6 +100,28 @@ def test_transforms_replace_and_weight_the_batch():
         AdversarialTraining("cw", 0.1)
 
 
+def test_mixed_training_steps_a_fraction_of_each_radius(monkeypatch):
+    # the robust-models report's step, 2/3 of each attack's own radius (L2 and L-inf differ)
+    from advrobust.defenses import adversarial
+    from advrobust.train import Batch
+    torch.manual_seed(0)
+    model = create("convnet", image_size=16, channels=(4,), kernel_sizes=(3,), latent_dim=8)
+    trainer = Trainer(model, "ce", progress=False)
+    steps = []
+    real = adversarial.make_attack
+
+    def spy(kind, model, eps, **kw):
+        steps.append((kind, eps, kw["step_size"]))
+        return real(kind, model, eps, **kw)
+
+    monkeypatch.setattr(adversarial, "make_attack", spy)
+    b = Batch(torch.rand(12, 3, 16, 16), torch.randint(0, 3, (12,)))
+    MixedTraining(0.1, 0.5, steps=1, step_fraction=2 / 3)(trainer, b)
+    MixedTraining(0.1, 0.5, steps=1)(trainer, b)
+    assert steps == [("pgd_l2", 0.5, pytest.approx(1 / 3)), ("pgd", 0.1, pytest.approx(0.2 / 3)),
+                     ("pgd_l2", 0.5, None), ("pgd", 0.1, None)]
+
+
 # ---------------------------------------------------------------- MMD domain adaptation
 def test_mmd_training_lowers_latent_mmd(morphology):
     xs, xt, y = morphology

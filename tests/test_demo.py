@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from advrobust import cli, models
-from advrobust.data import simulate_photoz
+from advrobust.data import simulate_morphology, simulate_photoz
+from advrobust.defenses import interval_bounds, log_volume
 from advrobust.demo import PRESETS, run_demo
+from advrobust.demo.defenses import INPUTS, MODELS, PAPER_TABLE_1
 from advrobust.metrics import pdf_metrics, photoz_metrics
 
 pytestmark = pytest.mark.slow  # the quick demo itself: about a minute
@@ -29,7 +31,8 @@ def test_report_holds_every_table_and_figure(demo):
     expected_tables = ("Photo-z on the held-out test set", "Photo-z under perturbation", "p.d.f. under attack",
                        "Point metrics: Campagne 2021 beside RAIL",
                        "Morphology: accuracy on Y10", "Morphology: one-pixel attack", "Randomized smoothing",
-                       "Adaptive certification", "Certified photo-z")
+                       "Adaptive certification", "Certified photo-z", "Defenses (cf. Mallam Garba, Susini and Kayo",
+                       "Sensitivity (Wang et al. 2018)")
     for table in expected_tables:
         assert any(t.startswith(table) for t in titles), (table, titles)
     pngs = [p for p in result["report"]["figures"] if p.endswith(".png")]
@@ -46,9 +49,11 @@ def test_report_holds_every_table_and_figure(demo):
     for stage in ("photo-z: train baseline", "morphology: one-pixel attack"):
         assert any(k.startswith(stage) for k in result["timings"]), stage
     assert markdown.count("| total |") == 1
+    defenses = [f"morphology_defenses_{m}" for m in MODELS if m != "smoothing"]  # quick: all trained on a subset
     for name in ("photoz_baseline", "photoz_adversarial", "morphology_baseline", "morphology_mmd", "morphology_noisy",
-                 "morphology_baseline_seed1", "morphology_noisy_seed1"):  # quick: two morphology training seeds
+                 "morphology_baseline_seed1", "morphology_noisy_seed1", *defenses):  # quick: two morphology seeds
         assert os.path.exists(out / "models" / f"{name}.safetensors")
+    assert any(k.startswith("defenses: 6 models clean and under") for k in result["timings"])
 
 
 def test_headline_is_what_the_report_says(demo):
@@ -72,6 +77,56 @@ def test_paper_values_only_in_labelled_columns(demo):
             cells = [c.strip() for c in lines[i].strip("|").split("|")]
             columns = [c.strip() for c in header.strip("|").split("|")]
             assert "[Campagne 2021" in columns[cells.index(paper_value)], (paper_value, columns)
+
+
+def _table(markdown: str, title: str):
+    """``(header cells, {row label: cells})`` of the report table whose title starts with ``title``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"**{title}"))
+    header = next(i for i in range(start, len(lines)) if lines[i].startswith("| "))
+    end = next((i for i in range(header, len(lines)) if not lines[i].startswith("|")), len(lines))
+
+    def split(line):
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    return split(lines[header]), {r[0]: r[1:] for r in map(split, lines[header + 2:end])}
+
+
+def test_defenses_table_has_every_model_and_input_and_the_paper_only_in_its_columns(demo):
+    _, result = demo
+    markdown = open(result["report"]["markdown"], encoding="utf-8").read()
+    header, rows = _table(markdown, "Defenses (cf. Mallam Garba, Susini and Kayo, Table 1)")
+    ours = list(INPUTS.values())
+    paper = [f"{c} [Mallam Garba, Susini and Kayo, Table 1]" for c in ours]
+    assert header[1:] == ours + paper
+    assert list(rows) == list(MODELS.values())
+    for key, label in MODELS.items():
+        measured = [float(c.rstrip("%")) for c in rows[label][:len(ours)]]
+        assert all(0 <= v <= 100 for v in measured), (label, measured)
+        assert measured == [pytest.approx(100 * result["facts"][f"defenses/{key}/{i}"], abs=0.006) for i in INPUTS]
+        quoted = rows[label][len(ours):]
+        expected = [f"{v:.2f}%" for v in PAPER_TABLE_1[key]] if key in PAPER_TABLE_1 else ["-"] * len(ours)
+        assert quoted == expected, (label, quoted)
+    for value in ("58.20%", "37.68%"):  # the paper's, nowhere but in its columns
+        for line in markdown.splitlines():
+            if value in line:
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                assert header[cells.index(value)].endswith("[Mallam Garba, Susini and Kayo, Table 1]"), line
+
+
+def test_sensitivity_model_has_a_smaller_output_box_than_the_basic_model(demo):
+    # Wang et al. 2018's sensitivity, recomputed here from the saved models on fresh simulated galaxies
+    out, result = demo
+    cfg = PRESETS["quick"].morphology
+    x = torch.from_numpy(simulate_morphology(20, seed=123, size=cfg.size, preprocess=True)["images_y10"])
+    eps = result["facts"]["defenses/box_eps"]
+    volume = {}
+    for m in ("basic", "sensitivity"):
+        model = models.load(out / "models" / f"morphology_defenses_{m}.safetensors").eval()
+        with torch.no_grad():
+            volume[m] = log_volume(*interval_bounds(model, x, eps, lo=0.0, hi=1.0))
+    assert volume["sensitivity"].mean() < volume["basic"].mean(), volume
+    assert result["facts"]["defenses/sensitivity/log_volume"] < result["facts"]["defenses/basic/log_volume"]
 
 
 def test_saved_model_reproduces_the_clean_photoz_numbers(demo):
@@ -129,6 +184,9 @@ def test_demo_errors_are_one_line(tmp_path, capsys):
     assert err.value.code == 2
     with pytest.raises(ValueError, match="parts"):
         run_demo("quick", out=tmp_path / "d", parts=("photo-z",))
+    with pytest.raises(SystemExit) as err:
+        cli.main(["demo", "--quick", "--only", "photoz", "defence"])
+    assert err.value.code == 2
     with pytest.raises(ValueError, match="must be one of"):
         run_demo("fast", out=tmp_path / "d")
     with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):

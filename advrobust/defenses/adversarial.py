@@ -45,11 +45,14 @@ class _AttackTransform:
         self.lo, self.hi = lo, hi
         self.unit = check_unit(name, unit)
 
-    def adversarial(self, trainer, batch: Batch, kind: Optional[str] = None, eps: Optional[float] = None) -> Tensor:
-        """Adversarial version of the whole ``batch.x`` on the current weights (detached)."""
+    def adversarial(self, trainer, batch: Batch, kind: Optional[str] = None, eps: Optional[float] = None,
+                    step_size: Optional[float] = None) -> Tensor:
+        """Adversarial version of the whole ``batch.x`` on the current weights (detached); ``kind``,
+        ``eps`` and ``step_size`` default to the transform's own."""
         unit = self.unit.to(batch.x.device) if isinstance(self.unit, Tensor) else self.unit
         atk = make_attack(kind or self.attack, trainer.module, self.eps if eps is None else eps,
-                          loss=trainer.loss_fn, steps=self.steps, step_size=self.step_size,
+                          loss=trainer.loss_fn, steps=self.steps,
+                          step_size=self.step_size if step_size is None else step_size,
                           generator=trainer.generator, lo=self.lo, hi=self.hi, unit=unit)
         return atk(batch.x, batch.y, *batch.extra)
 
@@ -122,12 +125,16 @@ class MixedTraining(_AttackTransform):
             whitened L2 norm in ``unit``; see :func:`advrobust.attacks.eps_l2_equal_volume` for
             Campagne 2021's choice).
         steps: PGD iterations for both. lo, hi: valid image range. unit: as :class:`AdversarialTraining`.
+        step_fraction: each attack's step as a fraction of its own radius (the robust-models report: 2/3);
+            None for the attacks' default step.
     """
 
     def __init__(self, eps: float = 0.01, eps_l2: float = 0.1, *, steps: int = 7, lo: Bound = None,
-                 hi: Bound = None, unit: Unit = None) -> None:
+                 hi: Bound = None, unit: Unit = None, step_fraction: Optional[float] = None) -> None:
         super().__init__("pgd", eps, steps, None, lo, hi, unit)
         self.eps_l2 = check_number("MixedTraining", "eps_l2", eps_l2, positive=True)
+        self.step_fraction = None if step_fraction is None else check_number(
+            "MixedTraining", "step_fraction", step_fraction, positive=True)
 
     def __call__(self, trainer, batch: Batch) -> Batch:
         B = batch.x.shape[0]
@@ -136,7 +143,8 @@ class MixedTraining(_AttackTransform):
         for (start, stop), kind, eps in (((a, b), "pgd_l2", self.eps_l2), ((b, B), "pgd", self.eps)):
             if stop > start:
                 part = Batch(batch.x[start:stop], batch.y[start:stop], tuple(e[start:stop] for e in batch.extra))
-                x[start:stop] = self.adversarial(trainer, part, kind, eps)
+                step = None if self.step_fraction is None else self.step_fraction * eps
+                x[start:stop] = self.adversarial(trainer, part, kind, eps, step)
         return batch.with_(x=x)
 
 

@@ -21,17 +21,13 @@ import torch
 
 from advrobust.checks import check_device
 from advrobust.data import PHOTOZ_BANDS
-from advrobust.demo import morphology, photoz
-from advrobust.demo.config import PRESETS, DemoConfig
+from advrobust.demo import defenses, morphology, photoz
+from advrobust.demo.config import PARTS, PRESETS, DemoConfig
 from advrobust.demo.seeds import combine_stages, facts_table
 from advrobust.demo.stage import StageResult
 from advrobust.report import write_report
 
 __all__ = ["run_demo", "DemoResult", "PRESETS", "DemoConfig", "PARTS"]
-
-#: the demo's parts, in the report's order
-PARTS = ("photoz", "morphology")
-
 
 class DemoResult(dict):
     """``{"report": paths from write_report, "headline": [(what, measured)], "findings": [sentences], "facts": {...},
@@ -59,7 +55,8 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         seeds: training seeds of every part (default: each part's ``seeds`` in the preset).
         device: ``"cpu"`` or ``"cuda"`` (simulation runs on the CPU).
         progress: progress bars of the training loops.
-        parts: ``("photoz", "morphology")`` or a subset (default both).
+        parts: ``("photoz", "morphology", "defenses")`` or a subset (default all); the defenses part reuses
+            the morphology part's survey and, seed by seed, its basic and noisy models when both run.
 
     Returns:
         :class:`DemoResult`; its ``facts`` are :class:`~advrobust.report.Spread` values (one value per seed).
@@ -74,6 +71,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
         raise ValueError(f"run_demo: parts must be among {', '.join(map(repr, PARTS))}, got {parts!r}")
+    parts = tuple(p for p in PARTS if p in parts)  # the report's order, whatever order they were named in
     if seeds is not None and seeds < 1:
         raise ValueError(f"run_demo: seeds must be >= 1, got {seeds}")
     device = check_device("run_demo: device", device)
@@ -93,11 +91,19 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
                    lambda data, s, i: photoz.run_photoz(cfg.photoz, data, seed=s, device=device, progress=progress,
                                                         models_dir=models_dir, first=i == 0),
                    photoz.photoz_findings, photoz.photoz_headline),
-        "morphology": (lambda timing: morphology._simulate(timing, cfg.morphology, seed, device),
+        "morphology": (lambda timing: morphology.simulate_survey(timing, cfg.morphology, seed, device),
                        lambda data, s, i: morphology.run_morphology(
                            cfg.morphology, data, seed=s, device=device, progress=progress, models_dir=models_dir,
                            first=i == 0),
                        morphology.morphology_findings, morphology.morphology_headline),
+        # the morphology survey, and the morphology part's basic and noisy models of the same seed when it ran
+        "defenses": (lambda timing: surveys.get("morphology") or morphology.simulate_survey(
+                         timing, cfg.morphology, seed, device),
+                     lambda data, s, i: defenses.run_defenses(
+                         cfg.defenses, data, seed=s, device=device, progress=progress, models_dir=models_dir,
+                         reuse=per_seed["morphology"][i].models if i < len(per_seed.get("morphology", ())) else None,
+                         first=i == 0),
+                     defenses.defenses_findings, defenses.defenses_headline),
     }
     stages = {}
     for part in parts:

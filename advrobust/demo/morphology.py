@@ -11,10 +11,11 @@ the smoothed classifier (fixed n, and adaptive with the samples it spends).
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ ADAPTIVE_BUDGET, ADAPTIVE_N_MAX_CAP = 10, 100_000
 
 
 @dataclass
-class _Survey:
+class Survey:
     """The simulated morphology survey, preprocessed (values in [0, 1]).
 
     Attributes:
@@ -50,6 +51,7 @@ class _Survey:
         train, test: the slices of the training and the test galaxies.
         sky: ``(3,)`` per-band sky sigma of the preprocessed Y10 training stamps (NumPy).
         unit: ``sky`` as a float32 tensor on the device (the attacks' unit).
+        config: the part's settings it was simulated with (the models trained on it use them too).
     """
 
     x10: Tensor
@@ -59,6 +61,7 @@ class _Survey:
     test: slice
     sky: np.ndarray
     unit: Tensor
+    config: MorphologyConfig
 
 
 @dataclass
@@ -81,7 +84,7 @@ class _Measured:
     scale: Dict[str, float]
 
 
-def run_morphology(cfg: MorphologyConfig, survey: _Survey, *, seed: int, device: torch.device, progress: bool,
+def run_morphology(cfg: MorphologyConfig, survey: Survey, *, seed: int, device: torch.device, progress: bool,
                    models_dir: str, first: bool = True) -> StageResult:
     """Train the three classifiers from ``seed``, perturb, tabulate; certify when ``first``.
 
@@ -91,7 +94,7 @@ def run_morphology(cfg: MorphologyConfig, survey: _Survey, *, seed: int, device:
     headline come from the facts of every seed (:func:`morphology_findings`, :func:`morphology_headline`).
 
     Args:
-        survey: :func:`_simulate`'s data (the same for every seed).
+        survey: :func:`simulate_survey`'s data (the same for every seed).
         seed: the training seed (initial weights, sample order, attacks' random draws).
         first: this is the first seed: save the models under the plain names, run the one-model stages.
 
@@ -200,42 +203,56 @@ def morphology_findings(cfg: MorphologyConfig, facts: Mapping[str, Spread]) -> l
     return findings
 
 
-def _simulate(out: StageResult, cfg: MorphologyConfig, seed: int, device: torch.device) -> _Survey:
+def simulate_survey(out: StageResult, cfg: MorphologyConfig, seed: int, device: torch.device) -> Survey:
     """Simulate and preprocess ``n_train + n_test`` galaxies at Y10 and Y1 depth; measure the Y10 sky."""
     n = cfg.n_train + cfg.n_test
     with out.timed(f"morphology: simulate and preprocess {n:,} galaxies at Y10 and Y1 depth"):
         sim = simulate_morphology(n, seed=seed + 1, size=cfg.size, preprocess=True)
     train = slice(0, cfg.n_train)
     sky = sky_sigma(sim["images_y10"][train])
-    return _Survey(x10=torch.from_numpy(sim["images_y10"]), x1=torch.from_numpy(sim["images_y1"]),
+    return Survey(x10=torch.from_numpy(sim["images_y10"]), x1=torch.from_numpy(sim["images_y1"]),
                    labels=torch.from_numpy(sim["labels"]).long(), train=train, test=slice(cfg.n_train, n),
-                   sky=sky, unit=torch.tensor(sky, dtype=torch.float32, device=device))
+                   sky=sky, unit=torch.tensor(sky, dtype=torch.float32, device=device), config=cfg)
 
 
-def _train(out: StageResult, cfg: MorphologyConfig, survey: _Survey, *, seed: int, device: torch.device,
+def training_set(survey: Survey, n: Optional[int] = None) -> SurveyDataset:
+    """The labelled Y10 training images of ``survey`` (all, or the first ``n``), with the flips and
+    rotations of ``augment``."""
+    x, y = survey.x10[survey.train][:n], survey.labels[survey.train][:n]
+    return SurveyDataset(x, {"label": y}, augment=True)
+
+
+def _train(out: StageResult, cfg: MorphologyConfig, survey: Survey, *, seed: int, device: torch.device,
            progress: bool, models_dir: str, suffix: str) -> dict:
     """``{baseline, MMD domain adaptation, noisy training}`` classifiers trained on the labelled Y10
     images from the same seed, saved to ``models_dir`` (``morphology_<baseline|mmd|noisy><suffix>.safetensors``)
     and returned in eval mode."""
-    train_set = SurveyDataset(survey.x10[survey.train], {"label": survey.labels[survey.train]}, augment=True)
-
-    def fit(label: str, file: str, transform=None, extra=()):
-        torch.manual_seed(seed)
-        # ResNet18 pools globally and takes no image size
-        sized = {"image_size": cfg.size} if "image_size" in model_arguments(cfg.model) else {}
-        model = create(cfg.model, **sized)
-        with out.timed(f"morphology: train {label} ({cfg.n_train:,} Y10 images, {cfg.epochs} epochs)"):
-            Trainer(model, "ce", lr=cfg.lr, batch_transform=transform, extra_losses=extra, seed=seed,
-                    progress=progress, device=device, fields=("image", "label")).fit(
-                train_set, cfg.epochs, batch_size=cfg.batch_size)
-        save(model, os.path.join(models_dir, f"morphology_{file}.safetensors"))
-        return model.eval()
-
+    train_set = training_set(survey)
     base, da, noisy = model_names(cfg)
     adaptation = MMDAdaptation(survey.x1[survey.train].to(device), lam=cfg.mmd_lambda)
+    fit = functools.partial(train_classifier, out, cfg, train_set, seed=seed, device=device, progress=progress,
+                            models_dir=models_dir)
     return {base: fit(base, "baseline" + suffix),
             da: fit(da, "mmd" + suffix, extra=(adaptation,)),
             noisy: fit(noisy, "noisy" + suffix, NoisyTraining(cfg.noise_sigma))}
+
+
+def train_classifier(out: StageResult, cfg: MorphologyConfig, train_set, label: str, file: str, transform=None,
+                     extra=(), *, seed: int, device: torch.device, progress: bool, models_dir: str) -> torch.nn.Module:
+    """A ``cfg.model`` classifier trained from seed ``seed`` (Adam, ``cfg.lr``, ``cfg.epochs`` epochs of
+    ``cfg.batch_size``) on ``train_set`` with the trainer's ``batch_transform`` ``transform`` and
+    ``extra_losses`` ``extra``, timed as ``label``, saved to ``models_dir/morphology_<file>.safetensors``
+    and returned in eval mode."""
+    torch.manual_seed(seed)
+    # ResNet18 pools globally and takes no image size
+    sized = {"image_size": cfg.size} if "image_size" in model_arguments(cfg.model) else {}
+    model = create(cfg.model, **sized)
+    with out.timed(f"morphology: train {label} ({len(train_set):,} Y10 images, {cfg.epochs} epochs)"):
+        Trainer(model, "ce", lr=cfg.lr, batch_transform=transform, extra_losses=extra, seed=seed,
+                progress=progress, device=device, fields=("image", "label")).fit(
+            train_set, cfg.epochs, batch_size=cfg.batch_size)
+    save(model, os.path.join(models_dir, f"morphology_{file}.safetensors"))
+    return model.eval()
 
 
 def _measure(out: StageResult, cfg: MorphologyConfig, models: dict, x10, x1, y, factory, progress: bool) -> _Measured:

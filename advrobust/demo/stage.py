@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import torch
+
 from advrobust.report import Num, ReportTable
 
 
@@ -36,7 +38,7 @@ class StageResult:
     sky_sigma: Optional[List[float]] = None
     timings: Dict[str, float] = field(default_factory=dict)
     eps: Dict[str, object] = field(default_factory=dict)
-    models: Dict[str, object] = field(default_factory=dict)
+    models: Dict[str, torch.nn.Module] = field(default_factory=dict)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
