@@ -88,7 +88,7 @@ def test_the_defenses_part_reuses_the_morphology_models_and_measures_every_fact(
 
     cfg = DemoConfig(name="tiny", morphology=MorphologyConfig(
         n_train=48, n_test=16, size=48, epochs=1, batch_size=16, n_attack=8, n_onepixel=2, population=10,
-        generations=2, n_certify=4, n0=10, n=20), defenses=DefensesConfig(n_attack=8, smooth_n=8))
+        generations=2, n_certify=4, n0=10, n=20, seeds=1), defenses=DefensesConfig(n_attack=8, smooth_n=8))
     result = run_demo(cfg, out=tmp_path, seed=0, progress=False, parts=("morphology", "defenses"))
     files = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert files == sorted([f"morphology_{m}.safetensors" for m in ("baseline", "mmd", "noisy")]
@@ -98,7 +98,7 @@ def test_the_defenses_part_reuses_the_morphology_models_and_measures_every_fact(
     facts = result["facts"]
     for m in MODELS:
         for i in INPUTS:
-            assert 0.0 <= facts[f"defenses/{m}/{i}"] <= 1.0
+            assert 0.0 <= facts[f"defenses/{m}/{i}"].mean <= 1.0
     assert all(f"defenses/{m}/log_volume" in facts for m in BOX_MODELS)
     assert sum(f.startswith("Mallam Garba, Susini and Kayo find") for f in result["findings"]) == 2
     assert any(what.startswith("defenses under PGD-Linf") for what, _ in result["headline"])
