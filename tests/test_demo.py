@@ -220,7 +220,7 @@ def test_several_seeds_give_a_spread_everywhere_and_an_appendix(demo):
         elif what.startswith("photo-z"):
             assert " ± " not in value, (what, value)
     assert any("one trained model: seed 0" in what for what, _ in result["headline"])  # certified accuracy
-    assert any(f.startswith("The numbers of the photoz part rest on one trained model") for f in result["findings"])
+    assert any(f.startswith("The numbers of the photoz and defenses parts rest on one trained model") for f in result["findings"])
     header = next(line for line in markdown.splitlines() if line.startswith("| ") and "| seed 1 |" in line)
     assert "| seed 0 | seed 1 | mean ± std |" in header
     assert "**Appendix: morphology per training seed**" in markdown and "Appendix: photoz" not in markdown
