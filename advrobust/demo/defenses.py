@@ -268,8 +268,9 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
         cost = difference(f("basic", "natural"), f(m, "natural"))
         gain = difference(f(m, "pgd_linf"), f("basic", "pgd_linf"))
         costs.append(cost.claimed and cost.value > 0)
-        trades.append(f"{MODELS[m]} {f(m, 'natural'):.1%} clean ({_effect(cost, 'a cost', 'a gain')}), "
-                      f"{f(m, 'pgd_linf'):.1%} under PGD-Linf ({_effect(gain, 'more robust', 'less robust')})")
+        within = "within the uncertainty"
+        trades.append(f"{MODELS[m]} {f(m, 'natural'):.1%} clean ({cost.word('a cost', 'a gain', within)}), "
+                      f"{f(m, 'pgd_linf'):.1%} under PGD-Linf ({gain.word('more robust', 'less robust', within)})")
     verdict = ("shows here for every adversarially trained model" if all(costs) else
                "does not show here for " + ", ".join(MODELS[m] for m, c in zip(("pgd_l2_at", "pgd_linf_at",
                                                                                 "mixed_at"), costs) if not c))
@@ -278,12 +279,10 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
         f"basic {f('basic', 'natural'):.1%} clean, {f('basic', 'pgd_linf'):.1%} under PGD-Linf; " + "; ".join(trades)
         + ").")
     box = difference(f("sensitivity", "log_volume"), f("basic", "log_volume"))
-    box_text = ("smaller than" if box.claimed and box.value < 0 else "larger than" if box.claimed
-                else "not measurably different from")
+    box_text = box.word("larger than", "smaller than", "not measurably different from")
     cost = difference(f("basic", "natural"), f("sensitivity", "natural"))
     near = difference(f("sensitivity", "pgd_linf"), f("pgd_linf_at", "pgd_linf"))
-    near_text = ("within the uncertainty of" if not near.claimed else
-                 "above" if near.value > 0 else "below")
+    near_text = near.word("above", "below", "within the uncertainty of")
     findings.append(
         f"The noisy model (sigma {noise_sigma:g}), the base classifier of smoothing, reaches "
         f"{f('noisy', 'natural'):.1%} on clean images, the smoothed classifier {f('smoothing', 'natural'):.1%} "
@@ -292,18 +291,11 @@ def defenses_findings(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[
         f"Sensitivity training (Wang et al. 2018, beta {cfg.sensitivity_beta:g}): its output box (log-volume "
         f"{f('sensitivity', 'log_volume'):.2f}) is {box_text} the basic model's ({f('basic', 'log_volume'):.2f}); "
         f"clean accuracy {f('sensitivity', 'natural'):.1%} vs {f('basic', 'natural'):.1%} "
-        f"({_effect(cost, 'a cost', 'a gain')}); "
+        f"({cost.word('a cost', 'a gain', 'within the uncertainty')}); "
         f"under PGD-Linf {f('sensitivity', 'pgd_linf'):.1%}, {near_text} PGD-Linf adversarial training's "
         f"{f('pgd_linf_at', 'pgd_linf'):.1%} (Wang et al. report robustness close to adversarial training)"
         + box.caveat() + ".")
     return findings
-
-
-def _effect(d, positive: str, negative: str) -> str:
-    """``positive`` / ``negative`` for a claimed difference of that sign, else that it is within the uncertainty."""
-    if not d.claimed:
-        return "within the uncertainty"
-    return positive if d.value > 0 else negative
 
 
 def defenses_headline(cfg: DefensesConfig, facts: Mapping[str, Spread]) -> List[Tuple[str, str]]:

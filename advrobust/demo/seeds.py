@@ -49,6 +49,13 @@ class Difference:
         """``""``, or a clause saying that the spread across trainings was not measured."""
         return "; one trained model each: the spread across trainings is not measured" if self.one_model else ""
 
+    def word(self, larger: str, smaller: str, unclear: str) -> str:
+        """By the rule, with no numbers: ``larger`` when the difference is claimed and positive, ``smaller``
+        when claimed and negative, else ``unclear``."""
+        if not self.claimed:
+            return unclear
+        return larger if self.value > 0 else smaller
+
     def verdict(self, larger: str, smaller: str, unclear: str) -> str:
         """A clause by the rule: ``larger`` when the difference is claimed and positive, ``smaller`` when
         claimed and negative, else ``unclear`` (e.g. ``"the run cannot tell whether ..."``), followed by the
@@ -57,7 +64,7 @@ class Difference:
             return f"{unclear} (not measured in every model)"
         numbers = f"difference {self.value:{self.fmt}}, uncertainty {self.uncertainty:{self.fmt}}"
         if self.claimed:
-            return f"{larger if self.value > 0 else smaller} ({numbers}{self.caveat()})"
+            return f"{self.word(larger, smaller, unclear)} ({numbers}{self.caveat()})"
         return (f"{unclear} ({numbers}: within {EFFECT_SIGMAS:g}x the uncertainty from the spread across seeds and "
                 f"the test sample{self.caveat()})")
 
