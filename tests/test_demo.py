@@ -13,6 +13,7 @@ from advrobust.defenses import interval_bounds, log_volume
 from advrobust.demo import PRESETS, run_demo
 from advrobust.demo.defenses import INPUTS, MODELS, PAPER_TABLE_1
 from advrobust.metrics import pdf_metrics, photoz_metrics
+from advrobust.report import cpu_model
 
 pytestmark = pytest.mark.slow  # the quick demo itself: about a minute
 
@@ -205,6 +206,9 @@ def test_same_seed_and_threads_reproduce_the_report(demo, tmp_path):
     first = open(result["report"]["markdown"], encoding="utf-8").read()
     second = open(again["report"]["markdown"], encoding="utf-8").read()
     assert "| torch CPU threads | " in first and '"torch threads": ' in first and '"training seeds": ' in first
+    # what else orders the floating-point sums: the CPU and the vector width of torch's kernels
+    assert f"| CPU | {cpu_model()} |" in first
+    assert f"| torch CPU kernels | {torch.backends.cpu.get_cpu_capability()} |" in first
     assert _without_wall_times(first) == _without_wall_times(second)
     assert first != second  # the wall times themselves differ: the comparison above is not vacuous
 

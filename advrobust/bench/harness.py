@@ -22,6 +22,7 @@ import torch.utils.benchmark as tb
 
 import advrobust
 from advrobust.checks import check_device
+from advrobust.report.write import cpu_model
 
 _MiB = float(1 << 20)
 
@@ -187,18 +188,12 @@ class PeakMemory:
 
 def machine_info(device: torch.device) -> dict:
     """CPU model, cores and threads, the GPU when ``device`` is CUDA, versions, commit, date."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
-    info = {"device": device.type, "cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    info = {"device": device.type, "cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu_kernels": advrobust.has_cpu_kernels(), "cuda_kernels": advrobust.has_cuda_kernels()}

@@ -8,8 +8,8 @@ adversarial training, randomized smoothing) and a sensitivity-trained model (Wan
 the morphology survey; writes the report to --out and prints the headline table. Parts: photoz,
 morphology, defenses (--only runs one or more of them). Each model is trained once per training seed
 (--seeds, default per part from the preset) and every number is reported as mean ± spread over the seeds.
-About 10 minutes on 2 CPU cores (an estimate from measured stages: the README says how); --quick is
-a smoke run (its photo-z baseline and its defense models are under-trained and its report says so).
+9 min 23 s on 2 CPU cores (measured: the README says where); --quick (2 min 17 s there) is a smoke
+run (its photo-z baseline and its defense models are under-trained and its report says so).
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="the small preset (a smoke run, a few minutes on 2 CPU cores)")
+                      help="the small preset (a smoke run, ~2.5 minutes on 2 CPU cores)")
     size.add_argument("--scale", choices=("default", "paper"), default="default",
-                      help="default: about 10 minutes on 2 CPU cores (estimated, see the README); paper: the "
+                      help="default: ~9.5 minutes on 2 CPU cores (measured, see the README); paper: the "
                            "papers' sizes (100k photo-z galaxies, the Inception net and ResNet18, one-pixel "
                            "population 400 x 80 generations on 150 images), for a GPU")
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")

@@ -4,7 +4,7 @@ Why these numbers (calibration runs on the 2-core CPU this package is developed 
 photo-z training of ``photoz_small`` on bright (z < 0.4) galaxies sat on a plateau (sigma_MAD
 ~0.035, eta 10-20%) until ~40,000-50,000 galaxy-epochs and reached sigma_MAD 0.017, eta 1.0% after
 100,000, so ``default`` trains 10,000 galaxies for 10 epochs with a one-cycle schedule (~1.5 minutes
-per model); ``quick`` (the CI smoke run, a few minutes) cannot afford that and its report says
+per model); ``quick`` (the CI smoke run, ~2.5 minutes) cannot afford that and its report says
 what it reaches. Morphology was learnt in 2-3 epochs on 1,500 preprocessed Y10 stamps (64x64 here;
 100x100, the paper's size, in ``paper``). ``paper`` has the papers' sizes (Campagne 2021: 100,000
 training galaxies, the Inception net; Ciprijanovic et al. 2022: ResNet18, one-pixel population

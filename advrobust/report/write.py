@@ -30,7 +30,7 @@ from advrobust.atomic import atomic_path
 from advrobust.report.cells import Num, Spread
 from advrobust.plots.base import save_figure
 
-__all__ = ["ReportTable", "write_report", "environment_info", "format_cell"]
+__all__ = ["ReportTable", "write_report", "environment_info", "cpu_model", "format_cell"]
 
 Cell = Union[None, float, int, str, Num, Spread, Mapping[str, Union[float, Spread]]]
 
@@ -99,17 +99,39 @@ class ReportTable:
         return header, body
 
 
+def cpu_model() -> str:
+    """The CPU as Linux names it (``model name`` in ``/proc/cpuinfo``, with the x86 family and model
+    numbers, which tell CPU generations apart where a virtual machine's name is generic, e.g.
+    ``"AMD EPYC (family 26, model 2)"``); elsewhere :func:`platform.processor` or the machine type."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not key.strip():
+                    break  # the first processor's block ends at its blank line
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
 def environment_info() -> Dict[str, str]:
     """What a run's numbers depend on besides its configuration and seeds: the versions of the package,
-    torch, Python and NumPy, the platform, the device and torch's CPU thread count (floating-point sums
-    are ordered by it: another thread count trains different models)."""
+    torch, Python and NumPy, the platform, the device, the CPU and the instruction set torch's CPU kernels
+    use, and torch's CPU thread count. Floating-point sums are ordered by the thread count and by the
+    kernels' vector width: another thread count or another CPU generation trains different models."""
     import advrobust
     if torch.cuda.is_available():
         device = f"CUDA {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     else:
-        device = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+        device = f"CPU, {os.cpu_count()} logical cores"
     return {"advrobust": advrobust.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
-            "numpy": np.__version__, "platform": platform.platform(), "device": device,
+            "numpy": np.__version__, "platform": platform.platform(), "device": device, "CPU": cpu_model(),
+            "torch CPU kernels": torch.backends.cpu.get_cpu_capability(),
             "torch CPU threads": str(torch.get_num_threads())}
 
 
