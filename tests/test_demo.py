@@ -191,8 +191,16 @@ def test_demo_errors_are_one_line(tmp_path, capsys):
     assert err.value.code == 2
     with pytest.raises(ValueError, match="must be one of"):
         run_demo("fast", out=tmp_path / "d")
-    with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="seeds must be whole numbers >= 1, got 0"):
         run_demo("quick", out=tmp_path / "d", seeds=0)
+    with pytest.raises(ValueError, match="got 0 for 'defenses'"):
+        run_demo("quick", out=tmp_path / "d", seeds={"defenses": 0})
+    with pytest.raises(ValueError, match="unknown part.*'defence'"):
+        run_demo("quick", out=tmp_path / "d", seeds={"defence": 2})
+    for bad in (["--seeds", "defence=2"], ["--seeds", "3", "defenses=2"], ["--seeds", "defenses=two"]):
+        with pytest.raises(SystemExit) as err:
+            cli.main(["demo", "--quick", *bad])
+        assert err.value.code == 2
 
 
 def _without_wall_times(markdown: str) -> str:

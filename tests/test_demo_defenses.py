@@ -102,3 +102,32 @@ def test_the_defenses_part_reuses_the_morphology_models_and_measures_every_fact(
     assert all(f"defenses/{m}/log_volume" in facts for m in BOX_MODELS)
     assert sum(f.startswith("Mallam Garba, Susini and Kayo find") for f in result["findings"]) == 2
     assert any(what.startswith("defenses under PGD-Linf") for what, _ in result["headline"])
+
+
+def test_seeds_per_part_from_the_command_line():
+    from advrobust.cli.demo import _seeds_argument, build_parser
+    parser = build_parser("advrobust demo")
+    assert _seeds_argument(parser.parse_args(["--seeds", "3"]).seeds) == 3
+    assert _seeds_argument(parser.parse_args(["--seeds", "defenses=3", "morphology=2"]).seeds) == {
+        "defenses": 3, "morphology": 2}
+    assert _seeds_argument(parser.parse_args([]).seeds) is None
+
+
+@pytest.mark.slow  # a tiny demo: ~20-30 s
+def test_seeds_of_one_part_leave_the_others_at_the_preset(tmp_path):
+    # two defenses seeds over one morphology seed: the second defenses seed has no morphology models to
+    # reuse and trains its own basic and noisy models
+    from advrobust.demo import DemoConfig, run_demo
+    from advrobust.demo.config import MorphologyConfig
+
+    cfg = DemoConfig(name="tiny", morphology=MorphologyConfig(
+        n_train=48, n_test=16, size=48, epochs=1, batch_size=16, n_attack=8, n_onepixel=2, population=10,
+        generations=2, n_certify=4, n0=10, n=20, seeds=1), defenses=DefensesConfig(n_attack=8, smooth_n=8, seeds=1))
+    result = run_demo(cfg, out=tmp_path, seed=0, progress=False, parts=("morphology", "defenses"),
+                      seeds={"defenses": 2})
+    facts = result["facts"]
+    assert facts["morphology/baseline/Y10"].seeds == 1
+    assert all(facts[f"defenses/{m}/{i}"].seeds == 2 for m in MODELS for i in INPUTS)
+    files = {p.name for p in (tmp_path / "models").iterdir()}
+    assert {"morphology_defenses_basic_seed1.safetensors", "morphology_defenses_noisy_seed1.safetensors"} <= files
+    assert "morphology_defenses_basic.safetensors" not in files  # seed 0 reused the morphology part's model

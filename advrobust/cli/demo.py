@@ -7,7 +7,8 @@ and compares the defenses of Mallam Garba, Susini and Kayo (basic, noisy, PGD-L2
 adversarial training, randomized smoothing) and a sensitivity-trained model (Wang et al. 2018) on
 the morphology survey; writes the report to --out and prints the headline table. Parts: photoz,
 morphology, defenses (--only runs one or more of them). Each model is trained once per training seed
-(--seeds, default per part from the preset) and every number is reported as mean ± spread over the seeds.
+(--seeds N, or --seeds PART=N for some parts; default per part from the preset) and every number is
+reported as mean ± spread over the seeds.
 9 min 23 s on 2 CPU cores (measured: the README says where); --quick (2 min 17 s there) is a smoke
 run (its photo-z baseline and its defense models are under-trained and its report says so).
 """
@@ -17,7 +18,43 @@ import argparse
 import os
 
 from advrobust.cli.device import add_device_argument, resolve_device
+from advrobust.cli.errors import UsageError
 from advrobust.demo.config import PARTS
+
+
+def _seed_count(token: str):
+    """``"3"`` -> 3; ``"defenses=3"`` -> ``("defenses", 3)`` (one ``--seeds`` word)."""
+    part, sep, count = token.rpartition("=")
+    if sep and part not in PARTS:
+        raise argparse.ArgumentTypeError(f"unknown part {part!r} in {token!r}; the parts are {', '.join(PARTS)}")
+    try:
+        n = int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{token!r} is neither N nor PART=N with N a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{token!r}: the number of training seeds must be >= 1")
+    return (part, n) if sep else n
+
+
+def _seeds_argument(words):
+    """The parsed ``--seeds`` words as :func:`~advrobust.demo.run_demo` takes them: one N -> N, PART=N words
+    -> ``{part: N}``, nothing -> None.
+
+    Raises:
+        UsageError: N mixed with PART=N, several N, or a part named twice.
+    """
+    if not words:
+        return None
+    if all(isinstance(w, int) for w in words):
+        if len(words) > 1:
+            raise UsageError(f"--seeds takes one N or PART=N words, got {len(words)} numbers")
+        return words[0]
+    if any(isinstance(w, int) for w in words):
+        raise UsageError("--seeds takes either one N (every part) or PART=N words, not both")
+    parts = [p for p, _ in words]
+    if len(set(parts)) < len(parts):
+        raise UsageError(f"--seeds names a part twice: {' '.join(f'{p}={n}' for p, n in words)}")
+    return dict(words)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -33,9 +70,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", default="advrobust-demo", help="report folder (default: ./advrobust-demo/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the first training seed "
                                                             "(default 0)")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="train every model N times (training seeds SEED, SEED+1, ...) and report mean ± std "
-                             "(default: the preset's, per part)")
+    parser.add_argument("--seeds", nargs="+", type=_seed_count, default=None, metavar="N|PART=N",
+                        help="train every model N times (training seeds SEED, SEED+1, ...) and report mean ± std; "
+                             "PART=N for some parts only, e.g. --seeds defenses=3 (default: the preset's, per part)")
     add_device_argument(parser, note="; where to train and attack")
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
                         help=f"run only these parts, one or more of {', '.join(PARTS)} (e.g. --only photoz morphology)")
@@ -47,7 +84,7 @@ def run(args: argparse.Namespace, prog: str) -> None:
     from advrobust.demo import headline_table, run_demo
 
     preset = "quick" if args.quick else args.scale
-    result = run_demo(preset, out=args.out, seed=args.seed, seeds=args.seeds, device=resolve_device(args.device),
+    result = run_demo(preset, out=args.out, seed=args.seed, seeds=_seeds_argument(args.seeds), device=resolve_device(args.device),
                       progress=not args.no_progress, parts=tuple(args.only) if args.only else None)
     print(f"\nadvrobust demo ({preset}, seed {args.seed}, {result['seconds']:.0f} s) -- measured in this run:")
     print(headline_table(result))

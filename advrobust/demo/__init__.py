@@ -14,7 +14,7 @@ import json
 import os
 import random
 import time
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ class DemoResult(dict):
 
 
 def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.PathLike] = "advrobust-demo",
-             seed: int = 0, seeds: Optional[int] = None, device: Union[str, torch.device] = "cpu",
+             seed: int = 0, seeds: Union[int, Mapping[str, int], None] = None,
+             device: Union[str, torch.device] = "cpu",
              progress: bool = True, parts: Optional[tuple] = None) -> DemoResult:
     """Run the demo and write its report into ``out``.
 
@@ -52,7 +53,8 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
             the trained models go to ``out/models/`` (safetensors, :func:`advrobust.models.load`): the first
             seed's under the plain names, a later seed's with ``_seed<s>`` before the suffix.
         seed: seeds the simulation and the first training seed (the weights, the sample order and every attack).
-        seeds: training seeds of every part (default: each part's ``seeds`` in the preset).
+        seeds: training seeds of every part (an int), or of some parts (``{"defenses": 3}``: the others keep
+            the preset's); default: each part's ``seeds`` in the preset.
         device: ``"cpu"`` or ``"cuda"`` (simulation runs on the CPU).
         progress: progress bars of the training loops.
         parts: ``("photoz", "morphology", "defenses")`` or a subset (default all); the defenses part reuses
@@ -62,7 +64,8 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         :class:`DemoResult`; its ``facts`` are :class:`~advrobust.report.Spread` values (one value per seed).
 
     Raises:
-        ValueError: unknown preset or part, ``seeds`` < 1; ``cuda`` without a visible GPU.
+        ValueError: unknown preset or part (in ``parts`` or ``seeds``), a count of seeds < 1; ``cuda`` without
+            a visible GPU.
     """
     cfg = PRESETS[config] if isinstance(config, str) and config in PRESETS else config
     if not isinstance(cfg, DemoConfig):
@@ -72,8 +75,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     if unknown or not parts:
         raise ValueError(f"run_demo: parts must be among {', '.join(map(repr, PARTS))}, got {parts!r}")
     parts = tuple(p for p in PARTS if p in parts)  # the report's order, whatever order they were named in
-    if seeds is not None and seeds < 1:
-        raise ValueError(f"run_demo: seeds must be >= 1, got {seeds}")
+    counts = _training_seed_counts(cfg, parts, seeds)
     device = check_device("run_demo: device", device)
     random.seed(seed)
     np.random.seed(seed)
@@ -81,7 +83,6 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
     start = time.perf_counter()
     models_dir = os.path.join(os.fspath(out), "models")
     os.makedirs(models_dir, exist_ok=True)
-    counts = {p: seeds or getattr(cfg, p).seeds for p in parts}
     # per part: simulate(timing) -> data (once), run(data, training seed, index) -> StageResult (per seed),
     # findings and headline on the combined facts; a later part may reuse an earlier part's data
     # (surveys[part]) and its models of the same seed (per_seed[part][i].models)
@@ -140,6 +141,24 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         title=f"advrobust demo ({cfg.name} preset, seed {seed}, {_seed_counts(counts)})", findings=merged.findings)
     return DemoResult(report=paths, headline=merged.headline, findings=merged.findings, facts=merged.facts,
                       timings=merged.timings, seconds=seconds)
+
+
+def _training_seed_counts(cfg: DemoConfig, parts: tuple, seeds) -> dict:
+    """``{part: number of training seeds}`` of the parts that run: ``seeds`` (an int) for every part, or
+    ``seeds[part]`` (a mapping) where given, else the preset's."""
+    if seeds is None or isinstance(seeds, Mapping):
+        given = dict(seeds or {})
+        unknown = [p for p in given if p not in PARTS]
+        if unknown:
+            raise ValueError(f"run_demo: seeds names unknown part(s) {', '.join(map(repr, unknown))}; the parts are "
+                             f"{', '.join(map(repr, PARTS))}")
+    else:
+        given = dict.fromkeys(parts, seeds)
+    for part, n in given.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"run_demo: seeds must be whole numbers >= 1, got {n!r}"
+                             + (f" for {part!r}" if isinstance(seeds, Mapping) else ""))
+    return {p: given.get(p, getattr(cfg, p).seeds) for p in parts}
 
 
 def _seed_counts(counts: dict) -> str:
