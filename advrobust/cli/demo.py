@@ -84,8 +84,9 @@ def run(args: argparse.Namespace, prog: str) -> None:
     from advrobust.demo import headline_table, run_demo
 
     preset = "quick" if args.quick else args.scale
-    result = run_demo(preset, out=args.out, seed=args.seed, seeds=_seeds_argument(args.seeds), device=resolve_device(args.device),
-                      progress=not args.no_progress, parts=tuple(args.only) if args.only else None)
+    result = run_demo(preset, out=args.out, seed=args.seed, seeds=_seeds_argument(args.seeds),
+                      device=resolve_device(args.device), progress=not args.no_progress,
+                      parts=tuple(args.only) if args.only else None)
     print(f"\nadvrobust demo ({preset}, seed {args.seed}, {result['seconds']:.0f} s) -- measured in this run:")
     print(headline_table(result))
     report = result["report"]
