@@ -13,7 +13,7 @@ from advrobust.defenses import interval_bounds, log_volume
 from advrobust.demo import PRESETS, run_demo
 from advrobust.demo.defenses import INPUTS, MODELS, PAPER_TABLE_1
 from advrobust.metrics import pdf_metrics, photoz_metrics
-from advrobust.report import cpu_model
+from advrobust.machine import cpu_model
 
 pytestmark = pytest.mark.slow  # the quick demo itself: about a minute
 

@@ -22,7 +22,7 @@ import torch.utils.benchmark as tb
 
 import advrobust
 from advrobust.checks import check_device
-from advrobust.report.write import cpu_model
+from advrobust.machine import cpu_model
 
 _MiB = float(1 << 20)
 

@@ -126,7 +126,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         merged.findings.append(
             f"The numbers of the {' and '.join(one_model)} part{'s' if len(one_model) > 1 else ''} rest on one trained "
             "model per method (one training seed): the spread across trainings is not measured there, and another "
-            "seed or thread count trains different models (--seeds N measures it); the errors quoted cover the "
+            "seed or thread count trains different models (--seeds PART=N measures it); the errors quoted cover the "
             "test sample only.")
     seconds = time.perf_counter() - start
     first_photoz = stages.get("photoz")
@@ -138,7 +138,7 @@ def run_demo(config: Union[str, DemoConfig] = "default", *, out: Union[str, os.P
         out, tables=merged.tables, figures=merged.figures, config=config_json,
         sky_sigma=None if first_photoz is None else first_photoz.sky_sigma,
         bands=None if first_photoz is None else PHOTOZ_BANDS, eps=merged.eps or None, timings=merged.timings,
-        title=f"advrobust demo ({cfg.name} preset, seed {seed}, {_seed_counts(counts)})", findings=merged.findings)
+        title=f"advrobust demo ({cfg.name} preset, seed {seed}, {_seed_counts_text(counts)})", findings=merged.findings)
     return DemoResult(report=paths, headline=merged.headline, findings=merged.findings, facts=merged.facts,
                       timings=merged.timings, seconds=seconds)
 
@@ -161,7 +161,7 @@ def _training_seed_counts(cfg: DemoConfig, parts: tuple, seeds) -> dict:
     return {p: given.get(p, getattr(cfg, p).seeds) for p in parts}
 
 
-def _seed_counts(counts: dict) -> str:
+def _seed_counts_text(counts: dict) -> str:
     """``"1 training seed"`` or ``"photoz 1, morphology 3 training seeds"``."""
     if len(set(counts.values())) == 1:
         n = next(iter(counts.values()))

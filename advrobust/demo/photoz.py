@@ -30,7 +30,8 @@ from advrobust.demo.stage import StageResult, ratio, sigma_eta, sky_label
 from advrobust.evaluate import NATURAL, evaluate_grid, natural, predict
 from advrobust.models import create, save
 from advrobust.plots import plot_perturbation, plot_photoz_comparison
-from advrobust.report import Num, PdfUnderAttack, ReportTable, Spread, pdf_figures, pdf_tables, pdf_vs_point
+from advrobust.report import (Num, PdfUnderAttack, ReportTable, Spread, format_cell, pdf_figures, pdf_tables,
+                              pdf_vs_point)
 from advrobust.train import Trainer
 
 #: Campagne 2021, Iref (Inception, 100k SDSS training galaxies): Table 3 (clean / FGSM / PGD-10 at
@@ -233,7 +234,7 @@ def _perturbation_table(cfg: PhotozConfig, grid, base_name: str, adv_name: str, 
 
 def _pair(facts: Mapping[str, Spread], model: str, column: str) -> str:
     """``"sigma_MAD / eta"`` of ``model`` under ``column`` from the combined facts (as the tables show it)."""
-    return f"{facts[f'photoz/{model}/{column}/sigma_mad']} / {facts[f'photoz/{model}/{column}/eta']}"
+    return format_cell({key: facts[f"photoz/{model}/{column}/{key}"] for key in ("sigma_mad", "eta")})
 
 
 def photoz_headline(cfg: PhotozConfig, facts: Mapping[str, Spread]) -> list:

@@ -7,7 +7,7 @@ Photo-z p.d.f.s under attack, in the terms of LSST DESC's RAIL: :mod:`advrobust.
 """
 from advrobust.report.cells import Num, Spread
 from advrobust.report.pdf_under_attack import PdfUnderAttack, pdf_figures, pdf_tables, pdf_vs_point
-from advrobust.report.write import ReportTable, cpu_model, environment_info, format_cell, write_report
+from advrobust.report.write import ReportTable, environment_info, format_cell, write_report
 
-__all__ = ["Num", "Spread", "ReportTable", "write_report", "environment_info", "cpu_model", "format_cell", "PdfUnderAttack", "pdf_tables",
+__all__ = ["Num", "Spread", "ReportTable", "write_report", "environment_info", "format_cell", "PdfUnderAttack", "pdf_tables",
            "pdf_figures", "pdf_vs_point"]

@@ -27,10 +27,11 @@ import torch
 from matplotlib.figure import Figure
 
 from advrobust.atomic import atomic_path
+from advrobust.machine import cpu_model
 from advrobust.report.cells import Num, Spread
 from advrobust.plots.base import save_figure
 
-__all__ = ["ReportTable", "write_report", "environment_info", "cpu_model", "format_cell"]
+__all__ = ["ReportTable", "write_report", "environment_info", "format_cell"]
 
 Cell = Union[None, float, int, str, Num, Spread, Mapping[str, Union[float, Spread]]]
 
@@ -97,26 +98,6 @@ class ReportTable:
             body.append([label] + [format_cell(ours.get(c), percent=self.percent) for c in cols]
                         + [format_cell(self.paper[c].get(label), percent=self.percent) for c in self.paper])
         return header, body
-
-
-def cpu_model() -> str:
-    """The CPU as Linux names it (``model name`` in ``/proc/cpuinfo``, with the x86 family and model
-    numbers, which tell CPU generations apart where a virtual machine's name is generic, e.g.
-    ``"AMD EPYC (family 26, model 2)"``); elsewhere :func:`platform.processor` or the machine type."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if not key.strip():
-                    break  # the first processor's block ends at its blank line
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
-    if "cpu family" in fields and "model" in fields:
-        name += f" (family {fields['cpu family']}, model {fields['model']})"
-    return name
 
 
 def environment_info() -> Dict[str, str]:
